@@ -1,0 +1,208 @@
+"""Image data: arrays, `tf.data`, class folders, path lists and DataFrames.
+
+Everything becomes either `(array, labels)` for Keras' own array pipeline or a
+batched, prefetched `tf.data.Dataset` that decodes and resizes in parallel.
+Unreadable image files are found up front and reported by path.
+"""
+
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+PATH_COLUMNS = ("path", "filepath", "file", "filename", "image", "image_path")
+LABEL_COLUMNS = ("label", "labels", "class", "target", "y")
+
+
+class BadImageError(ValueError):
+    """Raised when image files cannot be read; `paths` lists them with reasons."""
+
+    def __init__(self, bad):
+        self.paths = bad
+        lines = "\n".join(f"  {path}: {reason}" for path, reason in bad[:20])
+        more = f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else ""
+        super().__init__(
+            f"{len(bad)} image file(s) could not be read:\n{lines}{more}\n"
+            'Fix or remove them, or pass on_bad_image="skip" to leave them out with a warning.'
+        )
+
+
+def is_path(value):
+    return isinstance(value, (str, os.PathLike))
+
+
+def is_dataframe(value):
+    return type(value).__name__ == "DataFrame" and hasattr(value, "columns")
+
+
+def list_image_folder(directory):
+    """Lists a folder with one sub-folder per class.
+
+    Args:
+        directory: str. The folder.
+
+    Returns:
+        `(paths, labels, class_names)`: file paths, their class names and the
+        sorted class names.
+
+    Raises:
+        FileNotFoundError: the folder does not exist.
+        ValueError: no class sub-folders, a class folder without images, or
+            no images at all.
+    """
+    directory = os.fspath(directory)
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"Image folder not found: {directory!r}")
+    class_names = sorted(
+        d for d in os.listdir(directory)
+        if os.path.isdir(os.path.join(directory, d)) and not d.startswith(".")
+    )
+    if not class_names:
+        raise ValueError(
+            f"No class sub-folders in {directory!r}. Expected one sub-folder per class, "
+            "e.g. photos/cat/1.jpg, photos/dog/2.jpg."
+        )
+    paths, labels, empty = [], [], []
+    for name in class_names:
+        found = []
+        for root, _, files in os.walk(os.path.join(directory, name)):
+            found += [
+                os.path.join(root, f) for f in sorted(files)
+                if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith(".")
+            ]
+        if not found:
+            empty.append(name)
+        paths += sorted(found)
+        labels += [name] * len(found)
+    if empty:
+        raise ValueError(
+            f"Class folder(s) {', '.join(repr(e) for e in empty)} in {directory!r} hold no "
+            f"images (looked for {', '.join(IMAGE_EXTENSIONS)}). Add images or remove the folder."
+        )
+    return paths, labels, class_names
+
+
+def _check_one(path):
+    from PIL import Image
+
+    try:
+        if os.path.getsize(path) == 0:
+            return "empty file (0 bytes)"
+        with Image.open(path) as image:
+            image.load()
+        return None
+    except FileNotFoundError:
+        return "file not found"
+    except Exception as error:  # PIL raises many types for corrupt data
+        return f"{type(error).__name__}: {error}"
+
+
+def check_images(paths, on_bad_image="error"):
+    """Decodes every file once with Pillow and reports those that fail.
+
+    Args:
+        paths: list of str.
+        on_bad_image: `"error"` raises `BadImageError`; `"skip"` warns and
+            returns a mask without them.
+
+    Returns:
+        A boolean numpy mask of readable files.
+    """
+    if on_bad_image not in ("error", "skip"):
+        raise ValueError(
+            f'`on_bad_image` must be "error" or "skip". Received: {on_bad_image!r}'
+        )
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
+        reasons = list(pool.map(_check_one, paths))
+    bad = [(p, r) for p, r in zip(paths, reasons) if r is not None]
+    if bad and on_bad_image == "error":
+        raise BadImageError(bad)
+    if bad:
+        warnings.warn(
+            f"Skipping {len(bad)} unreadable image file(s): "
+            + ", ".join(p for p, _ in bad[:10]) + (" ..." if len(bad) > 10 else ""),
+            stacklevel=3,
+        )
+    return np.asarray([r is None for r in reasons], dtype=bool)
+
+
+def as_image_array(x):
+    """Checks an in-memory image batch and gives it a channel axis.
+
+    Accepts `(n, h, w, c)` with c in 1, 3, 4, or `(n, h, w)` grayscale.
+
+    Raises:
+        ValueError: for other ranks, with the shape received.
+    """
+    x = np.asarray(x)
+    if x.dtype == object:
+        raise ValueError(
+            "Images given as an object array (different sizes?). Resize them to one size, "
+            "or pass file paths."
+        )
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4:
+        raise ValueError(
+            f"Expected a batch of images of shape (n, height, width, channels) or "
+            f"(n, height, width); received an array of rank {x.ndim} with shape {x.shape}. "
+            "For one image use image[None]."
+        )
+    if x.shape[-1] not in (1, 3, 4):
+        raise ValueError(
+            f"Images must have 1, 3 or 4 channels; received shape {x.shape}. "
+            "Channels-first data? Use np.moveaxis(x, 1, -1)."
+        )
+    if x.shape[0] == 0:
+        raise ValueError("The image array is empty (0 images).")
+    if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+        raise ValueError("The images contain NaN or inf values.")
+    return x
+
+
+def dataframe_columns(df, x_col=None, y_col=None):
+    """Finds the path and label columns of a DataFrame."""
+    columns = list(df.columns)
+    if x_col is None:
+        x_col = next((c for c in columns if str(c).lower() in PATH_COLUMNS), None)
+        if x_col is None and len(columns) == 2 and y_col in columns:
+            x_col = next(c for c in columns if c != y_col)
+    if y_col is None:
+        y_col = next((c for c in columns if str(c).lower() in LABEL_COLUMNS), None)
+    if x_col not in columns:
+        raise ValueError(
+            f"Cannot find the input column of the DataFrame (columns: {columns}). "
+            f"Name it one of {PATH_COLUMNS} or pass x_col=..."
+        )
+    return x_col, y_col
+
+
+def decode_dataset(paths, labels, image_size, channels, batch_size, shuffle, seed=None):
+    """A `tf.data` pipeline over files: read, decode, resize, batch, prefetch.
+
+    Decoding runs in parallel (`AUTOTUNE`). Images are resized to `image_size`
+    so they batch; the model's own formatter then leaves them as they are.
+    """
+    import tensorflow as tf
+
+    paths = list(map(os.fspath, paths))
+    ds = tf.data.Dataset.from_tensor_slices(paths)
+    if labels is not None:
+        ds = tf.data.Dataset.zip((ds, tf.data.Dataset.from_tensor_slices(labels)))
+    if shuffle:
+        ds = ds.shuffle(min(len(paths), 10_000), seed=seed, reshuffle_each_iteration=True)
+
+    def load(path):
+        data = tf.io.read_file(path)
+        image = tf.io.decode_image(data, channels=channels, expand_animations=False)
+        image = tf.image.resize(image, image_size)
+        image.set_shape(tuple(image_size) + (channels,))
+        return image
+
+    if labels is None:
+        ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        ds = ds.map(lambda p, y: (load(p), y), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)

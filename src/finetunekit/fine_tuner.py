@@ -1,0 +1,490 @@
+"""`FineTuner`: a pretrained backbone, in-model preprocessing and a head, as one `keras.Model`."""
+
+import copy
+
+import keras
+import numpy as np
+
+from finetunekit.backbones import resolve_backbone
+from finetunekit.freezing import apply_unfreeze, normalize_unfreeze
+from finetunekit.heads.base import Head
+from finetunekit.layers.augmentation import build_augmentation
+from finetunekit.precision import resolve_policy
+
+_FIT_ONLY = ("validation_split", "on_bad_image", "seed", "x_col", "y_col")
+
+
+@keras.saving.register_keras_serializable(package="finetunekit")
+class FineTuner(keras.Model):
+    """Fine-tunes a pretrained backbone with a task head, correctly by default.
+
+    A `FineTuner` is a functional `keras.Model`: raw inputs -> preprocessing
+    (resizing and the backbone's own normalisation, inside the model) ->
+    training-only augmentation -> backbone -> head. Because preprocessing is
+    part of the model, a saved `FineTuner` takes the same raw images at serving
+    time as it did in training.
+
+    BatchNorm layers of the backbone always run in inference mode (frozen
+    moving statistics), also when the backbone is unfrozen.
+
+    Args:
+        backbone: str, keras.Model or path. A `keras.applications` name
+            (case-insensitive, e.g. `"resnet50"`, `"EfficientNetV2B0"`), a Keras
+            model that maps images to features, or the path of a `.keras` file.
+        head: `fk.ClassificationHead`, `fk.RegressionHead` or another
+            `fk.heads.Head`.
+        weights: `"imagenet"` (Keras' download and cache), `None` (random), or
+            the path of a `.weights.h5` / `.keras` file with backbone weights.
+            Defaults to `"imagenet"`. Ignored for a model given as backbone,
+            unless it is a path.
+        input_shape: tuple. `(height, width, channels)` the backbone sees.
+            Defaults to the backbone's native size (224x224x3 for ResNet50).
+        unfreeze: `0` (backbone frozen, head only), int N (the last N blocks of
+            the backbone train) or `"all"`. Defaults to `0`.
+        augment: `None`, `"default"`, a dict of ImageDataGenerator-style
+            keywords (`rotation_range`, `zoom_range`, `horizontal_flip`, ...) or
+            a list of Keras layers. Active in training only.
+        mixed_precision: `"auto"` (mixed on a GPU, float32 on CPU), `True`,
+            `False`, `"float16"` or `"bfloat16"`. Defaults to `"auto"`.
+        preprocessing: `"auto"` (the backbone's own `preprocess_input` mode) or
+            one of `"caffe"`, `"tf"`, `"torch"`, `"zero_one"`, `"none"`.
+        class_names: list of str or None. Class names, if known up front;
+            otherwise learned from string labels or folder names in `fit`.
+        architecture: str or None. The `keras.applications` name of a model
+            passed as `backbone`, so that `unfreeze=N` knows its blocks. Set
+            automatically when the backbone is given by name.
+        **kwargs: Standard `keras.Model` arguments (`name`, ...).
+
+    Example:
+    ```python
+    import finetunekit as fk
+
+    ft = fk.FineTuner(
+        backbone="resnet50",
+        head=fk.ClassificationHead(num_classes=3, hidden_units=(256,), dropout=0.2),
+        augment={"rotation_range": 15, "horizontal_flip": True},
+    )
+    ft.fit("photos/", validation_split=0.2, epochs=5)
+    ft.predict_labels(["photos/cat/1.jpg"])
+    ft.save("animals.keras")
+    ```
+    """
+
+    def __init__(
+        self,
+        backbone,
+        head,
+        weights="imagenet",
+        input_shape=None,
+        unfreeze=0,
+        augment=None,
+        mixed_precision="auto",
+        preprocessing="auto",
+        class_names=None,
+        architecture=None,
+        **kwargs,
+    ):
+        if not isinstance(head, Head):
+            raise ValueError(
+                "`head` must be a finetunekit head such as fk.ClassificationHead(num_classes=3) "
+                f"or fk.RegressionHead(). Received: {head!r}"
+            )
+        unfreeze = normalize_unfreeze(unfreeze)
+        policy = resolve_policy(mixed_precision)
+        adapter = resolve_backbone(
+            backbone,
+            weights=weights,
+            input_shape=input_shape,
+            preprocessing=preprocessing,
+            policy=policy,
+            architecture=architecture,
+        )
+        augmentation_layers = build_augmentation(augment)
+        if augmentation_layers and adapter.kind != "image":
+            raise ValueError("`augment` applies to image backbones only.")
+        inputs, features, padding_mask = adapter.build_graph(augmentation_layers)
+        if padding_mask is None:
+            outputs = head(features)
+        else:
+            outputs = head(features, padding_mask=padding_mask)
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+
+        self.backbone = adapter.model
+        self.head = head
+        self.adapter = adapter
+        self.augmentation_layers = augmentation_layers
+        self.policy_name = policy
+        self.class_names = list(class_names) if class_names is not None else None
+        self.unfreeze = unfreeze
+        self.unfrozen_blocks = apply_unfreeze(self.backbone, adapter.groups(), unfreeze)
+        self._compile_args = None
+
+    # ------------------------------------------------------------------ config
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "backbone": keras.saving.serialize_keras_object(self.backbone),
+            "head": keras.saving.serialize_keras_object(self.head),
+            "weights": None,
+            "input_shape": self.adapter.input_shape,
+            "unfreeze": self.unfreeze,
+            "augment": [keras.saving.serialize_keras_object(a) for a in self.augmentation_layers]
+            or None,
+            "mixed_precision": self.policy_name,
+            "preprocessing": self.adapter.preprocessing,
+            "class_names": self.class_names,
+            "architecture": self.adapter.architecture,
+            **self.adapter.extra_config(),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("backbone", "head"):
+            if isinstance(config.get(key), dict):
+                config[key] = keras.saving.deserialize_keras_object(config[key])
+        if config.get("augment"):
+            config["augment"] = [
+                keras.saving.deserialize_keras_object(a) for a in config["augment"]
+            ]
+        return cls(**config)
+
+    # --------------------------------------------------------------- freezing
+    def set_unfreeze(self, unfreeze):
+        """Changes which backbone blocks train (`0`, int N or `"all"`).
+
+        Call `compile` afterwards (Keras fixes the trainable variables at
+        compile time); `fine_tune` does both for you.
+
+        Returns:
+            The list of unfrozen block names.
+        """
+        self.unfreeze = normalize_unfreeze(unfreeze)
+        self.unfrozen_blocks = apply_unfreeze(self.backbone, self.adapter.groups(), self.unfreeze)
+        return self.unfrozen_blocks
+
+    # ---------------------------------------------------------------- compile
+    def compile(
+        self,
+        optimizer="auto",
+        loss="auto",
+        metrics="auto",
+        learning_rate=None,
+        weight_decay=0.01,
+        **kwargs,
+    ):
+        """Configures training with fine-tuning defaults; any Keras compile argument works.
+
+        Args:
+            optimizer: `"auto"` (AdamW, weight decay not applied to biases and
+                normalisation parameters), or any Keras optimizer / name.
+            loss: `"auto"` (the head's loss) or any Keras loss.
+            metrics: `"auto"` (the head's metrics) or any Keras metrics.
+            learning_rate: float or None. For `"auto"`: defaults to 1e-3 with
+                a frozen backbone and 1e-4 once any backbone block trains.
+            weight_decay: float. AdamW weight decay for `"auto"`. Defaults to 0.01.
+            **kwargs: passed to `keras.Model.compile` (`jit_compile`,
+                `steps_per_execution`, ...).
+        """
+        self._compile_args = {
+            "optimizer": optimizer if isinstance(optimizer, str) else None,
+            "loss": loss,
+            "metrics": metrics,
+            "learning_rate": learning_rate,
+            "weight_decay": weight_decay,
+            **kwargs,
+        }
+        if isinstance(optimizer, str) and optimizer == "auto":
+            if learning_rate is None:
+                learning_rate = 1e-3 if self.unfreeze == 0 else 1e-4
+            optimizer = keras.optimizers.AdamW(
+                learning_rate=learning_rate, weight_decay=weight_decay
+            )
+            optimizer.exclude_from_weight_decay(
+                var_names=["bias", "gamma", "beta", "moving_mean", "moving_variance"]
+            )
+        if isinstance(loss, str) and loss == "auto":
+            loss = self.head.default_loss()
+        if isinstance(metrics, str) and metrics == "auto":
+            metrics = self.head.default_metrics()
+        if self.policy_name == "mixed_float16" and not isinstance(
+            optimizer, keras.optimizers.LossScaleOptimizer
+        ):
+            optimizer = keras.optimizers.get(optimizer)
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+
+    def compile_from_config(self, config):
+        """Restores `compile` from a saved file (optimizer, loss, metrics objects)."""
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if self.built and getattr(self, "optimizer", None) is not None:
+            self.optimizer.build(self.trainable_variables)
+
+    def _ensure_compiled(self):
+        if not self.compiled:
+            self.compile()
+
+    # ------------------------------------------------------------------- data
+    @property
+    def data_adapter(self):
+        return self.adapter.data_adapter(self.head)
+
+    def _prepare(self, x, y, batch_size, shuffle, require_labels=True, **options):
+        (inputs, targets), validation, class_names = self.data_adapter.prepare(
+            x,
+            y,
+            class_names=self.class_names,
+            batch_size=batch_size or 32,
+            shuffle=shuffle,
+            require_labels=require_labels,
+            **options,
+        )
+        return inputs, targets, validation, class_names
+
+    def _prepare_validation(self, validation_data, batch_size):
+        if validation_data is None or _is_tf_dataset(validation_data):
+            return validation_data
+        if isinstance(validation_data, tuple) and len(validation_data) in (2, 3):
+            x, y = validation_data[0], validation_data[1]
+        else:
+            x, y = validation_data, None
+        inputs, targets, _, _ = self._prepare(x, y, batch_size, shuffle=False)
+        return inputs if targets is None else (inputs, targets)
+
+    # -------------------------------------------------------------------- fit
+    def fit(
+        self,
+        x=None,
+        y=None,
+        batch_size=None,
+        epochs=1,
+        validation_data=None,
+        validation_split=0.0,
+        shuffle=True,
+        on_bad_image="error",
+        seed=None,
+        x_col=None,
+        y_col=None,
+        **kwargs,
+    ):
+        """Trains on arrays, a `tf.data.Dataset`, a class folder, paths or a DataFrame.
+
+        Args:
+            x: images as a `(n, h, w, c)` array, a `tf.data.Dataset` of
+                `(images, labels)`, a folder with one sub-folder per class, a
+                list of image paths or a DataFrame of paths and labels.
+            y: labels (ints or strings), or the label column name for a
+                DataFrame. Not used with a folder or a dataset.
+            batch_size: int. Defaults to 32.
+            epochs: int > 0.
+            validation_data: `(x, y)`, a folder, or a dataset.
+            validation_split: float. Fraction held out (stratified) for
+                validation.
+            shuffle: bool. Shuffle training data each epoch.
+            on_bad_image: `"error"` (default) or `"skip"` for unreadable files.
+            seed: int or None. Seed of the validation split and shuffling.
+            x_col, y_col: str. DataFrame column names (auto-detected otherwise).
+            **kwargs: passed to `keras.Model.fit` (`callbacks`, `class_weight`,
+                `verbose`, `initial_epoch`, ...).
+
+        Returns:
+            A `keras.callbacks.History`.
+        """
+        if _is_tf_dataset(x) and y is None and not validation_split:
+            self._ensure_compiled()
+            _check_epochs(epochs, kwargs.get("initial_epoch", 0))
+            return super().fit(
+                x, epochs=epochs, validation_data=validation_data, shuffle=shuffle, **kwargs
+            )
+        _check_epochs(epochs, kwargs.get("initial_epoch", 0))
+        inputs, targets, validation, class_names = self._prepare(
+            x,
+            y,
+            batch_size,
+            shuffle,
+            validation_split=validation_split,
+            on_bad_image=on_bad_image,
+            seed=seed,
+            x_col=x_col,
+            y_col=y_col,
+        )
+        if class_names is not None:
+            self.class_names = list(class_names)
+        if validation is not None:
+            if validation_data is not None:
+                raise ValueError("Pass either validation_data or validation_split, not both.")
+            validation_data = validation[0] if validation[1] is None else validation
+        else:
+            validation_data = self._prepare_validation(validation_data, batch_size)
+        self._ensure_compiled()
+        if targets is None:
+            return super().fit(
+                inputs, epochs=epochs, validation_data=validation_data, shuffle=shuffle, **kwargs
+            )
+        return super().fit(
+            inputs,
+            targets,
+            batch_size=batch_size,
+            epochs=epochs,
+            validation_data=validation_data,
+            shuffle=shuffle,
+            **kwargs,
+        )
+
+    def fine_tune(
+        self,
+        x=None,
+        y=None,
+        epochs=6,
+        freeze_epochs=2,
+        unfreeze=2,
+        learning_rate=1e-3,
+        fine_tune_learning_rate=None,
+        validation_data=None,
+        validation_split=0.0,
+        batch_size=None,
+        **kwargs,
+    ):
+        """Two-stage fine-tuning: train the head, then unfreeze the top blocks at a lower LR.
+
+        Args:
+            x, y: training data, as for `fit`.
+            epochs: int. Total epochs of both stages. Defaults to 6.
+            freeze_epochs: int. Epochs of head-only training first. Defaults to 2.
+            unfreeze: int or `"all"`. Blocks unfrozen in the second stage.
+                Defaults to 2.
+            learning_rate: float. Learning rate of the head-only stage.
+            fine_tune_learning_rate: float or None. Learning rate of the second
+                stage. Defaults to `learning_rate / 10`.
+            validation_data, validation_split, batch_size: as for `fit`.
+            **kwargs: passed to `fit` (`callbacks`, `seed`, ...).
+
+        Returns:
+            A `keras.callbacks.History` covering both stages.
+        """
+        _check_epochs(epochs)
+        if not 0 <= freeze_epochs <= epochs:
+            raise ValueError(
+                f"`freeze_epochs` must be between 0 and epochs={epochs}. "
+                f"Received: freeze_epochs={freeze_epochs}"
+            )
+        fit_options = {k: kwargs.pop(k) for k in _FIT_ONLY if k in kwargs}
+        inputs, targets, validation, class_names = self._prepare(
+            x, y, batch_size, kwargs.pop("shuffle", True), **fit_options
+        )
+        if class_names is not None:
+            self.class_names = list(class_names)
+        if validation is not None:
+            validation_data = validation[0] if validation[1] is None else validation
+        else:
+            validation_data = self._prepare_validation(validation_data, batch_size)
+        compile_args = dict(self._compile_args or {})
+        for key in ("learning_rate", "optimizer"):
+            compile_args.pop(key, None)
+        histories = []
+        if freeze_epochs:
+            self.set_unfreeze(0)
+            self.compile(learning_rate=learning_rate, **compile_args)
+            histories.append(
+                super().fit(
+                    *_data_args(inputs, targets, batch_size),
+                    epochs=freeze_epochs,
+                    validation_data=validation_data,
+                    **kwargs,
+                )
+            )
+        if epochs > freeze_epochs:
+            self.set_unfreeze(unfreeze)
+            self.compile(
+                learning_rate=fine_tune_learning_rate or learning_rate / 10, **compile_args
+            )
+            histories.append(
+                super().fit(
+                    *_data_args(inputs, targets, batch_size),
+                    epochs=epochs,
+                    initial_epoch=freeze_epochs,
+                    validation_data=validation_data,
+                    **kwargs,
+                )
+            )
+        return _merge_histories(histories)
+
+    # ------------------------------------------------------- evaluate/predict
+    def evaluate(self, x=None, y=None, batch_size=None, **kwargs):
+        """Evaluates on data in any form `fit` accepts. Returns Keras' loss and metrics."""
+        if _is_tf_dataset(x) or kwargs.get("_use_cached_eval_dataset"):
+            return super().evaluate(x, y, batch_size=batch_size, **kwargs)
+        self._ensure_compiled()
+        options = {k: kwargs.pop(k) for k in ("on_bad_image", "x_col", "y_col") if k in kwargs}
+        inputs, targets, _, _ = self._prepare(x, y, batch_size, shuffle=False, **options)
+        if targets is None:
+            return super().evaluate(inputs, batch_size=batch_size, **kwargs)
+        return super().evaluate(inputs, targets, batch_size=batch_size, **kwargs)
+
+    def predict(self, x, batch_size=None, verbose="auto", **kwargs):
+        """Returns model outputs (class probabilities for a classification head).
+
+        Args:
+            x: images as an array, a dataset, a folder, a list of paths, or a
+                single path.
+            batch_size: int. Defaults to 32.
+            verbose: Keras verbosity.
+            **kwargs: passed to `keras.Model.predict`.
+
+        Returns:
+            A numpy array, float32.
+        """
+        if _is_tf_dataset(x):
+            return super().predict(x, batch_size=batch_size, verbose=verbose, **kwargs)
+        options = {k: kwargs.pop(k) for k in ("on_bad_image", "x_col") if k in kwargs}
+        inputs, _, _, _ = self._prepare(
+            x, None, batch_size, shuffle=False, require_labels=False, **options
+        )
+        return super().predict(inputs, batch_size=batch_size, verbose=verbose, **kwargs)
+
+    def predict_labels(self, x, batch_size=None, verbose=0, **kwargs):
+        """Predicts user-facing labels: class names (or ids when names are unknown).
+
+        A multi-label head returns a list of label lists (per-class
+        thresholds); a regression head returns its values.
+        """
+        outputs = self.predict(x, batch_size=batch_size, verbose=verbose, **kwargs)
+        return self.head.decode(outputs, self.class_names)
+
+
+def _is_tf_dataset(value):
+    from finetunekit.data.pipeline import is_dataset
+
+    return is_dataset(value)
+
+
+def _data_args(inputs, targets, batch_size):
+    """Positional/keyword data arguments for keras fit: datasets carry their own batches."""
+    if targets is None:
+        return (inputs,)
+    return (inputs, targets, batch_size)
+
+
+def _check_epochs(epochs, initial_epoch=0):
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
+        raise ValueError(f"`epochs` must be a positive integer. Received: epochs={epochs!r}")
+    if epochs <= initial_epoch:
+        raise ValueError(
+            f"`epochs` ({epochs}) must be greater than initial_epoch ({initial_epoch}): "
+            "epochs is the index of the last epoch, not a count added to it."
+        )
+
+
+def _merge_histories(histories):
+    if not histories:
+        return None
+    merged = copy.copy(histories[-1])
+    merged.history = {}
+    merged.epoch = []
+    for history in histories:
+        merged.epoch += list(history.epoch)
+        for key, values in history.history.items():
+            merged.history.setdefault(key, []).extend(values)
+    return merged

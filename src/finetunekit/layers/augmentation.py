@@ -1,0 +1,204 @@
+"""Training-only image augmentation from ImageDataGenerator-style keywords.
+
+`build_augmentation` maps the keywords users know from
+`keras.preprocessing.image.ImageDataGenerator` onto Keras preprocessing layers,
+which run inside the model (or a `tf.data` pipeline) and are no-ops at
+inference time.
+"""
+
+import keras
+from keras import ops
+
+#: Keyword -> short description, listed in the error for an unknown keyword.
+AUGMENT_KEYWORDS = {
+    "rotation_range": "degrees, e.g. 20",
+    "width_shift_range": "fraction of the width, e.g. 0.1",
+    "height_shift_range": "fraction of the height, e.g. 0.1",
+    "shear_range": "shear angle in degrees, e.g. 10",
+    "zoom_range": "float z for [1-z, 1+z], or [low, high]",
+    "horizontal_flip": "bool",
+    "vertical_flip": "bool",
+    "brightness_range": "[low, high] multipliers, e.g. [0.8, 1.2]",
+    "contrast_range": "float, e.g. 0.2",
+    "channel_shift_range": "intensity shift in 0-255 units, e.g. 20",
+    "fill_mode": '"constant", "nearest", "reflect" or "wrap"',
+    "cval": "fill value for fill_mode='constant'",
+    "seed": "int",
+}
+
+DEFAULT_AUGMENT = {
+    "horizontal_flip": True,
+    "rotation_range": 10,
+    "zoom_range": 0.1,
+    "width_shift_range": 0.1,
+    "height_shift_range": 0.1,
+    "brightness_range": (0.8, 1.2),
+}
+
+
+@keras.saving.register_keras_serializable(package="finetunekit")
+class RandomChannelShift(keras.layers.Layer):
+    """Adds one random offset per channel, as `ImageDataGenerator`'s `channel_shift_range`.
+
+    Active only when called with `training=True`. Values are clipped to
+    `value_range`.
+
+    Args:
+        intensity: float. Offsets are drawn uniformly from
+            `[-intensity, intensity]` (same units as the images).
+        value_range: tuple of 2 floats. Range of the images. Defaults to
+            `(0, 255)`.
+        seed: int or None. Random seed.
+        **kwargs: Standard `keras.layers.Layer` arguments.
+
+    Returns:
+        A tensor of the input's shape.
+
+    Example:
+    ```python
+    layer = RandomChannelShift(intensity=20.0)
+    shifted = layer(images, training=True)
+    ```
+    """
+
+    def __init__(self, intensity, value_range=(0.0, 255.0), seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if intensity < 0:
+            raise ValueError(f"`intensity` must be >= 0. Received: intensity={intensity}")
+        self.intensity = float(intensity)
+        self.value_range = tuple(float(v) for v in value_range)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images, training=None):
+        if not training or self.intensity == 0:
+            return images
+        batch = ops.shape(images)[0]
+        channels = images.shape[-1]
+        shift = keras.random.uniform(
+            (batch, 1, 1, channels),
+            minval=-self.intensity,
+            maxval=self.intensity,
+            seed=self.seed_generator,
+            dtype=self.compute_dtype,
+        )
+        low, high = self.value_range
+        return ops.clip(ops.cast(images, self.compute_dtype) + shift, low, high)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {"intensity": self.intensity, "value_range": self.value_range, "seed": self.seed}
+        )
+        return config
+
+
+def _pair(value, name):
+    if isinstance(value, (list, tuple)):
+        if len(value) != 2:
+            raise ValueError(f"`{name}` must be a number or [low, high]. Received: {name}={value}")
+        return float(value[0]), float(value[1])
+    return None
+
+
+def build_augmentation(augment):
+    """Builds the list of augmentation layers for `FineTuner(augment=...)`.
+
+    Args:
+        augment: `None` (no augmentation), `"default"` (flip, small rotation,
+            zoom, shift and brightness), a dict of ImageDataGenerator-style
+            keywords (see `AUGMENT_KEYWORDS`), or a list of Keras layers.
+
+    Returns:
+        A list of Keras layers (possibly empty). They expect 0-255 RGB images.
+
+    Raises:
+        ValueError: for an unknown keyword (the message lists the known ones)
+            or a value out of range.
+
+    Example:
+    ```python
+    layers = build_augmentation({"rotation_range": 20, "horizontal_flip": True})
+    ```
+    """
+    if augment is None or augment is False:
+        return []
+    if isinstance(augment, str):
+        if augment != "default":
+            raise ValueError(
+                f'Unknown augment preset "{augment}". Expected "default", a dict of '
+                "ImageDataGenerator-style keywords or a list of Keras layers."
+            )
+        augment = DEFAULT_AUGMENT
+    if isinstance(augment, keras.layers.Layer):
+        return [augment]
+    if isinstance(augment, (list, tuple)):
+        for layer in augment:
+            if not isinstance(layer, keras.layers.Layer):
+                raise ValueError(
+                    "`augment` given as a list must hold Keras layers. "
+                    f"Received an item of type {type(layer).__name__}: {layer!r}"
+                )
+        return list(augment)
+    if not isinstance(augment, dict):
+        raise ValueError(
+            '`augment` must be None, "default", a dict of keywords or a list of Keras '
+            f"layers. Received: augment={augment!r}"
+        )
+    unknown = sorted(set(augment) - set(AUGMENT_KEYWORDS))
+    if unknown:
+        known = "\n".join(f"  {k}: {v}" for k, v in AUGMENT_KEYWORDS.items())
+        raise ValueError(
+            f"Unknown augmentation keyword(s): {', '.join(unknown)}. Known keywords:\n{known}"
+        )
+    fill_mode = augment.get("fill_mode", "nearest")
+    cval = float(augment.get("cval", 0.0))
+    seed = augment.get("seed")
+    geometric = {"fill_mode": fill_mode, "fill_value": cval, "seed": seed}
+    layers = []
+    flips = [k for k in ("horizontal", "vertical") if augment.get(f"{k}_flip")]
+    if flips:
+        layers.append(keras.layers.RandomFlip("_and_".join(flips), seed=seed))
+    rotation = float(augment.get("rotation_range", 0) or 0)
+    if rotation:
+        layers.append(keras.layers.RandomRotation(rotation / 360.0, **geometric))
+    width = float(augment.get("width_shift_range", 0) or 0)
+    height = float(augment.get("height_shift_range", 0) or 0)
+    if width or height:
+        layers.append(keras.layers.RandomTranslation(height, width, **geometric))
+    shear = float(augment.get("shear_range", 0) or 0)
+    if shear:
+        # ImageDataGenerator shears by an angle; RandomShear by tan(angle).
+        import math
+
+        factor = min(abs(math.tan(math.radians(shear))), 1.0)
+        layers.append(keras.layers.RandomShear(x_factor=factor, y_factor=0.0, **geometric))
+    zoom = augment.get("zoom_range", 0) or 0
+    zoom_pair = _pair(zoom, "zoom_range")
+    if zoom_pair is None and zoom:
+        zoom_pair = (1.0 - float(zoom), 1.0 + float(zoom))
+    if zoom_pair and zoom_pair != (1.0, 1.0):
+        # ImageDataGenerator scale s > 1 shows a smaller image (zoom out), as
+        # RandomZoom's positive factors do.
+        factor = (zoom_pair[0] - 1.0, zoom_pair[1] - 1.0)
+        layers.append(keras.layers.RandomZoom(factor, **geometric))
+    brightness = augment.get("brightness_range")
+    if brightness is not None:
+        low, high = _pair(brightness, "brightness_range") or (1 - brightness, 1 + brightness)
+        if low < 0 or high < low:
+            raise ValueError(
+                f"`brightness_range` must be [low, high] with 0 <= low <= high. Received: {brightness}"
+            )
+        # Keras' RandomBrightness adds factor * 255; multipliers around 1 map
+        # onto that additive range for mid-grey pixels.
+        layers.append(keras.layers.RandomBrightness((low - 1.0, high - 1.0), seed=seed))
+    contrast = float(augment.get("contrast_range", 0) or 0)
+    if contrast:
+        layers.append(keras.layers.RandomContrast(contrast, seed=seed))
+    shift = float(augment.get("channel_shift_range", 0) or 0)
+    if shift:
+        layers.append(RandomChannelShift(shift, seed=seed))
+    return layers
