@@ -1,0 +1,49 @@
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_clear():
+    import keras
+
+    keras.utils.set_random_seed(0)
+    yield
+    keras.backend.clear_session()
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+def tiny_cnn(input_shape=(16, 16, 3), name="tiny_cnn"):
+    """A small functional CNN with BatchNorm, used as a user backbone."""
+    import keras
+
+    inputs = keras.Input(input_shape)
+    x = keras.layers.Conv2D(4, 3, padding="same", name="block1_conv")(inputs)
+    x = keras.layers.BatchNormalization(name="block1_bn")(x)
+    x = keras.layers.ReLU(name="block1_relu")(x)
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", name="block2_conv")(x)
+    x = keras.layers.BatchNormalization(name="block2_bn")(x)
+    x = keras.layers.ReLU(name="block2_relu")(x)
+    return keras.Model(inputs, x, name=name)
+
+
+def write_images(root, counts, size=(20, 20), seed=0):
+    """Writes PNG/JPEG images into class folders; returns the folder."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for cls, n in counts.items():
+        os.makedirs(os.path.join(root, cls), exist_ok=True)
+        for i in range(n):
+            array = rng.integers(0, 255, size + (3,), dtype=np.uint8)
+            ext = "png" if i % 2 else "jpg"
+            Image.fromarray(array).save(os.path.join(root, cls, f"{i}.{ext}"))
+    return root
