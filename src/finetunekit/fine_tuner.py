@@ -82,6 +82,10 @@ class FineTuner(keras.Model):
         preprocessing="auto",
         class_names=None,
         architecture=None,
+        sequence_length=None,
+        preprocessor=None,
+        lora_rank=None,
+        layer_decay=None,
         **kwargs,
     ):
         if not isinstance(head, Head):
@@ -91,6 +95,16 @@ class FineTuner(keras.Model):
             )
         unfreeze = normalize_unfreeze(unfreeze)
         policy = resolve_policy(mixed_precision)
+        text_options = {
+            key: value
+            for key, value in {
+                "sequence_length": sequence_length,
+                "preprocessor": preprocessor,
+                "lora_rank": lora_rank,
+                "layer_decay": layer_decay,
+            }.items()
+            if value is not None
+        }
         adapter = resolve_backbone(
             backbone,
             weights=weights,
@@ -98,6 +112,7 @@ class FineTuner(keras.Model):
             preprocessing=preprocessing,
             policy=policy,
             architecture=architecture,
+            **text_options,
         )
         augmentation_layers = build_augmentation(augment)
         if augmentation_layers and adapter.kind != "image":
@@ -110,6 +125,7 @@ class FineTuner(keras.Model):
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
 
         self.backbone = adapter.model
+        self.preprocessor = getattr(adapter, "preprocessor", None)
         self.head = head
         self.adapter = adapter
         self.augmentation_layers = augmentation_layers
@@ -141,7 +157,7 @@ class FineTuner(keras.Model):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        for key in ("backbone", "head"):
+        for key in ("backbone", "head", "preprocessor"):
             if isinstance(config.get(key), dict):
                 config[key] = keras.saving.deserialize_keras_object(config[key])
         if config.get("augment"):

@@ -130,7 +130,14 @@ class ImageBackbone:
 
     kind = "image"
 
-    def __init__(self, backbone, weights, input_shape, preprocessing, policy, architecture=None):
+    def __init__(
+        self, backbone, weights, input_shape, preprocessing, policy, architecture=None, **options
+    ):
+        if options:
+            raise ValueError(
+                f"{', '.join(sorted(options))} apply to text (keras-hub) backbones only; "
+                f"the backbone {backbone!r} is an image backbone."
+            )
         spec = None
         if isinstance(backbone, str) and not _is_path(backbone):
             spec = get_application(backbone)
