@@ -311,9 +311,7 @@ class FineTuner(keras.Model):
         if _is_tf_dataset(x) and y is None and not validation_split:
             self._ensure_compiled()
             _check_epochs(epochs, kwargs.get("initial_epoch", 0))
-            return super().fit(
-                x, epochs=epochs, validation_data=validation_data, shuffle=shuffle, **kwargs
-            )
+            return super().fit(x, epochs=epochs, validation_data=validation_data, **kwargs)
         _check_epochs(epochs, kwargs.get("initial_epoch", 0))
         inputs, targets, validation, class_names = self._prepare(
             x,
@@ -335,10 +333,8 @@ class FineTuner(keras.Model):
         else:
             validation_data = self._prepare_validation(validation_data, batch_size)
         self._ensure_compiled()
-        if targets is None:
-            return super().fit(
-                inputs, epochs=epochs, validation_data=validation_data, shuffle=shuffle, **kwargs
-            )
+        if targets is None:  # a tf.data pipeline, shuffled when it was built
+            return super().fit(inputs, epochs=epochs, validation_data=validation_data, **kwargs)
         return super().fit(
             inputs,
             targets,
