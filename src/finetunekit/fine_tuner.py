@@ -132,7 +132,7 @@ class FineTuner(keras.Model):
         self.policy_name = policy
         self.class_names = list(class_names) if class_names is not None else None
         self.unfreeze = unfreeze
-        self.unfrozen_blocks = apply_unfreeze(self.backbone, adapter.groups(), unfreeze)
+        self.unfrozen_blocks = _apply_unfreeze(adapter, unfreeze)
         self._compile_args = None
 
     # ------------------------------------------------------------------ config
@@ -177,7 +177,7 @@ class FineTuner(keras.Model):
             The list of unfrozen block names.
         """
         self.unfreeze = normalize_unfreeze(unfreeze)
-        self.unfrozen_blocks = apply_unfreeze(self.backbone, self.adapter.groups(), self.unfreeze)
+        self.unfrozen_blocks = _apply_unfreeze(self.adapter, self.unfreeze)
         return self.unfrozen_blocks
 
     # ---------------------------------------------------------------- compile
@@ -214,9 +214,21 @@ class FineTuner(keras.Model):
         if isinstance(optimizer, str) and optimizer == "auto":
             if learning_rate is None:
                 learning_rate = 1e-3 if self.unfreeze == 0 else 1e-4
-            optimizer = keras.optimizers.AdamW(
-                learning_rate=learning_rate, weight_decay=weight_decay
-            )
+                if self.adapter.kind == "text" and self.unfreeze != 0:
+                    learning_rate = 5e-5
+            multipliers = getattr(self.adapter, "learning_rate_multipliers", dict)()
+            if multipliers:
+                from finetunekit.optimizers import LayerDecayAdamW
+
+                optimizer = LayerDecayAdamW(
+                    learning_rate=learning_rate,
+                    weight_decay=weight_decay,
+                    lr_multipliers=multipliers,
+                )
+            else:
+                optimizer = keras.optimizers.AdamW(
+                    learning_rate=learning_rate, weight_decay=weight_decay
+                )
             optimizer.exclude_from_weight_decay(
                 var_names=["bias", "gamma", "beta", "moving_mean", "moving_variance"]
             )
@@ -308,9 +320,11 @@ class FineTuner(keras.Model):
         Returns:
             A `keras.callbacks.History`.
         """
-        if _is_tf_dataset(x) and y is None and not validation_split:
+        text_options = {k: kwargs.pop(k) for k in ("padding",) if k in kwargs}
+        if _is_tf_dataset(x) and y is None and not validation_split and self.adapter.kind != "text":
             self._ensure_compiled()
             _check_epochs(epochs, kwargs.get("initial_epoch", 0))
+            kwargs.setdefault("shuffle", False)  # a dataset shuffles itself
             return super().fit(x, epochs=epochs, validation_data=validation_data, **kwargs)
         _check_epochs(epochs, kwargs.get("initial_epoch", 0))
         inputs, targets, validation, class_names = self._prepare(
@@ -323,6 +337,7 @@ class FineTuner(keras.Model):
             seed=seed,
             x_col=x_col,
             y_col=y_col,
+            **text_options,
         )
         if class_names is not None:
             self.class_names = list(class_names)
@@ -334,7 +349,9 @@ class FineTuner(keras.Model):
             validation_data = self._prepare_validation(validation_data, batch_size)
         self._ensure_compiled()
         if targets is None:  # a tf.data pipeline, shuffled when it was built
-            return super().fit(inputs, epochs=epochs, validation_data=validation_data, **kwargs)
+            return super().fit(
+                inputs, epochs=epochs, validation_data=validation_data, shuffle=False, **kwargs
+            )
         return super().fit(
             inputs,
             targets,
@@ -426,10 +443,13 @@ class FineTuner(keras.Model):
     # ------------------------------------------------------- evaluate/predict
     def evaluate(self, x=None, y=None, batch_size=None, **kwargs):
         """Evaluates on data in any form `fit` accepts. Returns Keras' loss and metrics."""
-        if _is_tf_dataset(x) or kwargs.get("_use_cached_eval_dataset"):
+        text = self.adapter.kind == "text"
+        if (_is_tf_dataset(x) and not text) or kwargs.get("_use_cached_eval_dataset"):
             return super().evaluate(x, y, batch_size=batch_size, **kwargs)
         self._ensure_compiled()
-        options = {k: kwargs.pop(k) for k in ("on_bad_image", "x_col", "y_col") if k in kwargs}
+        options = {
+            k: kwargs.pop(k) for k in ("on_bad_image", "x_col", "y_col", "padding") if k in kwargs
+        }
         inputs, targets, _, _ = self._prepare(x, y, batch_size, shuffle=False, **options)
         if targets is None:
             return super().evaluate(inputs, batch_size=batch_size, **kwargs)
@@ -448,9 +468,9 @@ class FineTuner(keras.Model):
         Returns:
             A numpy array, float32.
         """
-        if _is_tf_dataset(x):
+        if _is_tf_dataset(x) and self.adapter.kind != "text":
             return super().predict(x, batch_size=batch_size, verbose=verbose, **kwargs)
-        options = {k: kwargs.pop(k) for k in ("on_bad_image", "x_col") if k in kwargs}
+        options = {k: kwargs.pop(k) for k in ("on_bad_image", "x_col", "padding") if k in kwargs}
         inputs, _, _, _ = self._prepare(
             x, None, batch_size, shuffle=False, require_labels=False, **options
         )
@@ -464,6 +484,13 @@ class FineTuner(keras.Model):
         """
         outputs = self.predict(x, batch_size=batch_size, verbose=verbose, **kwargs)
         return self.head.decode(outputs, self.class_names)
+
+
+def _apply_unfreeze(adapter, unfreeze):
+    """Applies `unfreeze` through the adapter when it has its own rule (LoRA), else by blocks."""
+    if hasattr(adapter, "apply_unfreeze"):
+        return adapter.apply_unfreeze(unfreeze)
+    return apply_unfreeze(adapter.model, adapter.groups(), unfreeze)
 
 
 def _is_tf_dataset(value):
