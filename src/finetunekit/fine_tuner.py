@@ -188,6 +188,13 @@ class FineTuner(keras.Model):
         metrics="auto",
         learning_rate=None,
         weight_decay=0.01,
+        label_smoothing=0.0,
+        schedule=None,
+        warmup_steps=0,
+        decay_steps=None,
+        clipnorm=None,
+        gradient_accumulation_steps=None,
+        use_ema=False,
         **kwargs,
     ):
         """Configures training with fine-tuning defaults; any Keras compile argument works.
@@ -200,6 +207,18 @@ class FineTuner(keras.Model):
             learning_rate: float or None. For `"auto"`: defaults to 1e-3 with
                 a frozen backbone and 1e-4 once any backbone block trains.
             weight_decay: float. AdamW weight decay for `"auto"`. Defaults to 0.01.
+            label_smoothing: float in [0, 1). Label smoothing of the `"auto"`
+                loss of a classification head (sparse labels are one-hot
+                encoded inside the loss; metrics are unchanged). Defaults to 0.
+            schedule: None or `"cosine"`: linear warm-up to `learning_rate`
+                over `warmup_steps`, then cosine decay over `decay_steps`
+                (see `fk.schedules.build_learning_rate`). For `"auto"`.
+            warmup_steps, decay_steps: int. Steps of the `"cosine"` schedule.
+            clipnorm: float or None. Per-variable gradient norm clipping (`"auto"`).
+            gradient_accumulation_steps: int or None. Accumulate gradients
+                over this many batches before each update (`"auto"`).
+            use_ema: bool. Keep an exponential moving average of the weights,
+                written into the model at the end of each epoch (`"auto"`).
             **kwargs: passed to `keras.Model.compile` (`jit_compile`,
                 `steps_per_execution`, ...).
         """
@@ -209,13 +228,39 @@ class FineTuner(keras.Model):
             "metrics": metrics,
             "learning_rate": learning_rate,
             "weight_decay": weight_decay,
+            "label_smoothing": label_smoothing,
+            "schedule": schedule,
+            "warmup_steps": warmup_steps,
+            "decay_steps": decay_steps,
+            "clipnorm": clipnorm,
+            "gradient_accumulation_steps": gradient_accumulation_steps,
+            "use_ema": use_ema,
             **kwargs,
         }
-        if isinstance(optimizer, str) and optimizer == "auto":
+        optimizer_options = {
+            key: value
+            for key, value in {
+                "clipnorm": clipnorm,
+                "gradient_accumulation_steps": gradient_accumulation_steps,
+                "use_ema": use_ema or None,
+            }.items()
+            if value is not None
+        }
+        auto_optimizer = isinstance(optimizer, str) and optimizer == "auto"
+        if not auto_optimizer and (optimizer_options or schedule):
+            raise ValueError(
+                f"{', '.join(sorted(optimizer_options) + (['schedule'] if schedule else []))} "
+                'configure the optimizer="auto" AdamW; set them on your own optimizer instead. '
+                f"Received: optimizer={optimizer!r}"
+            )
+        if auto_optimizer:
             if learning_rate is None:
                 learning_rate = 1e-3 if self.unfreeze == 0 else 1e-4
                 if self.adapter.kind == "text" and self.unfreeze != 0:
                     learning_rate = 5e-5
+            from finetunekit.schedules import build_learning_rate
+
+            learning_rate = build_learning_rate(learning_rate, schedule, warmup_steps, decay_steps)
             multipliers = getattr(self.adapter, "learning_rate_multipliers", dict)()
             if multipliers:
                 from finetunekit.optimizers import LayerDecayAdamW
@@ -224,16 +269,23 @@ class FineTuner(keras.Model):
                     learning_rate=learning_rate,
                     weight_decay=weight_decay,
                     lr_multipliers=multipliers,
+                    **optimizer_options,
                 )
             else:
                 optimizer = keras.optimizers.AdamW(
-                    learning_rate=learning_rate, weight_decay=weight_decay
+                    learning_rate=learning_rate, weight_decay=weight_decay, **optimizer_options
                 )
             optimizer.exclude_from_weight_decay(
                 var_names=["bias", "gamma", "beta", "moving_mean", "moving_variance"]
             )
         if isinstance(loss, str) and loss == "auto":
             loss = self.head.default_loss()
+            if label_smoothing:
+                from finetunekit.losses import smoothed_loss
+
+                loss = smoothed_loss(self.head, label_smoothing)
+        elif label_smoothing:
+            raise ValueError('`label_smoothing` applies to loss="auto"; smooth your own loss.')
         if isinstance(metrics, str) and metrics == "auto":
             metrics = self.head.default_metrics()
         if self.policy_name == "mixed_float16" and not isinstance(
@@ -260,7 +312,9 @@ class FineTuner(keras.Model):
         return self.adapter.data_adapter(self.head)
 
     def _prepare(self, x, y, batch_size, shuffle, require_labels=True, **options):
-        (inputs, targets), validation, class_names = self.data_adapter.prepare(
+        _check_batch_size(batch_size)
+        adapter = self.data_adapter
+        (inputs, targets), validation, class_names = adapter.prepare(
             x,
             y,
             class_names=self.class_names,
@@ -269,6 +323,8 @@ class FineTuner(keras.Model):
             require_labels=require_labels,
             **options,
         )
+        # Training labels of a tf.data pipeline, for class_weight="balanced".
+        self._last_train_targets = getattr(adapter, "train_targets", None)
         return inputs, targets, validation, class_names
 
     def _prepare_validation(self, validation_data, batch_size):
@@ -295,6 +351,11 @@ class FineTuner(keras.Model):
         seed=None,
         x_col=None,
         y_col=None,
+        checkpoint_dir=None,
+        on_nan="raise",
+        cache_features="auto",
+        cache_memory_budget=None,
+        cache_augmented_copies=0,
         **kwargs,
     ):
         """Trains on arrays, a `tf.data.Dataset`, a class folder, paths or a DataFrame.
@@ -314,16 +375,47 @@ class FineTuner(keras.Model):
             on_bad_image: `"error"` (default) or `"skip"` for unreadable files.
             seed: int or None. Seed of the validation split and shuffling.
             x_col, y_col: str. DataFrame column names (auto-detected otherwise).
+            checkpoint_dir: str or None. Keep resumable training state in
+                `checkpoint_dir/backup` (`keras.callbacks.BackupAndRestore`:
+                rerunning the same `fit` after a crash resumes after the last
+                finished epoch) and the best model (by `val_loss`, or `loss`
+                without validation data) in `checkpoint_dir/best.keras`,
+                written atomically. Defaults to None.
+            on_nan: `"raise"` (default: raise `fk.TrainingDivergedError` when
+                the loss becomes NaN/inf, naming likely causes), `"warn"`
+                (stop training and warn) or None (no check).
+            cache_features: `"auto"`, True or False. With a frozen backbone
+                (`unfreeze=0`) and no augmentation, compute the backbone's
+                (pooled) features once and train the head on them every epoch
+                (see `finetunekit.caching`). `"auto"` caches when possible for
+                arrays and finite datasets. Defaults to `"auto"`.
+            cache_memory_budget: int or None. Bytes of cached features kept in
+                memory; more go to a memory-mapped file in a temporary folder.
+                Defaults to 2 GiB.
+            cache_augmented_copies: int. With augmentation, cache this many
+                augmented passes (epoch `e` trains on copy `e % K`). Defaults
+                to 0 (no caching with augmentation).
             **kwargs: passed to `keras.Model.fit` (`callbacks`, `class_weight`,
-                `verbose`, `initial_epoch`, ...).
+                `verbose`, `initial_epoch`, ...). `class_weight="balanced"`
+                weights classes inversely to their frequency in the training
+                labels (scikit-learn's `compute_class_weight`).
 
         Returns:
             A `keras.callbacks.History`.
         """
         text_options = {k: kwargs.pop(k) for k in ("padding",) if k in kwargs}
+        if checkpoint_dir is not None and cache_features == "auto":
+            cache_features = False  # a checkpoint holds the whole FineTuner, not a cached head
+        cache = _CacheOptions(
+            cache_features, cache_memory_budget, cache_augmented_copies, batch_size, shuffle
+        )
         if _is_tf_dataset(x) and y is None and not validation_split and self.adapter.kind != "text":
             self._ensure_compiled()
             _check_epochs(epochs, kwargs.get("initial_epoch", 0))
+            _add_reliability(self, kwargs, None, on_nan, checkpoint_dir, validation_data is not None)
+            history = cache.fit(self, x, None, validation_data, epochs, kwargs)
+            if history is not None:
+                return history
             kwargs.setdefault("shuffle", False)  # a dataset shuffles itself
             return super().fit(x, epochs=epochs, validation_data=validation_data, **kwargs)
         _check_epochs(epochs, kwargs.get("initial_epoch", 0))
@@ -348,6 +440,11 @@ class FineTuner(keras.Model):
         else:
             validation_data = self._prepare_validation(validation_data, batch_size)
         self._ensure_compiled()
+        labels = targets if targets is not None else self._last_train_targets
+        _add_reliability(self, kwargs, labels, on_nan, checkpoint_dir, validation_data is not None)
+        history = cache.fit(self, inputs, targets, validation_data, epochs, kwargs)
+        if history is not None:
+            return history
         if targets is None:  # a tf.data pipeline, shuffled when it was built
             return super().fit(
                 inputs, epochs=epochs, validation_data=validation_data, shuffle=False, **kwargs
@@ -374,6 +471,8 @@ class FineTuner(keras.Model):
         validation_data=None,
         validation_split=0.0,
         batch_size=None,
+        gradual=False,
+        every=1,
         **kwargs,
     ):
         """Two-stage fine-tuning: train the head, then unfreeze the top blocks at a lower LR.
@@ -388,6 +487,10 @@ class FineTuner(keras.Model):
             fine_tune_learning_rate: float or None. Learning rate of the second
                 stage. Defaults to `learning_rate / 10`.
             validation_data, validation_split, batch_size: as for `fit`.
+            gradual: bool. Unfreeze gradually in the second stage (ULMFiT):
+                one block first, one more every `every` epochs, up to
+                `unfreeze` blocks (`fk.schedules.GradualUnfreezing`).
+            every: int. Epochs per gradual-unfreezing stage. Defaults to 1.
             **kwargs: passed to `fit` (`callbacks`, `seed`, ...).
 
         Returns:
@@ -400,9 +503,12 @@ class FineTuner(keras.Model):
                 f"Received: freeze_epochs={freeze_epochs}"
             )
         fit_options = {k: kwargs.pop(k) for k in _FIT_ONLY if k in kwargs}
+        on_nan = kwargs.pop("on_nan", "raise")
         inputs, targets, validation, class_names = self._prepare(
             x, y, batch_size, kwargs.pop("shuffle", True), **fit_options
         )
+        labels = targets if targets is not None else self._last_train_targets
+        _add_reliability(self, kwargs, labels, on_nan, None, False)
         if class_names is not None:
             self.class_names = list(class_names)
         if validation is not None:
@@ -425,7 +531,19 @@ class FineTuner(keras.Model):
                 )
             )
         if epochs > freeze_epochs:
-            self.set_unfreeze(unfreeze)
+            stage_kwargs = dict(kwargs)
+            if gradual:
+                from finetunekit.schedules import GradualUnfreezing
+
+                gradual_callback = GradualUnfreezing(
+                    every,
+                    max_blocks=None if unfreeze == "all" else unfreeze,
+                    start_epoch=freeze_epochs,
+                    initial_blocks=1,
+                )
+                stage_kwargs["callbacks"] = list(kwargs.get("callbacks") or []) + [gradual_callback]
+            first = (1 if unfreeze == "all" else min(1, unfreeze)) if gradual else unfreeze
+            self.set_unfreeze(first)
             self.compile(
                 learning_rate=fine_tune_learning_rate or learning_rate / 10, **compile_args
             )
@@ -435,14 +553,73 @@ class FineTuner(keras.Model):
                     epochs=epochs,
                     initial_epoch=freeze_epochs,
                     validation_data=validation_data,
-                    **kwargs,
+                    **stage_kwargs,
                 )
             )
         return _merge_histories(histories)
 
+    def find_lr(
+        self, x=None, y=None, start_lr=1e-7, end_lr=1.0, num_steps=100, batch_size=None, **kwargs
+    ):
+        """Learning-rate range test: trains `num_steps` steps at exponentially growing LRs.
+
+        Weights (all model variables) are restored exactly afterwards; a copy of
+        the compiled optimizer takes the steps, so the optimizer state is
+        untouched. Compile first to test another optimizer or loss.
+
+        Args:
+            x, y: training data, in any form `fit` accepts.
+            start_lr, end_lr: float. First and last learning rate.
+            num_steps: int. Steps (the data repeat when needed). Defaults to 100.
+            batch_size: int. Defaults to 32.
+            **kwargs: `seed`, `smoothing`, `diverge_factor`, and data options
+                (`on_bad_image`, `x_col`, `y_col`).
+
+        Returns:
+            An `LRFinderResult` with `learning_rates`, `losses`, `suggestion`
+            and `plot(path)`.
+
+        Example:
+        ```python
+        result = ft.find_lr(x, y)
+        ft.compile(learning_rate=result.suggestion)
+        ```
+        """
+        from finetunekit.lr_finder import run_lr_range_test
+
+        self._ensure_compiled()
+        options = {k: kwargs.pop(k) for k in ("seed", "smoothing", "diverge_factor") if k in kwargs}
+        inputs, targets, _, class_names = self._prepare(
+            x, y, batch_size, shuffle=True, seed=options.get("seed"), **kwargs
+        )
+        if class_names is not None and self.class_names is None:
+            self.class_names = list(class_names)
+        return run_lr_range_test(
+            self,
+            inputs,
+            targets,
+            batch_size=batch_size or 32,
+            start_lr=start_lr,
+            end_lr=end_lr,
+            num_steps=num_steps,
+            **options,
+        )
+
     # ------------------------------------------------------- evaluate/predict
     def evaluate(self, x=None, y=None, batch_size=None, **kwargs):
-        """Evaluates on data in any form `fit` accepts. Returns Keras' loss and metrics."""
+        """Evaluates on data in any form `fit` accepts. Returns Keras' loss and metrics.
+
+        With `report=True`, returns a `fk.Report` instead: scikit-learn
+        accuracy, precision/recall/F1 per class and averaged, and the
+        confusion matrix (MAE/RMSE/R2 for regression). See `fk.report`.
+        """
+        if kwargs.pop("report", False):
+            from finetunekit.reports import report
+
+            options = {
+                k: kwargs.pop(k) for k in ("on_bad_image", "x_col", "y_col", "padding") if k in kwargs
+            }
+            return report(self, x, y, batch_size=batch_size, **options)
         text = self.adapter.kind == "text"
         if (_is_tf_dataset(x) and not text) or kwargs.get("_use_cached_eval_dataset"):
             return super().evaluate(x, y, batch_size=batch_size, **kwargs)
@@ -482,8 +659,64 @@ class FineTuner(keras.Model):
         A multi-label head returns a list of label lists (per-class
         thresholds); a regression head returns its values.
         """
+        if getattr(self.head, "token_level", False):  # one tag per word
+            outputs = self.predict(x, batch_size=batch_size, verbose=verbose, **kwargs)
+            return self.data_adapter.decode_words(x, outputs, self.class_names)
         outputs = self.predict(x, batch_size=batch_size, verbose=verbose, **kwargs)
         return self.head.decode(outputs, self.class_names)
+
+    def predict_entities(self, x, batch_size=None, **kwargs):
+        """Entity spans of a token-classification (NER) model, one list per text.
+
+        Args:
+            x: list of word lists (or of strings, split on whitespace).
+
+        Returns:
+            Per text, a list of `{"type", "start", "end", "text"}` (word indices).
+        """
+        from finetunekit.data.text import _as_words
+        from finetunekit.heads.token_classification import entity_spans
+
+        tags = self.predict_labels(x, batch_size=batch_size, **kwargs)
+        words = [_as_words(s) for s in x]
+        return [entity_spans(w, t) for w, t in zip(words, tags, strict=True)]
+
+    def evaluate_entities(self, x, y, batch_size=None, **kwargs):
+        """Entity-level precision/recall/F1 (seqeval) of a token-classification model."""
+        from finetunekit.heads.token_classification import entity_scores
+
+        return entity_scores(y, self.predict_labels(x, batch_size=batch_size, **kwargs))
+
+    def export(self, filepath, format="saved_model", verbose=False, input_signature=None, **kwargs):
+        """Exports for serving, preprocessing included (see `finetunekit.export`).
+
+        Args:
+            filepath: str. Output folder.
+            format: `"saved_model"` (float32 images of any size, values
+                0-255, in; outputs out) or `"tflite"` (`filepath/model.tflite`
+                at the model's input size). Other Keras formats
+                (`"tf_saved_model"`, `"onnx"`, `"litert"`, ...) go to
+                `keras.Model.export`.
+            verbose: bool. Defaults to `False`.
+            input_signature, **kwargs: for Keras' own formats.
+
+        Returns:
+            The path of the exported artifact.
+
+        Example:
+        ```python
+        ft.export("served/", format="saved_model")
+        ```
+        """
+        from finetunekit.export import EXPORT_FORMATS, export_model
+
+        if format not in EXPORT_FORMATS or input_signature is not None or kwargs:
+            if format in ("tf_saved_model", "onnx", "openvino", "litert", "torch"):
+                return super().export(
+                    filepath, format=format, verbose=verbose, input_signature=input_signature,
+                    **kwargs,
+                )
+        return export_model(self, filepath, format=format, verbose=verbose)
 
 
 def _apply_unfreeze(adapter, unfreeze):
@@ -491,6 +724,58 @@ def _apply_unfreeze(adapter, unfreeze):
     if hasattr(adapter, "apply_unfreeze"):
         return adapter.apply_unfreeze(unfreeze)
     return apply_unfreeze(adapter.model, adapter.groups(), unfreeze)
+
+
+class _CacheOptions:
+    """The feature-caching arguments of one `fit` call (see `finetunekit.caching`)."""
+
+    def __init__(self, mode, memory_budget, augmented_copies, batch_size, shuffle):
+        from finetunekit import caching
+
+        if memory_budget is None:
+            memory_budget = caching.DEFAULT_MEMORY_BUDGET
+        caching.check_cache_options(mode, memory_budget, augmented_copies)
+        self.mode, self.memory_budget = mode, memory_budget
+        self.augmented_copies, self.batch_size, self.shuffle = augmented_copies, batch_size, shuffle
+
+    def fit(self, model, inputs, targets, validation_data, epochs, kwargs):
+        """Trains on cached features and returns the History, or None to train normally."""
+        from finetunekit import caching
+
+        if self.mode is False:
+            return None
+        blocker = caching.cache_blocker(
+            model, inputs, targets, self.augmented_copies, kwargs.get("callbacks")
+        )
+        if blocker is not None:
+            if self.mode is True:
+                raise ValueError(f"Cannot cache features: {blocker}. Use cache_features=False.")
+            return None
+        return caching.fit_on_cached_features(
+            model,
+            inputs,
+            targets,
+            validation_data,
+            batch_size=self.batch_size,
+            epochs=epochs,
+            shuffle=self.shuffle,
+            memory_budget=self.memory_budget,
+            augmented_copies=self.augmented_copies,
+            fit_kwargs=kwargs,
+        )
+
+
+def _add_reliability(model, kwargs, labels, on_nan, checkpoint_dir, has_validation):
+    """Adds the divergence guard / checkpoint callbacks and resolves class_weight="balanced"."""
+    from finetunekit.callbacks import training_callbacks
+
+    if isinstance(kwargs.get("class_weight"), str):
+        from finetunekit.data.pipeline import balanced_class_weight
+
+        kwargs["class_weight"] = balanced_class_weight(labels, model.head, kwargs["class_weight"])
+    kwargs["callbacks"] = training_callbacks(
+        kwargs.get("callbacks"), on_nan, checkpoint_dir, has_validation
+    )
 
 
 def _is_tf_dataset(value):
@@ -504,6 +789,15 @@ def _data_args(inputs, targets, batch_size):
     if targets is None:
         return (inputs,)
     return (inputs, targets, batch_size)
+
+
+def _check_batch_size(batch_size):
+    if batch_size is None:
+        return
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(
+            f"`batch_size` must be a positive integer or None. Received: batch_size={batch_size!r}"
+        )
 
 
 def _check_epochs(epochs, initial_epoch=0):

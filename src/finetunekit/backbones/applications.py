@@ -73,7 +73,7 @@ _INCEPTION_V3 = BlockPattern(r"^(mixed\d+)$", mode="marker")
 _INCEPTION_RESNET_V2 = BlockPattern(
     r"^(mixed_\d[a-z]|block\d+_\d+_ac|block8_10_conv|conv_7b_ac)$", mode="marker"
 )
-_XCEPTION = BlockPattern(r"^(block\d+)_", mode="marker")
+_XCEPTION = BlockPattern(r"^(block\d+)_")
 _NASNET = BlockPattern(r"^((?:normal|reduction)_concat_\w+)$", mode="marker")
 
 

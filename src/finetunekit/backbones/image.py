@@ -126,6 +126,9 @@ class ImageBackbone:
         policy: str. Dtype policy name.
         architecture: str or None. The table row of a model built from a name
             (kept in configs so freezing still knows its blocks after loading).
+        layer_decay: float in (0, 1] or None. Block-wise learning-rate decay:
+            the top block gets the base rate, each block below `layer_decay`
+            times the one above (see `learning_rate_multipliers`).
     """
 
     kind = "image"
@@ -133,6 +136,12 @@ class ImageBackbone:
     def __init__(
         self, backbone, weights, input_shape, preprocessing, policy, architecture=None, **options
     ):
+        layer_decay = options.pop("layer_decay", None)
+        if layer_decay is not None and not 0.0 < float(layer_decay) <= 1.0:
+            raise ValueError(
+                f"`layer_decay` must be in (0, 1]. Received: layer_decay={layer_decay!r}"
+            )
+        self.layer_decay = None if layer_decay is None else float(layer_decay)
         if options:
             raise ValueError(
                 f"{', '.join(sorted(options))} apply to text (keras-hub) backbones only; "
@@ -236,7 +245,25 @@ class ImageBackbone:
 
     def extra_config(self):
         """Constructor arguments of FineTuner specific to this backbone kind."""
-        return {}
+        return {} if self.layer_decay is None else {"layer_decay": self.layer_decay}
+
+    def learning_rate_multipliers(self):
+        """`{variable.path: layer_decay ** depth}`, depth counted in blocks from the top, or `{}`.
+
+        The top block (and the head, which is not listed) gets the base rate;
+        each block below gets `layer_decay` times the rate of the block above,
+        the stem one step below the first block.
+        """
+        if self.layer_decay is None:
+            return {}
+        groups = self.groups()
+        multipliers = {}
+        for index, (_, layers) in enumerate(groups):
+            scale = self.layer_decay ** (len(groups) - 1 - index)
+            for layer in layers:
+                for variable in layer.weights:
+                    multipliers[variable.path] = scale
+        return multipliers
 
     def build_graph(self, augmentation_layers):
         """Builds the input graph: raw images -> features.

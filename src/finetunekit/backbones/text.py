@@ -5,6 +5,7 @@ import os
 import keras
 
 TEXT_INPUTS = ("token_ids", "padding_mask", "segment_ids")
+UNUSED_LAYERS = ("pooled_dense",)  # BERT's pooler: the heads pool sequence_output themselves
 
 
 def is_keras_hub_backbone(value):
@@ -220,7 +221,11 @@ class TextBackbone:
         from finetunekit.freezing import apply_unfreeze
 
         if self.lora_rank is None:
-            return apply_unfreeze(self.model, self.groups(), unfreeze)
+            blocks = apply_unfreeze(self.model, self.groups(), unfreeze)
+            for layer in self.model.layers:
+                if layer.name in UNUSED_LAYERS:  # not on the sequence_output path
+                    layer.trainable = False
+            return blocks
         if unfreeze != 0:
             raise ValueError(
                 "With lora_rank the backbone trains only its LoRA weights; use unfreeze=0. "

@@ -116,7 +116,7 @@ def check_images(paths, on_bad_image="error"):
         )
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
         reasons = list(pool.map(_check_one, paths))
-    bad = [(p, r) for p, r in zip(paths, reasons) if r is not None]
+    bad = [(p, r) for p, r in zip(paths, reasons, strict=True) if r is not None]
     if bad and on_bad_image == "error":
         raise BadImageError(bad)
     if bad:
@@ -136,7 +136,21 @@ def as_image_array(x):
     Raises:
         ValueError: for other ranks, with the shape received.
     """
+    if isinstance(x, (list, tuple)) and x and all(hasattr(i, "shape") for i in x):
+        shapes = sorted({tuple(i.shape) for i in x})
+        if len(shapes) > 1:
+            shown = ", ".join(str(s) for s in shapes[:4]) + (", ..." if len(shapes) > 4 else "")
+            raise ValueError(
+                f"Images of different shapes in one list: {shown}. Resize them to one size, "
+                "or pass file paths (they are resized when read)."
+            )
     x = np.asarray(x)
+    strings = x.dtype == object and x.size and isinstance(x.flat[0], (str, bytes))
+    if x.dtype.kind in "US" or strings:
+        raise ValueError(
+            "This is an image model: x must be images (a numeric array, a folder, or image "
+            f"file paths); received an array of strings of shape {x.shape}. Labels go in y."
+        )
     if x.dtype == object:
         raise ValueError(
             "Images given as an object array (different sizes?). Resize them to one size, "

@@ -1,0 +1,310 @@
+"""Training callbacks for reliability: divergence checks and crash-safe checkpoints.
+
+`FineTuner.fit` adds `DivergenceGuard` by default (`on_nan="raise"`) and, with
+`checkpoint_dir=...`, a `keras.callbacks.BackupAndRestore` (resumable state in
+`checkpoint_dir/backup`) and an `AtomicModelCheckpoint` (the best model in
+`checkpoint_dir/best.keras`).
+"""
+
+import json
+import math
+import os
+import tempfile
+import warnings
+
+import keras
+import numpy as np
+
+ON_NAN_MODES = ("raise", "warn", None)
+
+
+class TrainingDivergedError(RuntimeError):
+    """Raised when the training loss becomes NaN or infinite."""
+
+
+def divergence_message(value, epoch, batch, policy=None):
+    """The message of `TrainingDivergedError`: what happened and the likely causes."""
+    causes = [
+        "the learning rate is too high (try compile(learning_rate=...) 10x lower)",
+        "bad labels or NaN/inf values in the inputs or targets",
+        "float16 overflow under mixed precision (try mixed_precision=False or \"bfloat16\")",
+    ]
+    if policy == "mixed_float16":
+        causes.insert(0, causes.pop())  # the most likely cause under float16
+    listed = "; ".join(f"({i}) {cause}" for i, cause in enumerate(causes, 1))
+    return (
+        f"Training diverged: the loss became {value} at epoch {epoch + 1}, batch {batch + 1}. "
+        f"Likely causes: {listed}."
+    )
+
+
+class DivergenceGuard(keras.callbacks.Callback):
+    """Stops training as soon as the loss is NaN or infinite.
+
+    Unlike `keras.callbacks.TerminateOnNaN`, it says why this usually
+    happens. `FineTuner.fit` adds one by default.
+
+    Args:
+        on_nan: `"raise"` (raise `TrainingDivergedError`) or `"warn"` (stop
+            training and warn; `fit` then returns the History so far).
+            Defaults to `"raise"`.
+
+    Example:
+    ```python
+    ft.fit(x, y, epochs=5, callbacks=[fk.callbacks.DivergenceGuard("warn")], on_nan=None)
+    ```
+    """
+
+    def __init__(self, on_nan="raise"):
+        super().__init__()
+        if on_nan not in ("raise", "warn"):
+            raise ValueError(f'`on_nan` must be "raise" or "warn". Received: on_nan={on_nan!r}')
+        self.on_nan = on_nan
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is None:
+            return
+        value = float(np.asarray(loss))
+        if math.isfinite(value):
+            return
+        self.model.stop_training = True
+        message = divergence_message(
+            value, self._epoch, batch, getattr(self.model, "policy_name", None)
+        )
+        if self.on_nan == "raise":
+            raise TrainingDivergedError(message)
+        warnings.warn(message + " Training stopped.", RuntimeWarning, stacklevel=2)
+
+
+class AtomicModelCheckpoint(keras.callbacks.Callback):
+    """Saves the best model so that a crash mid-save never leaves a broken file.
+
+    The model is written to a temporary file in the target's folder, flushed
+    to disk and moved over the target with `os.replace` (atomic on POSIX and
+    Windows): the previous file stays whole until the new one is complete.
+
+    Args:
+        filepath: str. A `.keras` file (or `.weights.h5` with
+            `save_weights_only=True`).
+        monitor: str. The log to watch. Defaults to `"val_loss"`.
+        mode: `"auto"`, `"min"` or `"max"`. `"auto"` means max for accuracy,
+            AUC, precision, recall and F1 logs, min otherwise.
+        save_best_only: bool. Save only when `monitor` improves. Defaults to
+            `True`.
+        save_weights_only: bool. Save weights instead of the whole model.
+            Defaults to `False`.
+
+    Example:
+    ```python
+    ft.fit(x, y, validation_split=0.2, epochs=5,
+           callbacks=[fk.callbacks.AtomicModelCheckpoint("best.keras")])
+    ```
+    """
+
+    def __init__(
+        self,
+        filepath,
+        monitor="val_loss",
+        mode="auto",
+        save_best_only=True,
+        save_weights_only=False,
+    ):
+        super().__init__()
+        self.filepath = os.fspath(filepath)
+        suffix = ".weights.h5" if save_weights_only else ".keras"
+        if not self.filepath.endswith(suffix):
+            raise ValueError(
+                f'`filepath` must end in "{suffix}" (save_weights_only={save_weights_only}). '
+                f"Received: filepath={self.filepath!r}"
+            )
+        if mode == "auto":
+            higher = ("acc", "auc", "precision", "recall", "f1")
+            mode = "max" if any(k in monitor.lower() for k in higher) else "min"
+        if mode not in ("min", "max"):
+            raise ValueError(f'`mode` must be "auto", "min" or "max". Received: mode={mode!r}')
+        self.monitor = monitor
+        self.mode = mode
+        self.save_best_only = save_best_only
+        self.save_weights_only = save_weights_only
+        self.best = -np.inf if mode == "max" else np.inf
+        self.suffix = suffix
+
+    @property
+    def state_path(self):
+        """A small JSON file next to `filepath` with the best value so far."""
+        return self.filepath + ".json"
+
+    def on_train_begin(self, logs=None):
+        # When BackupAndRestore resumed an interrupted run, keep its best value.
+        if getattr(self.model, "_initial_epoch", None) and os.path.exists(self.state_path):
+            with open(self.state_path) as f:
+                state = json.load(f)
+            if state.get("monitor") == self.monitor and state.get("best") is not None:
+                self.best = float(state["best"])
+
+    def _improved(self, value):
+        return value > self.best if self.mode == "max" else value < self.best
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.save_best_only:
+            value = logs.get(self.monitor)
+            if value is None:
+                warnings.warn(
+                    f"AtomicModelCheckpoint: no {self.monitor!r} in the logs "
+                    f"(available: {sorted(logs)}); nothing saved.",
+                    stacklevel=2,
+                )
+                return
+            value = float(value)
+            if not math.isfinite(value) or not self._improved(value):
+                return
+            self.best = value
+        self.save(self.filepath)
+        _atomic_write_text(
+            self.state_path,
+            json.dumps({"monitor": self.monitor, "best": float(self.best), "epoch": epoch}),
+        )
+
+    def save(self, filepath):
+        """Writes the model to `filepath` atomically (temp file, fsync, `os.replace`)."""
+        folder = os.path.dirname(os.path.abspath(filepath))
+        os.makedirs(folder, exist_ok=True)
+        handle, temp = tempfile.mkstemp(prefix=".tmp-", suffix=self.suffix, dir=folder)
+        os.close(handle)
+        try:
+            if self.save_weights_only:
+                self.model.save_weights(temp, overwrite=True)
+            else:
+                self.model.save(temp, overwrite=True)
+            with open(temp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(temp, filepath)
+        finally:
+            if os.path.exists(temp):
+                os.remove(temp)
+
+
+class RandomStateBackup(keras.callbacks.Callback):
+    """Backs up the random-number state of layers (dropout, augmentation) with each epoch.
+
+    `keras.callbacks.BackupAndRestore` restores weights and optimizer state
+    but not the seed-generator state of `Dropout` and augmentation layers, so
+    a resumed run would draw different dropout masks than an uninterrupted
+    one. This callback writes those states to `backup_dir/random_state.json`
+    (atomically) at every epoch end and restores them when BackupAndRestore
+    resumes at the same epoch. Put it after the BackupAndRestore callback.
+
+    Args:
+        backup_dir: str. The BackupAndRestore folder.
+        delete_checkpoint: bool. Delete the file when training ends, as
+            BackupAndRestore does with its own. Defaults to `True`.
+
+    Example:
+    ```python
+    callbacks = [keras.callbacks.BackupAndRestore("ckpt"), RandomStateBackup("ckpt")]
+    ```
+    """
+
+    def __init__(self, backup_dir, delete_checkpoint=True):
+        super().__init__()
+        self.path = os.path.join(os.fspath(backup_dir), "random_state.json")
+        self.delete_checkpoint = delete_checkpoint
+
+    def _states(self):
+        return [v for v in self.model.variables if v.path.endswith("seed_generator_state")]
+
+    def on_train_begin(self, logs=None):
+        epoch = getattr(self.model, "_initial_epoch", None)
+        if not epoch or not os.path.exists(self.path):
+            return
+        with open(self.path) as f:
+            saved = json.load(f)
+        states = self._states()
+        if saved.get("epoch") != epoch or len(saved["states"]) != len(states):
+            warnings.warn(
+                "Resuming without the random state of dropout/augmentation layers (the backup "
+                "does not match); the run will not repeat an uninterrupted one exactly.",
+                stacklevel=2,
+            )
+            return
+        for variable, value in zip(states, saved["states"], strict=True):
+            variable.assign(np.asarray(value, dtype=variable.dtype))
+
+    def on_epoch_end(self, epoch, logs=None):
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        states = [np.asarray(v.numpy()).tolist() for v in self._states()]
+        _atomic_write_text(self.path, json.dumps({"epoch": epoch + 1, "states": states}))
+
+    def on_train_end(self, logs=None):
+        if self.delete_checkpoint and os.path.exists(self.path):
+            os.remove(self.path)
+
+
+class _ForgetResumedEpoch(keras.callbacks.Callback):
+    """Clears the start epoch BackupAndRestore set, so a later `fit` starts at epoch 0."""
+
+    def on_train_end(self, logs=None):
+        self.model._initial_epoch = None
+
+
+def _atomic_write_text(path, text):
+    folder = os.path.dirname(os.path.abspath(path))
+    handle, temp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    with os.fdopen(handle, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temp, path)
+
+
+def training_callbacks(
+    callbacks=None, on_nan="raise", checkpoint_dir=None, has_validation=False
+):
+    """Adds finetunekit's reliability callbacks to a user's callback list.
+
+    Args:
+        callbacks: list of Keras callbacks or None.
+        on_nan: `"raise"`, `"warn"` or None (no divergence check). Defaults to
+            `"raise"`.
+        checkpoint_dir: str or None. With a folder, training state is backed
+            up every epoch in `checkpoint_dir/backup` (a rerun of the same
+            `fit` resumes after the last finished epoch) and the best model is
+            kept in `checkpoint_dir/best.keras`.
+        has_validation: bool. Monitor `val_loss` (True) or `loss` (False) for
+            the best model.
+
+    Returns:
+        A new list of callbacks.
+    """
+    if on_nan not in ON_NAN_MODES:
+        raise ValueError(
+            f'`on_nan` must be "raise", "warn" or None. Received: on_nan={on_nan!r}'
+        )
+    callbacks = list(callbacks or [])
+    guarded = any(
+        isinstance(c, (DivergenceGuard, keras.callbacks.TerminateOnNaN)) for c in callbacks
+    )
+    if on_nan is not None and not guarded:
+        callbacks.append(DivergenceGuard(on_nan))
+    if checkpoint_dir is not None:
+        checkpoint_dir = os.fspath(checkpoint_dir)
+        os.makedirs(checkpoint_dir, exist_ok=True)
+        backup_dir = os.path.join(checkpoint_dir, "backup")
+        callbacks[:0] = [
+            keras.callbacks.BackupAndRestore(backup_dir, double_checkpoint=True),
+            RandomStateBackup(backup_dir),
+        ]
+        callbacks.append(_ForgetResumedEpoch())
+        callbacks.append(
+            AtomicModelCheckpoint(
+                os.path.join(checkpoint_dir, "best.keras"),
+                monitor="val_loss" if has_validation else "loss",
+            )
+        )
+    return callbacks

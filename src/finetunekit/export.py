@@ -1,0 +1,115 @@
+"""Exporting a FineTuner for serving: TensorFlow SavedModel and TFLite.
+
+The FineTuner graph already holds its preprocessing (resizing and the
+backbone's normalisation), so an exported model takes raw RGB images as
+float32 values in 0-255 and returns probabilities (or regression values).
+"""
+
+import os
+import shutil
+import tempfile
+
+import keras
+
+EXPORT_FORMATS = ("saved_model", "tflite")
+
+
+def export_model(ft, directory, format="saved_model", verbose=False):
+    """Exports an image FineTuner as a SavedModel or a TFLite file.
+
+    - `"saved_model"`: a TensorFlow SavedModel in `directory` with a `serve`
+      endpoint (and the default `serving_default` signature) taking float32
+      images of shape `(batch, height, width, 3)` with any height and width
+      (values 0-255, resized inside), returning the model's outputs.
+    - `"tflite"`: `directory/model.tflite`, converted from a SavedModel
+      whose input is fixed to `(batch, H, W, 3)` float32 at the model's
+      input size.
+
+    Class names, when known, are written to `directory/labels.txt`, one per
+    line, in output order.
+
+    Args:
+        ft: a `fk.FineTuner` with an image backbone.
+        directory: str. Output folder (created; a SavedModel must not exist
+            there yet).
+        format: `"saved_model"` or `"tflite"`. Defaults to `"saved_model"`.
+        verbose: bool. Let Keras and the converter print. Defaults to `False`.
+
+    Returns:
+        The path of the artifact: the SavedModel folder or the `.tflite` file.
+
+    Raises:
+        ValueError: unknown format, or a text backbone.
+        RuntimeError: the TFLite converter failed (its message is included).
+
+    Example:
+    ```python
+    ft.export("export/animals", format="saved_model")
+    served = tf.saved_model.load("export/animals")
+    probs = served.serve(tf.constant(images, tf.float32))
+    ft.export("export/animals_lite", format="tflite")
+    ```
+    """
+    if format not in EXPORT_FORMATS:
+        raise ValueError(
+            f'Unknown export format "{format}". Expected one of "saved_model", "tflite". '
+            f"Received: format={format!r}"
+        )
+    if ft.adapter.kind != "image":
+        raise ValueError(
+            f"export() supports image backbones; this FineTuner has a {ft.adapter.kind} "
+            'backbone. Save it with ft.save("model.keras") instead.'
+        )
+    import tensorflow as tf
+
+    directory = os.fspath(directory)
+    height, width = ft.adapter.input_shape[:2]
+    if format == "saved_model":
+        _write_saved_model(ft, directory, (None, None, None, 3), verbose)
+        _write_labels(ft, directory)
+        return directory
+
+    os.makedirs(directory, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix="finetunekit-export-")
+    try:
+        saved = os.path.join(staging, "saved_model")
+        _write_saved_model(ft, saved, (None, height, width, 3), verbose)
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved)
+        try:
+            flatbuffer = converter.convert()
+        except Exception as error:  # the converter raises ConverterError and others
+            raise RuntimeError(
+                f"TFLite conversion failed with TensorFlow {tf.__version__}: {error}"
+            ) from error
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    path = os.path.join(directory, "model.tflite")
+    with open(path, "wb") as f:
+        f.write(flatbuffer)
+    _write_labels(ft, directory)
+    return path
+
+
+def _write_saved_model(ft, directory, shape, verbose):
+    """A SavedModel whose `serve` endpoint calls the model in inference mode.
+
+    `keras.Model.export` calls the model without `training=False`, which
+    leaves random augmentation layers (their default is training=True) active
+    in the exported graph; this endpoint passes it explicitly.
+    """
+    import tensorflow as tf
+
+    archive = keras.export.ExportArchive()
+    archive.track(ft)
+    archive.add_endpoint(
+        name="serve",
+        fn=lambda images: ft(images, training=False),
+        input_signature=[tf.TensorSpec(shape, tf.float32, name="images")],
+    )
+    archive.write_out(directory, verbose=verbose)
+
+
+def _write_labels(ft, directory):
+    if ft.class_names:
+        with open(os.path.join(directory, "labels.txt"), "w", encoding="utf-8") as f:
+            f.write("\n".join(str(n) for n in ft.class_names) + "\n")

@@ -1,0 +1,140 @@
+import keras
+import numpy as np
+import pytest
+
+import finetunekit as fk
+from tests.conftest import tiny_cnn
+
+
+def _data(n=40, size=16, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 2
+    x = rng.integers(0, 100, (n, size, size, 3)) + 150 * y[:, None, None, None]
+    return x.astype("uint8"), y
+
+
+def _tuner(pooling="avg", **kwargs):
+    return fk.FineTuner(
+        backbone=tiny_cnn(),
+        head=fk.ClassificationHead(2, hidden_units=(8,), dropout=0.0, pooling=pooling),
+        preprocessing="zero_one",
+        **kwargs,
+    )
+
+
+def _train_twice(ft, fit_args, fit_kwargs):
+    """Trains from the same start with and without the cache; returns both head weights."""
+    start = ft.get_weights()
+    results = []
+    for cache in (False, True):
+        ft.set_weights(start)
+        ft.compile(learning_rate=1e-2)
+        history = ft.fit(*fit_args, cache_features=cache, verbose=0, **fit_kwargs)
+        assert hasattr(history, "feature_cache") is cache
+        results.append(([w.copy() for w in ft.head.get_weights()], history))
+    return results
+
+
+@pytest.mark.parametrize("pooling", ["avg", "max", "flatten"])
+def test_cached_head_equals_slow_head(pooling):
+    x, y = _data()
+    ft = _tuner(pooling=pooling)
+    (slow, h_slow), (fast, h_fast) = _train_twice(
+        ft, (x, y), dict(epochs=3, batch_size=8, shuffle=False, validation_data=(x[:10], y[:10]))
+    )
+    assert not np.allclose(slow[0], _tuner(pooling=pooling).head.get_weights()[0])
+    for a, b in zip(slow, fast, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    assert (
+        sorted(h_slow.history)
+        == sorted(h_fast.history)
+        == [
+            "accuracy",
+            "loss",
+            "val_accuracy",
+            "val_loss",
+        ]
+    )
+    np.testing.assert_allclose(h_slow.history["loss"], h_fast.history["loss"], rtol=1e-4)
+    np.testing.assert_allclose(h_slow.history["val_loss"], h_fast.history["val_loss"], rtol=1e-4)
+    assert h_fast.epoch == [0, 1, 2]
+    assert h_fast.model is ft
+    # The FineTuner itself carries the trained head.
+    np.testing.assert_allclose(ft.predict(x[:4], verbose=0).sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_cached_dataset_and_disk_spill_equal_slow():
+    import tensorflow as tf
+
+    x, y = _data(24)
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(6)
+    ft = _tuner()
+    (slow, _), (fast, h) = _train_twice(ft, (ds,), dict(epochs=2, shuffle=False))
+    for a, b in zip(slow, fast, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    assert h.feature_cache["examples"] == 24 and not h.feature_cache["on_disk"]
+    # cache_memory_budget=0 puts every feature on disk (np.memmap); same result.
+    start_weights = ft.get_weights()
+    ft.set_weights(start_weights)
+    (slow, _), (fast, h) = _train_twice(
+        ft, (x, y), dict(epochs=2, batch_size=6, shuffle=False, cache_memory_budget=0)
+    )
+    assert h.feature_cache["on_disk"]
+    for a, b in zip(slow, fast, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_auto_caches_only_when_applicable(tmp_path):
+    x, y = _data(16)
+    ft = _tuner()
+    ft.compile()
+    assert hasattr(ft.fit(x, y, epochs=1, verbose=0), "feature_cache")  # default "auto"
+    ft.set_unfreeze(1)
+    ft.compile()
+    assert not hasattr(ft.fit(x, y, epochs=1, verbose=0), "feature_cache")
+    with pytest.raises(ValueError, match="backbone trains"):
+        ft.fit(x, y, epochs=1, verbose=0, cache_features=True)
+    augmented = _tuner(augment={"horizontal_flip": True})
+    augmented.compile()
+    assert not hasattr(augmented.fit(x, y, epochs=1, verbose=0), "feature_cache")
+    with pytest.raises(ValueError, match="cache_augmented_copies"):
+        augmented.fit(x, y, epochs=1, verbose=0, cache_features=True)
+    with pytest.raises(ValueError, match="cache_features"):
+        ft.fit(x, y, cache_features="yes")
+
+
+def test_augmented_copies_and_callbacks():
+    x, y = _data(16)
+    ft = _tuner(augment={"horizontal_flip": True})
+    ft.compile(learning_rate=1e-2)
+    seen = []
+
+    class Recorder(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append((epoch, self.model is ft, sorted(logs)))
+
+    stop = keras.callbacks.EarlyStopping(monitor="loss", patience=0, min_delta=10.0)
+    history = ft.fit(
+        x,
+        y,
+        epochs=5,
+        batch_size=4,
+        cache_augmented_copies=2,
+        callbacks=[Recorder(), stop],
+        verbose=0,
+    )
+    assert history.feature_cache["copies"] == 2
+    assert seen[0] == (0, True, ["accuracy", "loss"])
+    assert len(history.epoch) == len(seen) == 2  # EarlyStopping on the FineTuner stops the head
+
+
+def test_custom_head_caches_raw_features():
+    class MyHead(fk.ClassificationHead):
+        def call(self, features, padding_mask=None, training=None):
+            return super().call(features, padding_mask=padding_mask, training=training)
+
+    x, y = _data(16)
+    ft = fk.FineTuner(backbone=tiny_cnn(), head=MyHead(2), preprocessing="zero_one")
+    ft.compile()
+    history = ft.fit(x, y, epochs=1, verbose=0)
+    assert history.feature_cache["feature_shape"] == (8, 8, 8)

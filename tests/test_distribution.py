@@ -1,0 +1,131 @@
+"""Data-parallel training gives the single-device result (MirroredStrategy, multi-worker).
+
+Each run happens in a fresh subprocess: logical CPU devices and TF_CONFIG must be
+set before TensorFlow initialises.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+SCRIPT = textwrap.dedent(
+    """
+    import json, os, sys
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    os.environ["KERAS_BACKEND"] = "tensorflow"
+    import tensorflow as tf
+    mode, out = sys.argv[1], sys.argv[2]
+    if mode == "mirrored":
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * 2
+        )
+    import keras
+    import numpy as np
+    import finetunekit as fk
+    from tests.conftest import tiny_cnn
+
+    if mode == "mirrored":
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    elif mode == "multiworker":
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    else:
+        strategy = tf.distribute.get_strategy()
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    y = np.arange(32) % 2
+    x = (rng.integers(0, 100, (32, 16, 16, 3)) + 150 * y[:, None, None, None]).astype("uint8")
+    with strategy.scope():
+        ft = fk.FineTuner(
+            tiny_cnn(), head=fk.ClassificationHead(2), preprocessing="zero_one", unfreeze="all"
+        )
+        ft.compile(learning_rate=1e-2)
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    history = ft.fit(ds.with_options(options), epochs=2, verbose=0, shuffle=False)
+    result = {
+        "replicas": strategy.num_replicas_in_sync,
+        "loss": history.history["loss"],
+        "weights": [w.tolist() for w in ft.get_weights()],
+    }
+    with open(out, "w") as f:
+        json.dump(result, f)
+    """
+)
+
+
+def _run(tmp_path, mode, env=None, name="out.json"):
+    script = tmp_path / "train.py"
+    script.write_text(SCRIPT)
+    out = tmp_path / f"{mode}_{name}"
+    env = {**os.environ, "PYTHONPATH": ROOT, **(env or {})}
+    return (
+        subprocess.Popen(
+            [sys.executable, str(script), mode, str(out)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        ),
+        out,
+    )
+
+
+def _result(process, out, timeout=300):
+    output, _ = process.communicate(timeout=timeout)
+    assert process.returncode == 0, output[-3000:]
+    return json.loads(out.read_text())
+
+
+def _assert_same(a, b):
+    for wa, wb in zip(a["weights"], b["weights"], strict=True):
+        np.testing.assert_allclose(np.asarray(wa), np.asarray(wb), atol=1e-5)
+    np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_on_two_cpu_devices_equals_one_device(tmp_path):
+    single = _result(*_run(tmp_path, "single"))
+    mirrored = _result(*_run(tmp_path, "mirrored"))
+    assert mirrored["replicas"] == 2 and single["replicas"] == 1
+    _assert_same(single, mirrored)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    reason=(
+        "Keras 3 Model.fit under tf.distribute.MultiWorkerMirroredStrategy fails with "
+        "'Attempt to convert a value (PerReplica...) to a Tensor' (keras-team/keras#20585, "
+        "tensorflow/tensorflow#72388); seen with keras 3.15 / TF 2.21 on two localhost workers."
+    ),
+    strict=False,
+)
+def test_multi_worker_mirrored_on_localhost_equals_one_device(tmp_path):
+    single = _result(*_run(tmp_path, "single"))
+    workers = [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]
+    runs = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        runs.append(
+            _run(tmp_path, "multiworker", {"TF_CONFIG": json.dumps(tf_config)}, f"{index}.json")
+        )
+    results = [_result(*run) for run in runs]
+    assert results[0]["replicas"] == 2
+    _assert_same(single, results[0])
+    _assert_same(results[0], results[1])
