@@ -55,8 +55,8 @@ def test_weights_of_wrong_shape_are_a_clear_error(tmp_path):
 
 def test_imagenet_weights_go_through_keras_cache_offline(tmp_path):
     """weights="imagenet" uses Keras' own download-and-cache; a pre-filled cache needs no network."""
-    from keras.src.legacy.saving import legacy_h5_format
     import h5py
+    from keras.src.legacy.saving import legacy_h5_format
 
     source = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(96, 96, 3))
     models_dir = tmp_path / "models"

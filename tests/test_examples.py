@@ -1,0 +1,38 @@
+"""The scripts in examples/ run (offline smoke modes)."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
+
+
+def _run_example(name, *args, timeout=300):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    return subprocess.run(
+        [sys.executable, os.path.join(EXAMPLES, name), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+def test_animals_resnet50_smoke():
+    done = _run_example("animals_resnet50.py", "--smoke")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = done.stdout
+    assert "smoke test passed" in out
+    assert "unfrozen blocks: ['conv4', 'conv5']" in out
+    # the per-class report of sklearn.metrics.classification_report
+    for word in ("precision", "recall", "cat", "dog", "other"):
+        assert word in out
+
+
+@pytest.mark.parametrize("args", [[], ["--data", "x", "--smoke"]])
+def test_animals_resnet50_usage_errors(args):
+    done = _run_example("animals_resnet50.py", *args)
+    assert done.returncode == 2
+    assert "usage:" in done.stderr
