@@ -1,15 +1,22 @@
 """`FineTuner`: a pretrained backbone, in-model preprocessing and a head, as one `keras.Model`."""
 
-import copy
-
 import keras
-import numpy as np
 
 from finetunekit.backbones import resolve_backbone
-from finetunekit.freezing import apply_unfreeze, normalize_unfreeze
+from finetunekit.freezing import normalize_unfreeze
 from finetunekit.heads.base import Head
 from finetunekit.layers.augmentation import build_augmentation
 from finetunekit.precision import resolve_policy
+from finetunekit.training import (
+    CacheOptions,
+    add_reliability,
+    apply_adapter_unfreeze,
+    check_batch_size,
+    check_epochs,
+    data_args,
+    is_tf_dataset,
+    merge_histories,
+)
 
 _FIT_ONLY = ("validation_split", "on_bad_image", "seed", "x_col", "y_col")
 
@@ -132,7 +139,7 @@ class FineTuner(keras.Model):
         self.policy_name = policy
         self.class_names = list(class_names) if class_names is not None else None
         self.unfreeze = unfreeze
-        self.unfrozen_blocks = _apply_unfreeze(adapter, unfreeze)
+        self.unfrozen_blocks = apply_adapter_unfreeze(adapter, unfreeze)
         self._compile_args = None
 
     # ------------------------------------------------------------------ config
@@ -177,7 +184,7 @@ class FineTuner(keras.Model):
             The list of unfrozen block names.
         """
         self.unfreeze = normalize_unfreeze(unfreeze)
-        self.unfrozen_blocks = _apply_unfreeze(self.adapter, self.unfreeze)
+        self.unfrozen_blocks = apply_adapter_unfreeze(self.adapter, self.unfreeze)
         return self.unfrozen_blocks
 
     # ---------------------------------------------------------------- compile
@@ -312,7 +319,7 @@ class FineTuner(keras.Model):
         return self.adapter.data_adapter(self.head)
 
     def _prepare(self, x, y, batch_size, shuffle, require_labels=True, **options):
-        _check_batch_size(batch_size)
+        check_batch_size(batch_size)
         adapter = self.data_adapter
         (inputs, targets), validation, class_names = adapter.prepare(
             x,
@@ -328,7 +335,7 @@ class FineTuner(keras.Model):
         return inputs, targets, validation, class_names
 
     def _prepare_validation(self, validation_data, batch_size):
-        if validation_data is None or _is_tf_dataset(validation_data):
+        if validation_data is None or is_tf_dataset(validation_data):
             return validation_data
         if isinstance(validation_data, tuple) and len(validation_data) in (2, 3):
             x, y = validation_data[0], validation_data[1]
@@ -406,19 +413,19 @@ class FineTuner(keras.Model):
         text_options = {k: kwargs.pop(k) for k in ("padding",) if k in kwargs}
         if checkpoint_dir is not None and cache_features == "auto":
             cache_features = False  # a checkpoint holds the whole FineTuner, not a cached head
-        cache = _CacheOptions(
+        cache = CacheOptions(
             cache_features, cache_memory_budget, cache_augmented_copies, batch_size, shuffle
         )
-        if _is_tf_dataset(x) and y is None and not validation_split and self.adapter.kind != "text":
+        if is_tf_dataset(x) and y is None and not validation_split and self.adapter.kind != "text":
             self._ensure_compiled()
-            _check_epochs(epochs, kwargs.get("initial_epoch", 0))
-            _add_reliability(self, kwargs, None, on_nan, checkpoint_dir, validation_data is not None)
+            check_epochs(epochs, kwargs.get("initial_epoch", 0))
+            add_reliability(self, kwargs, None, on_nan, checkpoint_dir, validation_data is not None)
             history = cache.fit(self, x, None, validation_data, epochs, kwargs)
             if history is not None:
                 return history
             kwargs.setdefault("shuffle", False)  # a dataset shuffles itself
             return super().fit(x, epochs=epochs, validation_data=validation_data, **kwargs)
-        _check_epochs(epochs, kwargs.get("initial_epoch", 0))
+        check_epochs(epochs, kwargs.get("initial_epoch", 0))
         inputs, targets, validation, class_names = self._prepare(
             x,
             y,
@@ -441,7 +448,7 @@ class FineTuner(keras.Model):
             validation_data = self._prepare_validation(validation_data, batch_size)
         self._ensure_compiled()
         labels = targets if targets is not None else self._last_train_targets
-        _add_reliability(self, kwargs, labels, on_nan, checkpoint_dir, validation_data is not None)
+        add_reliability(self, kwargs, labels, on_nan, checkpoint_dir, validation_data is not None)
         history = cache.fit(self, inputs, targets, validation_data, epochs, kwargs)
         if history is not None:
             return history
@@ -496,7 +503,7 @@ class FineTuner(keras.Model):
         Returns:
             A `keras.callbacks.History` covering both stages.
         """
-        _check_epochs(epochs)
+        check_epochs(epochs)
         if not 0 <= freeze_epochs <= epochs:
             raise ValueError(
                 f"`freeze_epochs` must be between 0 and epochs={epochs}. "
@@ -508,7 +515,7 @@ class FineTuner(keras.Model):
             x, y, batch_size, kwargs.pop("shuffle", True), **fit_options
         )
         labels = targets if targets is not None else self._last_train_targets
-        _add_reliability(self, kwargs, labels, on_nan, None, False)
+        add_reliability(self, kwargs, labels, on_nan, None, False)
         if class_names is not None:
             self.class_names = list(class_names)
         if validation is not None:
@@ -524,7 +531,7 @@ class FineTuner(keras.Model):
             self.compile(learning_rate=learning_rate, **compile_args)
             histories.append(
                 super().fit(
-                    *_data_args(inputs, targets, batch_size),
+                    *data_args(inputs, targets, batch_size),
                     epochs=freeze_epochs,
                     validation_data=validation_data,
                     **kwargs,
@@ -549,14 +556,14 @@ class FineTuner(keras.Model):
             )
             histories.append(
                 super().fit(
-                    *_data_args(inputs, targets, batch_size),
+                    *data_args(inputs, targets, batch_size),
                     epochs=epochs,
                     initial_epoch=freeze_epochs,
                     validation_data=validation_data,
                     **stage_kwargs,
                 )
             )
-        return _merge_histories(histories)
+        return merge_histories(histories)
 
     def find_lr(
         self, x=None, y=None, start_lr=1e-7, end_lr=1.0, num_steps=100, batch_size=None, **kwargs
@@ -621,7 +628,7 @@ class FineTuner(keras.Model):
             }
             return report(self, x, y, batch_size=batch_size, **options)
         text = self.adapter.kind == "text"
-        if (_is_tf_dataset(x) and not text) or kwargs.get("_use_cached_eval_dataset"):
+        if (is_tf_dataset(x) and not text) or kwargs.get("_use_cached_eval_dataset"):
             return super().evaluate(x, y, batch_size=batch_size, **kwargs)
         self._ensure_compiled()
         options = {
@@ -645,7 +652,7 @@ class FineTuner(keras.Model):
         Returns:
             A numpy array, float32.
         """
-        if _is_tf_dataset(x) and self.adapter.kind != "text":
+        if is_tf_dataset(x) and self.adapter.kind != "text":
             return super().predict(x, batch_size=batch_size, verbose=verbose, **kwargs)
         options = {k: kwargs.pop(k) for k in ("on_bad_image", "x_col", "padding") if k in kwargs}
         inputs, _, _, _ = self._prepare(
@@ -717,107 +724,3 @@ class FineTuner(keras.Model):
                     **kwargs,
                 )
         return export_model(self, filepath, format=format, verbose=verbose)
-
-
-def _apply_unfreeze(adapter, unfreeze):
-    """Applies `unfreeze` through the adapter when it has its own rule (LoRA), else by blocks."""
-    if hasattr(adapter, "apply_unfreeze"):
-        return adapter.apply_unfreeze(unfreeze)
-    return apply_unfreeze(adapter.model, adapter.groups(), unfreeze)
-
-
-class _CacheOptions:
-    """The feature-caching arguments of one `fit` call (see `finetunekit.caching`)."""
-
-    def __init__(self, mode, memory_budget, augmented_copies, batch_size, shuffle):
-        from finetunekit import caching
-
-        if memory_budget is None:
-            memory_budget = caching.DEFAULT_MEMORY_BUDGET
-        caching.check_cache_options(mode, memory_budget, augmented_copies)
-        self.mode, self.memory_budget = mode, memory_budget
-        self.augmented_copies, self.batch_size, self.shuffle = augmented_copies, batch_size, shuffle
-
-    def fit(self, model, inputs, targets, validation_data, epochs, kwargs):
-        """Trains on cached features and returns the History, or None to train normally."""
-        from finetunekit import caching
-
-        if self.mode is False:
-            return None
-        blocker = caching.cache_blocker(
-            model, inputs, targets, self.augmented_copies, kwargs.get("callbacks")
-        )
-        if blocker is not None:
-            if self.mode is True:
-                raise ValueError(f"Cannot cache features: {blocker}. Use cache_features=False.")
-            return None
-        return caching.fit_on_cached_features(
-            model,
-            inputs,
-            targets,
-            validation_data,
-            batch_size=self.batch_size,
-            epochs=epochs,
-            shuffle=self.shuffle,
-            memory_budget=self.memory_budget,
-            augmented_copies=self.augmented_copies,
-            fit_kwargs=kwargs,
-        )
-
-
-def _add_reliability(model, kwargs, labels, on_nan, checkpoint_dir, has_validation):
-    """Adds the divergence guard / checkpoint callbacks and resolves class_weight="balanced"."""
-    from finetunekit.callbacks import training_callbacks
-
-    if isinstance(kwargs.get("class_weight"), str):
-        from finetunekit.data.pipeline import balanced_class_weight
-
-        kwargs["class_weight"] = balanced_class_weight(labels, model.head, kwargs["class_weight"])
-    kwargs["callbacks"] = training_callbacks(
-        kwargs.get("callbacks"), on_nan, checkpoint_dir, has_validation
-    )
-
-
-def _is_tf_dataset(value):
-    from finetunekit.data.pipeline import is_dataset
-
-    return is_dataset(value)
-
-
-def _data_args(inputs, targets, batch_size):
-    """Positional/keyword data arguments for keras fit: datasets carry their own batches."""
-    if targets is None:
-        return (inputs,)
-    return (inputs, targets, batch_size)
-
-
-def _check_batch_size(batch_size):
-    if batch_size is None:
-        return
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(
-            f"`batch_size` must be a positive integer or None. Received: batch_size={batch_size!r}"
-        )
-
-
-def _check_epochs(epochs, initial_epoch=0):
-    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
-        raise ValueError(f"`epochs` must be a positive integer. Received: epochs={epochs!r}")
-    if epochs <= initial_epoch:
-        raise ValueError(
-            f"`epochs` ({epochs}) must be greater than initial_epoch ({initial_epoch}): "
-            "epochs is the index of the last epoch, not a count added to it."
-        )
-
-
-def _merge_histories(histories):
-    if not histories:
-        return None
-    merged = copy.copy(histories[-1])
-    merged.history = {}
-    merged.epoch = []
-    for history in histories:
-        merged.epoch += list(history.epoch)
-        for key, values in history.history.items():
-            merged.history.setdefault(key, []).extend(values)
-    return merged
