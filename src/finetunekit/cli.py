@@ -55,20 +55,22 @@ def _stderr_silenced():
 
 
 def _import_tensorflow_quietly():
-    """Imports TensorFlow once, hiding the native start-up messages it writes to stderr.
+    """Imports TensorFlow and probes its devices once, hiding the native notices on stderr.
 
-    TensorFlow prints absl/oneDNN/CUDA notices from C++ before its logging is
-    configured. Set `TF_CPP_MIN_LOG_LEVEL=0` to see them.
+    TensorFlow writes absl/oneDNN/CUDA notices from C++ before its logging is
+    configured (so `TF_CPP_MIN_LOG_LEVEL` cannot hide them), at import and at
+    its first device probe. Set `TF_CPP_MIN_LOG_LEVEL=0` to see them.
     """
-    if "tensorflow" not in sys.modules and os.environ.get("TF_CPP_MIN_LOG_LEVEL") != "0":
-        with _stderr_silenced():
-            import tensorflow  # noqa: F401
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0":
+        return
     try:
-        import tensorflow as tf
+        with _stderr_silenced():
+            import tensorflow as tf
 
-        tf.get_logger().setLevel("ERROR")
+            tf.config.list_physical_devices()
     except ImportError:  # pragma: no cover - another Keras backend
-        pass
+        return
+    tf.get_logger().setLevel("ERROR")
 
 
 def _library():
@@ -158,8 +160,8 @@ def build_parser():
         help="transfer learning vs. training from scratch, offline, in under a minute",
         description=_wrap(
             "Pretrains a small CNN on scikit-learn's digits 0-4, fine-tunes it with "
-        "FineTuner on a few labelled images of the digits 5-9 and compares with the same "
-        "CNN trained from scratch. Needs no download."
+            "FineTuner on a few labelled images of the digits 5-9 and compares with the same "
+            "CNN trained from scratch. Needs no download."
         ),
         formatter_class=_HelpFormatter,
     )
@@ -179,8 +181,8 @@ def build_parser():
         help="fine-tune a backbone on a folder of images, one sub-folder per class",
         description=_wrap(
             "Fine-tunes a keras.applications backbone on a folder with one "
-        "sub-folder per class (photos/cat/1.jpg, photos/dog/2.jpg, ...) and saves the "
-        "model, preprocessing included, as a .keras file."
+            "sub-folder per class (photos/cat/1.jpg, photos/dog/2.jpg, ...) and saves the "
+            "model, preprocessing included, as a .keras file."
         ),
         epilog="Example:\n  finetunekit fit --backbone resnet50 --data photos/ --epochs 5 "
         "--out animals.keras",
@@ -238,6 +240,12 @@ def build_parser():
         help='"none", "default", or a JSON object of ImageDataGenerator-style keywords, '
         'e.g. \'{"rotation_range": 15, "horizontal_flip": true}\' (default: none)',
     )
+    fit.add_argument(
+        "--preprocessing",
+        choices=("auto", "caffe", "tf", "torch", "zero_one", "none"),
+        default="auto",
+        help='in-model normalisation of 0-255 images; "auto" is the backbone\'s own',
+    )
     fit.add_argument("--dropout", type=_fraction, default=0.0, help="dropout before the output")
     fit.add_argument(
         "--on-bad-image",
@@ -254,7 +262,7 @@ def build_parser():
         help="evaluate a saved model on a folder of labelled images",
         description=_wrap(
             "Evaluates a model saved by 'finetunekit fit' (or FineTuner.save) on a "
-        "folder with one sub-folder per class; the class names must be those of the model."
+            "folder with one sub-folder per class; the class names must be those of the model."
         ),
         epilog="Example:\n  finetunekit evaluate --model animals.keras --data photos_test/",
         formatter_class=_HelpFormatter,
@@ -270,8 +278,8 @@ def build_parser():
         help="predict the labels of images with a saved model",
         description=_wrap(
             "Prints one line per image: its path, the predicted label and (for "
-        "single-label classification) the probability of that label. Folders are searched "
-        "for images."
+            "single-label classification) the probability of that label. Folders are "
+            "searched for images."
         ),
         epilog="Example:\n  finetunekit predict --model animals.keras new/1.jpg new/2.jpg",
         formatter_class=_HelpFormatter,
@@ -288,9 +296,9 @@ def build_parser():
 
 # ------------------------------------------------------------------ commands
 def _run_demo(args):
+    _import_tensorflow_quietly()
     from finetunekit.demo import run_demo
 
-    _import_tensorflow_quietly()
     result = run_demo(
         seed=args.seed,
         labels_per_class=args.labels_per_class,
@@ -345,15 +353,29 @@ def _run_fit(args):
             f"--freeze-epochs must be between 0 and --epochs ({args.epochs}). "
             f"Received: {args.freeze_epochs}"
         )
-    fk = _library()
+    if args.freeze_epochs is not None and args.unfreeze == 0:
+        raise CLIError("--freeze-epochs needs --unfreeze N or --unfreeze all.")
+    # Cheap checks first, before TensorFlow loads.
+    from finetunekit.backbones.applications import get_application
     from finetunekit.data.images import list_image_folder
 
-    _, _, class_names = list_image_folder(args.data)
+    paths, labels, class_names = list_image_folder(args.data)
     if len(class_names) < 2:
         raise CLIError(
             f"{args.data!r} has one class sub-folder ({class_names[0]!r}); a classifier needs "
             "at least two."
         )
+    if not (args.backbone.endswith(".keras") or os.path.exists(args.backbone)):
+        get_application(args.backbone)  # unknown names fail here, with suggestions
+    fk = _library()
+    from finetunekit.data.pipeline import split_indices
+
+    validation = None
+    if args.validation_split:
+        # Stratified and seeded, the same split FineTuner.fit(validation_split=...) makes.
+        train, held_out = split_indices(len(paths), args.validation_split, labels, args.seed)
+        validation = ([paths[i] for i in held_out], [labels[i] for i in held_out])
+        paths, labels = [paths[i] for i in train], [labels[i] for i in train]
     input_shape = None if args.image_size is None else (args.image_size, args.image_size, 3)
     model = fk.FineTuner(
         backbone=args.backbone,
@@ -362,34 +384,36 @@ def _run_fit(args):
         input_shape=input_shape,
         unfreeze=args.unfreeze,
         augment=augment,
+        preprocessing=args.preprocessing,
         class_names=class_names,
     )
     print(
         f"Training {model.adapter.architecture or args.backbone} on {len(class_names)} classes "
-        f"({', '.join(class_names)}), input {'x'.join(map(str, model.adapter.input_shape))}, "
-        f"unfreeze={args.unfreeze}",
+        f"({', '.join(class_names)}): {len(paths)} training and "
+        f"{len(validation[0]) if validation else 0} validation images, input "
+        f"{'x'.join(map(str, model.adapter.input_shape))}, unfreeze={args.unfreeze}",
         flush=True,
     )
     options = {
-        "validation_split": args.validation_split,
+        "validation_data": validation,
         "batch_size": args.batch_size,
         "seed": args.seed,
         "on_bad_image": args.on_bad_image,
         "verbose": 0 if args.quiet else 2,
     }
-    if args.freeze_epochs is not None and args.unfreeze != 0:
-        learning_rate = args.learning_rate or 1e-3
+    if args.freeze_epochs is not None:
         history = model.fine_tune(
-            args.data,
+            paths,
+            labels,
             epochs=args.epochs,
             freeze_epochs=args.freeze_epochs,
             unfreeze=args.unfreeze,
-            learning_rate=learning_rate,
+            learning_rate=args.learning_rate or 1e-3,
             **options,
         )
     else:
         model.compile(learning_rate=args.learning_rate)
-        history = model.fit(args.data, epochs=args.epochs, **options)
+        history = model.fit(paths, labels, epochs=args.epochs, **options)
     directory = os.path.dirname(os.path.abspath(args.out))
     os.makedirs(directory, exist_ok=True)
     model.save(args.out)

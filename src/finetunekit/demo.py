@@ -223,6 +223,12 @@ def run_demo(
 
     source = np.isin(labels, SOURCE_DIGITS)
     target = np.flatnonzero(np.isin(labels, TARGET_DIGITS))
+    fewest = min(int(np.sum(labels == digit)) for digit in TARGET_DIGITS)
+    if not 1 <= labels_per_class < fewest:
+        raise ValueError(
+            f"`labels_per_class` must be between 1 and {fewest - 1} (the rarest digit has "
+            f"{fewest} images). Received: labels_per_class={labels_per_class}"
+        )
     train = np.concatenate(
         [
             rng.choice(target[labels[target] == digit], labels_per_class, replace=False)
