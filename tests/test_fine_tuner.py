@@ -177,6 +177,18 @@ def test_fine_tune_two_stages():
     assert float(keras.ops.convert_to_numpy(ft.optimizer.learning_rate)) == pytest.approx(1e-4)
 
 
+def test_fine_tune_validation_split_on_folder(tmp_path):
+    from tests.conftest import write_images
+
+    folder = write_images(str(tmp_path / "photos"), {"a": 6, "b": 6})
+    ft = _tuner()
+    history = ft.fine_tune(
+        folder, epochs=2, freeze_epochs=1, unfreeze=1, validation_split=0.25, seed=0, verbose=0
+    )
+    assert len(history.history["val_loss"]) == 2
+    assert ft.class_names == ["a", "b"]
+
+
 def test_multi_label_and_regression_heads_train():
     x = _images(16)
     ft = _tuner(head=fk.ClassificationHead(3, multi_label=True))

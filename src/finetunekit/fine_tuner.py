@@ -511,14 +511,19 @@ class FineTuner(keras.Model):
             )
         fit_options = {k: kwargs.pop(k) for k in _FIT_ONLY if k in kwargs}
         on_nan = kwargs.pop("on_nan", "raise")
+        shuffle = kwargs.pop("shuffle", True)
         inputs, targets, validation, class_names = self._prepare(
-            x, y, batch_size, kwargs.pop("shuffle", True), **fit_options
+            x, y, batch_size, shuffle, validation_split=validation_split, **fit_options
         )
+        # A tf.data pipeline was shuffled when it was built; arrays are shuffled by Keras.
+        kwargs["shuffle"] = shuffle if targets is not None else False
         labels = targets if targets is not None else self._last_train_targets
         add_reliability(self, kwargs, labels, on_nan, None, False)
         if class_names is not None:
             self.class_names = list(class_names)
         if validation is not None:
+            if validation_data is not None:
+                raise ValueError("Pass either validation_data or validation_split, not both.")
             validation_data = validation[0] if validation[1] is None else validation
         else:
             validation_data = self._prepare_validation(validation_data, batch_size)
