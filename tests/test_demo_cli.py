@@ -10,7 +10,7 @@ import pytest
 from finetunekit import cli
 from tests.conftest import write_images
 
-COMMANDS = ("demo", "fit", "evaluate", "predict")
+COMMANDS = ("demo", "fit", "evaluate", "predict", "export")
 
 
 def _run_module(*args, timeout=180):
@@ -186,6 +186,28 @@ def test_evaluate(trained, capsys):
     metrics = json.loads(capsys.readouterr().out)
     assert 0.0 <= metrics["accuracy"] <= 1.0
     assert metrics["loss"] > 0
+
+
+def test_evaluate_report_and_export(trained, capsys, tmp_path):
+    import numpy as np
+    import tensorflow as tf
+    from PIL import Image
+
+    data, model = trained
+    assert cli.main(["evaluate", "--model", model, "--data", data, "--report", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert 0.0 <= report["metrics"]["accuracy"] <= 1.0
+    out = str(tmp_path / "exported")
+    assert cli.main(["export", "--model", model, "--out", out]) == 0
+    assert "Exported saved_model" in capsys.readouterr().out
+    image_path = next(
+        os.path.join(root, f) for root, _, files in os.walk(data) for f in files
+    )
+    image = np.asarray(Image.open(image_path).convert("RGB"), "float32")[None]
+    served = tf.saved_model.load(out)
+    exported = served.serve(tf.constant(image)).numpy()
+    expected = cli._library().load(model).predict(image, verbose=0)
+    np.testing.assert_allclose(exported, expected, atol=1e-5)
 
 
 # --------------------------------------------------------- CLI: bad input

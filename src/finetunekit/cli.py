@@ -271,6 +271,11 @@ def build_parser():
     evaluate.add_argument("--data", required=True, help="folder with one sub-folder per class")
     evaluate.add_argument("--batch-size", type=_positive_int, default=32, help="batch size")
     evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    evaluate.add_argument(
+        "--report",
+        action="store_true",
+        help="print per-class precision/recall/F1 and the confusion matrix (scikit-learn)",
+    )
     evaluate.set_defaults(handler=_run_evaluate)
 
     predict = commands.add_parser(
@@ -291,6 +296,24 @@ def build_parser():
         "--json", action="store_true", help="print a JSON list with all class probabilities"
     )
     predict.set_defaults(handler=_run_predict)
+
+    export = commands.add_parser(
+        "export",
+        help="export a saved model as a TensorFlow SavedModel or TFLite file",
+        description=_wrap(
+            "Exports a saved FineTuner with its preprocessing included: the exported "
+            "model takes raw float images (0-255) and returns the head's outputs. A "
+            "labels.txt with the class names is written beside it."
+        ),
+        epilog="Example:\n  finetunekit export --model animals.keras --out export/ --format tflite",
+        formatter_class=_HelpFormatter,
+    )
+    export.add_argument("--model", required=True, help="a saved .keras model")
+    export.add_argument("--out", required=True, help="output folder")
+    export.add_argument(
+        "--format", choices=("saved_model", "tflite"), default="saved_model", help="export format"
+    )
+    export.set_defaults(handler=_run_export)
     return parser
 
 
@@ -437,6 +460,10 @@ def _load_finetuner(path, compile):
 def _run_evaluate(args):
     _check_model_path(args.model)
     model = _load_finetuner(args.model, compile=True)
+    if args.report:
+        report = model.evaluate(args.data, batch_size=args.batch_size, verbose=0, report=True)
+        print(json.dumps(report.to_dict(), indent=2) if args.json else report)
+        return EXIT_OK
     results = model.evaluate(args.data, batch_size=args.batch_size, verbose=0, return_dict=True)
     results = {k: float(v) for k, v in results.items()}
     if args.json:
@@ -444,6 +471,14 @@ def _run_evaluate(args):
     else:
         for name, value in results.items():
             print(f"{name}: {value:.4f}")
+    return EXIT_OK
+
+
+def _run_export(args):
+    _check_model_path(args.model)
+    model = _load_finetuner(args.model, compile=False)
+    path = model.export(args.out, format=args.format)
+    print(f"Exported {args.format} to {path or args.out}")
     return EXIT_OK
 
 
