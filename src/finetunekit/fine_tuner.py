@@ -334,6 +334,20 @@ class FineTuner(keras.Model):
         self._last_train_targets = getattr(adapter, "train_targets", None)
         return inputs, targets, validation, class_names
 
+    def _adopt_prepared(self, class_names, validation, validation_data, batch_size):
+        """Keeps learned class names; returns the validation data to train with.
+
+        `validation` is the split made by `validation_split` (or None);
+        `validation_data` what the user passed.
+        """
+        if class_names is not None:
+            self.class_names = list(class_names)
+        if validation is not None:
+            if validation_data is not None:
+                raise ValueError("Pass either validation_data or validation_split, not both.")
+            return validation[0] if validation[1] is None else validation
+        return self._prepare_validation(validation_data, batch_size)
+
     def _prepare_validation(self, validation_data, batch_size):
         if validation_data is None or is_tf_dataset(validation_data):
             return validation_data
@@ -438,14 +452,7 @@ class FineTuner(keras.Model):
             y_col=y_col,
             **text_options,
         )
-        if class_names is not None:
-            self.class_names = list(class_names)
-        if validation is not None:
-            if validation_data is not None:
-                raise ValueError("Pass either validation_data or validation_split, not both.")
-            validation_data = validation[0] if validation[1] is None else validation
-        else:
-            validation_data = self._prepare_validation(validation_data, batch_size)
+        validation_data = self._adopt_prepared(class_names, validation, validation_data, batch_size)
         self._ensure_compiled()
         labels = targets if targets is not None else self._last_train_targets
         add_reliability(self, kwargs, labels, on_nan, checkpoint_dir, validation_data is not None)
@@ -519,14 +526,7 @@ class FineTuner(keras.Model):
         kwargs["shuffle"] = shuffle if targets is not None else False
         labels = targets if targets is not None else self._last_train_targets
         add_reliability(self, kwargs, labels, on_nan, None, False)
-        if class_names is not None:
-            self.class_names = list(class_names)
-        if validation is not None:
-            if validation_data is not None:
-                raise ValueError("Pass either validation_data or validation_split, not both.")
-            validation_data = validation[0] if validation[1] is None else validation
-        else:
-            validation_data = self._prepare_validation(validation_data, batch_size)
+        validation_data = self._adopt_prepared(class_names, validation, validation_data, batch_size)
         compile_args = dict(self._compile_args or {})
         for key in ("learning_rate", "optimizer"):
             compile_args.pop(key, None)

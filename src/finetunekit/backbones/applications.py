@@ -161,48 +161,52 @@ def block_groups(model, pattern=None):
     """
     layers = [layer for layer in model.layers if not layer.__class__.__name__ == "InputLayer"]
     if pattern is None:
-        groups, pending = [], []
-        for layer in layers:
-            pending.append(layer)
-            if layer.weights:
-                groups.append((layer.name, pending))
-                pending = []
-        if pending:
-            if groups:
-                groups[-1][1].extend(pending)
-            else:
-                groups.append(("stem", pending))
-        return groups
-
+        # Every layer with weights closes a block of its own.
+        return _close_blocks(layers, lambda layer: layer.name if layer.weights else None)
     regex = re.compile(pattern.regex)
-    groups = []
+
+    def key_of(layer):
+        match = regex.search(layer.name)
+        if match is None:
+            return None
+        return next((g for g in match.groups() if g is not None), match.group(0))
+
+    if pattern.mode == "marker":
+        return _close_blocks(layers, key_of)
     if pattern.mode == "prefix":
+        groups = []
         for layer in layers:
-            match = regex.search(layer.name)
-            if match:
-                key = next((g for g in match.groups() if g is not None), match.group(0))
+            key = key_of(layer)
+            if key is not None:
                 if not groups or groups[-1][0] != key:
                     groups.append((key, []))
             elif not groups:
                 groups.append(("stem", []))
             groups[-1][1].append(layer)
         return groups
-    if pattern.mode == "marker":
-        pending = []
-        for layer in layers:
-            pending.append(layer)
-            match = regex.search(layer.name)
-            if match:
-                key = next((g for g in match.groups() if g is not None), match.group(0))
-                if groups and groups[-1][0] == key:
-                    groups[-1][1].extend(pending)
-                else:
-                    groups.append((key, pending))
-                pending = []
-        if pending:
-            if groups:
-                groups[-1][1].extend(pending)
-            else:
-                groups.append(("stem", pending))
-        return groups
     raise ValueError(f'Unknown block pattern mode "{pattern.mode}". Expected "prefix" or "marker".')
+
+
+def _close_blocks(layers, key_of):
+    """Groups layers so that each layer with a key closes the block of that key.
+
+    Layers without a key join the next keyed layer; trailing ones join the last
+    block (or a `"stem"` block if no layer has a key).
+    """
+    groups, pending = [], []
+    for layer in layers:
+        pending.append(layer)
+        key = key_of(layer)
+        if key is None:
+            continue
+        if groups and groups[-1][0] == key:
+            groups[-1][1].extend(pending)
+        else:
+            groups.append((key, pending))
+        pending = []
+    if pending:
+        if groups:
+            groups[-1][1].extend(pending)
+        else:
+            groups.append(("stem", pending))
+    return groups
