@@ -1,7 +1,7 @@
 """Data-parallel training gives the single-device result (MirroredStrategy, multi-worker).
 
-Each run happens in a fresh subprocess: logical CPU devices and TF_CONFIG must be
-set before TensorFlow initialises.
+The end-to-end runs happen in fresh subprocesses: logical CPU devices and
+TF_CONFIG must be set before TensorFlow initialises.
 """
 
 import json
@@ -33,27 +33,40 @@ SCRIPT = textwrap.dedent(
     import finetunekit as fk
     from tests.conftest import tiny_cnn
 
-    if mode == "mirrored":
-        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    elif mode == "multiworker":
-        strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    else:
-        strategy = tf.distribute.get_strategy()
-    keras.utils.set_random_seed(0)
+    # Collective ops are configured once, before any other TensorFlow work.
+    workers = tf.distribute.MultiWorkerMirroredStrategy() if mode == "multiworker" else None
+
+    def build(distribution=None):
+        keras.utils.set_random_seed(0)
+        backbone = tiny_cnn()
+        # The head's initial weights must not depend on how the backbone is adopted.
+        keras.utils.set_random_seed(1)
+        ft = fk.FineTuner(
+            backbone,
+            head=fk.ClassificationHead(2),
+            preprocessing="zero_one",
+            unfreeze="all",
+            distribution=distribution,
+        )
+        ft.compile(learning_rate=1e-2)
+        return ft
+
     rng = np.random.default_rng(0)
     y = np.arange(32) % 2
     x = (rng.integers(0, 100, (32, 16, 16, 3)) + 150 * y[:, None, None, None]).astype("uint8")
-    with strategy.scope():
-        ft = fk.FineTuner(
-            tiny_cnn(), head=fk.ClassificationHead(2), preprocessing="zero_one", unfreeze="all"
-        )
-        ft.compile(learning_rate=1e-2)
+    if mode == "mirrored":
+        # A strategy scope the user opens ...
+        with tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]).scope():
+            ft = build()
+    else:
+        # ... or the FineTuner's own argument (compile enters the scope itself).
+        ft = build(workers)
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     history = ft.fit(ds.with_options(options), epochs=2, verbose=0, shuffle=False)
     result = {
-        "replicas": strategy.num_replicas_in_sync,
+        "replicas": ft.distribute_strategy.num_replicas_in_sync,
         "loss": history.history["loss"],
         "weights": [w.tolist() for w in ft.get_weights()],
     }
@@ -93,7 +106,6 @@ def _assert_same(a, b):
     np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-4)
 
 
-@pytest.mark.slow
 def test_mirrored_strategy_on_two_cpu_devices_equals_one_device(tmp_path):
     single = _result(*_run(tmp_path, "single"))
     mirrored = _result(*_run(tmp_path, "mirrored"))
@@ -107,15 +119,6 @@ def _free_port():
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(
-    reason=(
-        "Keras 3 Model.fit under tf.distribute.MultiWorkerMirroredStrategy fails with "
-        "'Attempt to convert a value (PerReplica...) to a Tensor' (keras-team/keras#20585, "
-        "tensorflow/tensorflow#72388); seen with keras 3.15 / TF 2.21 on two localhost workers."
-    ),
-    strict=False,
-)
 def test_multi_worker_mirrored_on_localhost_equals_one_device(tmp_path):
     single = _result(*_run(tmp_path, "single"))
     workers = [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]
@@ -129,3 +132,37 @@ def test_multi_worker_mirrored_on_localhost_equals_one_device(tmp_path):
     assert results[0]["replicas"] == 2
     _assert_same(single, results[0])
     _assert_same(results[0], results[1])
+
+
+# ----------------------------------------------------------- in-process checks
+def test_distribution_argument_owns_variables_and_adopts_a_prebuilt_backbone():
+    import keras
+    import tensorflow as tf
+
+    import finetunekit as fk
+    from tests.conftest import tiny_cnn
+
+    backbone = tiny_cnn()  # built outside any strategy scope
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    ft = fk.FineTuner(
+        backbone, head=fk.ClassificationHead(2), preprocessing="zero_one", distribution=strategy
+    )
+    ft.compile()
+    assert ft.distribute_strategy is strategy
+    assert all(strategy.extended.variable_created_in_scope(v.value) for v in ft.weights)
+    for original, adopted in zip(backbone.get_weights(), ft.backbone.get_weights(), strict=True):
+        np.testing.assert_array_equal(original, adopted)
+    x = np.random.default_rng(0).integers(0, 255, (8, 16, 16, 3)).astype("uint8")
+    history = ft.fit(x, np.arange(8) % 2, epochs=1, batch_size=4, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert all(strategy.extended.variable_created_in_scope(v.value) for v in ft.optimizer.variables)
+    assert ft.predict(x, verbose=0).shape == (8, 2)
+    assert keras.config.dtype_policy().name == "float32"
+
+
+def test_unknown_distribution_is_a_clear_error():
+    import finetunekit as fk
+    from tests.conftest import tiny_cnn
+
+    with pytest.raises(ValueError, match='must be None, "mirrored", "multi_worker"'):
+        fk.FineTuner(tiny_cnn(), head=fk.ClassificationHead(2), distribution="tpu-pod")

@@ -21,6 +21,7 @@ import tempfile
 import keras
 import numpy as np
 
+from finetunekit.distribution import strategy_scope
 from finetunekit.heads.base import Head, pool_features
 
 #: Default memory budget of a feature cache, in bytes (2 GiB).
@@ -418,17 +419,19 @@ def fit_on_cached_features(
                 else tuple(v for v in val if v is not None)
             )
         compile_config = dict(model._compile_config.config)
-        head_model = _HeadModel(model.head, name=f"{model.name}_head")
-        head_model.compile(
-            optimizer=model.optimizer,
-            loss=model.loss,
-            loss_weights=compile_config.get("loss_weights"),
-            metrics=_fresh_metrics(compile_config.get("metrics")),
-            weighted_metrics=_fresh_metrics(compile_config.get("weighted_metrics")),
-            run_eagerly=compile_config.get("run_eagerly", False),
-            steps_per_execution=compile_config.get("steps_per_execution", 1),
-            jit_compile=compile_config.get("jit_compile", "auto"),
-        )
+        # The head trains under the FineTuner's distribution strategy, if any.
+        with strategy_scope(getattr(model, "_distribute_strategy", None)):
+            head_model = _HeadModel(model.head, name=f"{model.name}_head")
+            head_model.compile(
+                optimizer=model.optimizer,
+                loss=model.loss,
+                loss_weights=compile_config.get("loss_weights"),
+                metrics=_fresh_metrics(compile_config.get("metrics")),
+                weighted_metrics=_fresh_metrics(compile_config.get("weighted_metrics")),
+                run_eagerly=compile_config.get("run_eagerly", False),
+                steps_per_execution=compile_config.get("steps_per_execution", 1),
+                jit_compile=compile_config.get("jit_compile", "auto"),
+            )
         forward = _ForwardCallbacks(callbacks, model, epochs=epochs)
         if len(copies) == 1 and not cache.on_disk:
             features, labels, weights = copies[0]

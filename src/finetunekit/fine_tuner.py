@@ -3,6 +3,13 @@
 import keras
 
 from finetunekit.backbones import resolve_backbone
+from finetunekit.distribution import (
+    adopt_model,
+    first_replica_batch,
+    logs_for_multi_worker,
+    resolve_distribution,
+    strategy_scope,
+)
 from finetunekit.freezing import normalize_unfreeze
 from finetunekit.heads.base import Head
 from finetunekit.layers.augmentation import build_augmentation
@@ -60,6 +67,13 @@ class FineTuner(keras.Model):
         architecture: str or None. The `keras.applications` name of a model
             passed as `backbone`, so that `unfreeze=N` knows its blocks. Set
             automatically when the backbone is given by name.
+        distribution: None, `"mirrored"`, `"multi_worker"` or a
+            `tf.distribute.Strategy`: the model, its optimizer and its
+            training run under this strategy (same as building and compiling
+            inside `strategy.scope()`). `fit`'s `batch_size` is the global
+            batch, split across replicas. A backbone model built outside
+            the strategy's scope is rebuilt inside it with the same weights.
+            Not saved with the model.
         **kwargs: Standard `keras.Model` arguments (`name`, ...).
 
     Example:
@@ -93,6 +107,44 @@ class FineTuner(keras.Model):
         preprocessor=None,
         lora_rank=None,
         layer_decay=None,
+        distribution=None,
+        **kwargs,
+    ):
+        strategy = resolve_distribution(distribution)
+        with strategy_scope(strategy):
+            self._build_graph(
+                adopt_model(strategy, backbone),
+                head,
+                weights=weights,
+                input_shape=input_shape,
+                unfreeze=unfreeze,
+                augment=augment,
+                mixed_precision=mixed_precision,
+                preprocessing=preprocessing,
+                class_names=class_names,
+                architecture=architecture,
+                text_options={
+                    "sequence_length": sequence_length,
+                    "preprocessor": preprocessor,
+                    "lora_rank": lora_rank,
+                    "layer_decay": layer_decay,
+                },
+                **kwargs,
+            )
+
+    def _build_graph(
+        self,
+        backbone,
+        head,
+        weights,
+        input_shape,
+        unfreeze,
+        augment,
+        mixed_precision,
+        preprocessing,
+        class_names,
+        architecture,
+        text_options,
         **kwargs,
     ):
         if not isinstance(head, Head):
@@ -102,16 +154,7 @@ class FineTuner(keras.Model):
             )
         unfreeze = normalize_unfreeze(unfreeze)
         policy = resolve_policy(mixed_precision)
-        text_options = {
-            key: value
-            for key, value in {
-                "sequence_length": sequence_length,
-                "preprocessor": preprocessor,
-                "lora_rank": lora_rank,
-                "layer_decay": layer_decay,
-            }.items()
-            if value is not None
-        }
+        text_options = {key: value for key, value in text_options.items() if value is not None}
         adapter = resolve_backbone(
             backbone,
             weights=weights,
@@ -229,78 +272,100 @@ class FineTuner(keras.Model):
             **kwargs: passed to `keras.Model.compile` (`jit_compile`,
                 `steps_per_execution`, ...).
         """
-        self._compile_args = {
-            "optimizer": optimizer if isinstance(optimizer, str) else None,
-            "loss": loss,
-            "metrics": metrics,
-            "learning_rate": learning_rate,
-            "weight_decay": weight_decay,
-            "label_smoothing": label_smoothing,
-            "schedule": schedule,
-            "warmup_steps": warmup_steps,
-            "decay_steps": decay_steps,
-            "clipnorm": clipnorm,
-            "gradient_accumulation_steps": gradient_accumulation_steps,
-            "use_ema": use_ema,
-            **kwargs,
-        }
-        optimizer_options = {
-            key: value
-            for key, value in {
+        # Optimizer variables belong to the model's strategy, if any.
+        with strategy_scope(self._distribute_strategy):
+            self._compile_args = {
+                "optimizer": optimizer if isinstance(optimizer, str) else None,
+                "loss": loss,
+                "metrics": metrics,
+                "learning_rate": learning_rate,
+                "weight_decay": weight_decay,
+                "label_smoothing": label_smoothing,
+                "schedule": schedule,
+                "warmup_steps": warmup_steps,
+                "decay_steps": decay_steps,
                 "clipnorm": clipnorm,
                 "gradient_accumulation_steps": gradient_accumulation_steps,
-                "use_ema": use_ema or None,
-            }.items()
-            if value is not None
-        }
-        auto_optimizer = isinstance(optimizer, str) and optimizer == "auto"
-        if not auto_optimizer and (optimizer_options or schedule):
-            raise ValueError(
-                f"{', '.join(sorted(optimizer_options) + (['schedule'] if schedule else []))} "
-                'configure the optimizer="auto" AdamW; set them on your own optimizer instead. '
-                f"Received: optimizer={optimizer!r}"
-            )
-        if auto_optimizer:
-            if learning_rate is None:
-                learning_rate = 1e-3 if self.unfreeze == 0 else 1e-4
-                if self.adapter.kind == "text" and self.unfreeze != 0:
-                    learning_rate = 5e-5
-            from finetunekit.schedules import build_learning_rate
-
-            learning_rate = build_learning_rate(learning_rate, schedule, warmup_steps, decay_steps)
-            multipliers = getattr(self.adapter, "learning_rate_multipliers", dict)()
-            if multipliers:
-                from finetunekit.optimizers import LayerDecayAdamW
-
-                optimizer = LayerDecayAdamW(
-                    learning_rate=learning_rate,
-                    weight_decay=weight_decay,
-                    lr_multipliers=multipliers,
-                    **optimizer_options,
+                "use_ema": use_ema,
+                **kwargs,
+            }
+            optimizer_options = {
+                key: value
+                for key, value in {
+                    "clipnorm": clipnorm,
+                    "gradient_accumulation_steps": gradient_accumulation_steps,
+                    "use_ema": use_ema or None,
+                }.items()
+                if value is not None
+            }
+            auto_optimizer = isinstance(optimizer, str) and optimizer == "auto"
+            if not auto_optimizer and (optimizer_options or schedule):
+                raise ValueError(
+                    f"{', '.join(sorted(optimizer_options) + (['schedule'] if schedule else []))} "
+                    'configure the optimizer="auto" AdamW; set them on your own optimizer instead. '
+                    f"Received: optimizer={optimizer!r}"
                 )
-            else:
-                optimizer = keras.optimizers.AdamW(
-                    learning_rate=learning_rate, weight_decay=weight_decay, **optimizer_options
-                )
-            optimizer.exclude_from_weight_decay(
-                var_names=["bias", "gamma", "beta", "moving_mean", "moving_variance"]
-            )
-        if isinstance(loss, str) and loss == "auto":
-            loss = self.head.default_loss()
-            if label_smoothing:
-                from finetunekit.losses import smoothed_loss
+            if auto_optimizer:
+                if learning_rate is None:
+                    learning_rate = 1e-3 if self.unfreeze == 0 else 1e-4
+                    if self.adapter.kind == "text" and self.unfreeze != 0:
+                        learning_rate = 5e-5
+                from finetunekit.schedules import build_learning_rate
 
-                loss = smoothed_loss(self.head, label_smoothing)
-        elif label_smoothing:
-            raise ValueError('`label_smoothing` applies to loss="auto"; smooth your own loss.')
-        if isinstance(metrics, str) and metrics == "auto":
-            metrics = self.head.default_metrics()
-        if self.policy_name == "mixed_float16" and not isinstance(
-            optimizer, keras.optimizers.LossScaleOptimizer
-        ):
-            optimizer = keras.optimizers.get(optimizer)
-            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+                learning_rate = build_learning_rate(
+                    learning_rate, schedule, warmup_steps, decay_steps
+                )
+                multipliers = getattr(self.adapter, "learning_rate_multipliers", dict)()
+                if multipliers:
+                    from finetunekit.optimizers import LayerDecayAdamW
+
+                    optimizer = LayerDecayAdamW(
+                        learning_rate=learning_rate,
+                        weight_decay=weight_decay,
+                        lr_multipliers=multipliers,
+                        **optimizer_options,
+                    )
+                else:
+                    optimizer = keras.optimizers.AdamW(
+                        learning_rate=learning_rate, weight_decay=weight_decay, **optimizer_options
+                    )
+                optimizer.exclude_from_weight_decay(
+                    var_names=["bias", "gamma", "beta", "moving_mean", "moving_variance"]
+                )
+            if isinstance(loss, str) and loss == "auto":
+                loss = self.head.default_loss()
+                if label_smoothing:
+                    from finetunekit.losses import smoothed_loss
+
+                    loss = smoothed_loss(self.head, label_smoothing)
+            elif label_smoothing:
+                raise ValueError('`label_smoothing` applies to loss="auto"; smooth your own loss.')
+            if isinstance(metrics, str) and metrics == "auto":
+                metrics = self.head.default_metrics()
+            if self.policy_name == "mixed_float16" and not isinstance(
+                optimizer, keras.optimizers.LossScaleOptimizer
+            ):
+                optimizer = keras.optimizers.get(optimizer)
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+            super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+
+    def train_step(self, data):
+        return logs_for_multi_worker(self._distribute_strategy, super().train_step(data))
+
+    def test_step(self, data):
+        return logs_for_multi_worker(self._distribute_strategy, super().test_step(data))
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras averages one distributed sample batch over replicas to build the
+        # optimizer and metrics, which fails under MultiWorkerMirroredStrategy;
+        # one replica's batch has the shapes and dtypes the build needs.
+        strategy = getattr(self, "_distribute_strategy", None)
+        if strategy is not None and iterator is not None:
+            for _, _, batches in iterator:
+                data_batch = first_replica_batch(strategy, next(batches))
+                break
+            iterator = None
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def compile_from_config(self, config):
         """Restores `compile` from a saved file (optimizer, loss, metrics objects)."""
@@ -629,7 +694,9 @@ class FineTuner(keras.Model):
             from finetunekit.reports import report
 
             options = {
-                k: kwargs.pop(k) for k in ("on_bad_image", "x_col", "y_col", "padding") if k in kwargs
+                k: kwargs.pop(k)
+                for k in ("on_bad_image", "x_col", "y_col", "padding")
+                if k in kwargs
             }
             return report(self, x, y, batch_size=batch_size, **options)
         text = self.adapter.kind == "text"
@@ -725,7 +792,10 @@ class FineTuner(keras.Model):
         if format not in EXPORT_FORMATS or input_signature is not None or kwargs:
             if format in ("tf_saved_model", "onnx", "openvino", "litert", "torch"):
                 return super().export(
-                    filepath, format=format, verbose=verbose, input_signature=input_signature,
+                    filepath,
+                    format=format,
+                    verbose=verbose,
+                    input_signature=input_signature,
                     **kwargs,
                 )
         return export_model(self, filepath, format=format, verbose=verbose)
