@@ -126,6 +126,30 @@ def test_bucketed_training():
     assert np.isfinite(history.history["loss"]).all()
 
 
+def test_bucketing_sees_every_text_once_in_batches_of_similar_length():
+    import finetunekit as fk
+
+    ft = text_tuner(head=fk.ClassificationHead(12, pooling="cls"))
+    rng = np.random.default_rng(0)
+    # 203 texts of 1 to 12 words; the label is the word count - 1, to check pairing.
+    counts = rng.integers(1, 13, 203)
+    texts = [" ".join(rng.choice(VOCAB[5:], size=n)) for n in counts]
+    (ds, _), _, _ = ft.data_adapter.prepare(
+        texts, counts - 1, batch_size=8, shuffle=True, seed=0, padding="bucket"
+    )
+    assert int(ds.cardinality()) == 26  # ceil(203 / 8), as without bucketing
+    for _ in range(2):  # two epochs, two shuffles
+        seen, spreads = 0, []
+        for features, targets in ds:
+            lengths = features["padding_mask"].numpy().sum(1)
+            assert features["token_ids"].shape[1] == lengths.max()  # its own longest text
+            np.testing.assert_array_equal(lengths - 2, targets.numpy() + 1)  # [CLS] .. [SEP]
+            seen += len(lengths)
+            spreads.append(lengths.max() - lengths.min())
+        assert seen == 203
+        assert np.mean(spreads) <= 1.0  # sorted within chunks: near-equal lengths
+
+
 def test_unknown_padding_is_rejected():
     ft = text_tuner()
     with pytest.raises(ValueError, match="Unknown padding"):
@@ -239,3 +263,20 @@ def test_dataframe_csv_jsonl_and_folder(tmp_path):
     ft.fit(str(folder), epochs=1, batch_size=8, verbose=0)
     evaluation = ft.evaluate(str(folder), verbose=0)
     assert np.isfinite(evaluation).all()
+
+
+def test_shuffling_text_dataset_keeps_each_text_with_its_label():
+    import tensorflow as tf
+
+    ft = text_tuner()
+    texts = [f"{word} film" for word in ("great", "dull") * 20]
+    labels = [1, 0] * 20
+    ds = tf.data.Dataset.from_tensor_slices((texts, labels))
+    ds = ds.shuffle(40, seed=0, reshuffle_each_iteration=True)
+    (batches, _), _, _ = ft.data_adapter.prepare(ds, batch_size=8)
+    assert int(batches.cardinality()) == 5
+    great = VOCAB.index("great")
+    for _ in range(2):  # two epochs, two shuffles
+        for features, targets in batches:
+            first_word = features["token_ids"].numpy()[:, 1]
+            np.testing.assert_array_equal(first_word == great, targets.numpy() == 1)

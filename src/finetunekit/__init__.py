@@ -2,7 +2,7 @@
 
 from finetunekit.version import __version__  # noqa: I001
 from finetunekit import heads, layers, optimizers
-from finetunekit import callbacks
+from finetunekit import callbacks, data, distribution
 from finetunekit import caching, losses, lr_finder, schedules
 from finetunekit.schedules import GradualUnfreezing
 from finetunekit.backbones import APPLICATIONS, get_application
@@ -19,6 +19,8 @@ __all__ = [
     "Report",
     "TrainingDivergedError",
     "callbacks",
+    "data",
+    "distribution",
     "caching",
     "losses",
     "lr_finder",

@@ -449,9 +449,12 @@ class FineTuner(keras.Model):
         Args:
             x: images as a `(n, h, w, c)` array, a `tf.data.Dataset` of
                 `(images, labels)`, a folder with one sub-folder per class, a
-                list of image paths or a DataFrame of paths and labels.
+                list of image paths or a DataFrame of paths and labels; texts
+                as a list of strings, a DataFrame, a CSV/JSONL file or a
+                folder; or a TFDS split (`"tfds:name[:split]"` or
+                `fk.data.TFDS(...)`).
             y: labels (ints or strings), or the label column name for a
-                DataFrame. Not used with a folder or a dataset.
+                DataFrame. Not used with a folder, a dataset or TFDS.
             batch_size: int. Defaults to 32.
             epochs: int > 0.
             validation_data: `(x, y)`, a folder, or a dataset.
@@ -459,6 +462,12 @@ class FineTuner(keras.Model):
                 validation.
             shuffle: bool. Shuffle training data each epoch.
             on_bad_image: `"error"` (default) or `"skip"` for unreadable files.
+            padding: text only. `"bucket"` (default: batches of texts of
+                similar length, each padded to its own longest text, as
+                fastai's sortish sampling), `"dynamic"` (random batches, each
+                padded to its longest text) or `"fixed"` (always
+                `sequence_length`). Evaluation and prediction keep the order
+                of the data and pad each batch to its longest text.
             seed: int or None. Seed of the validation split and shuffling.
             x_col, y_col: str. DataFrame column names (auto-detected otherwise).
             checkpoint_dir: str or None. Keep resumable training state in

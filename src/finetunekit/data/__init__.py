@@ -1,3 +1,4 @@
 from finetunekit.data.images import BadImageError, check_images, list_image_folder
+from finetunekit.data.tfds import TFDS
 
-__all__ = ["BadImageError", "check_images", "list_image_folder"]
+__all__ = ["TFDS", "BadImageError", "check_images", "list_image_folder"]

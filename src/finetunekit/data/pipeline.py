@@ -14,6 +14,7 @@ from finetunekit.data.images import (
     is_path,
     list_image_folder,
 )
+from finetunekit.data.tfds import as_tfds, load_tfds_split, tfds_image_batches
 
 
 def is_dataset(value):
@@ -174,6 +175,11 @@ class ImageDataAdapter:
             `tf.data.Dataset` (then targets is None); validation is None
             unless `validation_split` is set.
         """
+        source = as_tfds(x)
+        if source is not None:
+            ds, names = load_tfds_split(source, y, validation_split)
+            ds = tfds_image_batches(ds, self.image_size, batch_size, shuffle, seed)
+            return (ds, None), None, class_names or names
         if is_dataset(x):
             if validation_split:
                 raise ValueError(

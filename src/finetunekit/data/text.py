@@ -13,6 +13,7 @@ import numpy as np
 
 from finetunekit.data.images import is_dataframe
 from finetunekit.data.pipeline import is_dataset, split_indices
+from finetunekit.data.tfds import as_tfds, load_tfds_split, shuffled
 from finetunekit.text_cleaning import clean_text, sanitize_utf8, to_utf8_bytes
 
 PADDINGS = ("dynamic", "bucket", "fixed")
@@ -226,7 +227,8 @@ class TextDataAdapter:
             ds: dataset of token dicts (and targets).
             batch_size: int.
             padding: `"dynamic"` (each batch padded to its longest sequence),
-                `"bucket"` (similar lengths batched together, order not kept) or
+                `"bucket"` (similar lengths batched together, order not kept;
+                see `_sortish_batches`) or
                 `"fixed"` (always `sequence_length`).
             has_targets: bool. Elements are `(features, targets)`.
             target_pad: padding value of per-token targets, or None for
@@ -252,19 +254,37 @@ class TextDataAdapter:
             shapes = (shapes, target_shape)
             values = (values, target_value)
         if padding == "bucket":
-            boundaries = [b for b in (8, 16, 32, 48, 64, 96, 128, 192, 256, 384) if b < self.sequence_length]
-
-            def element_length(features, *_):
-                return tf.shape(features["token_ids"])[0]
-
-            return ds.bucket_by_sequence_length(
-                element_length,
-                bucket_boundaries=boundaries,
-                bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
-                padded_shapes=shapes,
-                padding_values=values,
-            )
+            return self._sortish_batches(ds, batch_size, shapes, values, has_targets)
         return ds.padded_batch(batch_size, padded_shapes=shapes, padding_values=values)
+
+    def _sortish_batches(self, ds, batch_size, shapes, values, has_targets, chunk_batches=50):
+        """Batches of similar lengths, as fastai's sortish sampling.
+
+        The (shuffled) stream is cut into chunks of `chunk_batches` batches;
+        each chunk is sorted by length, split into batches, and each batch is
+        cut to its own longest sequence; the batches are then shuffled. Every
+        example is seen once per epoch and the number of batches is
+        `ceil(n / batch_size)`, as without bucketing.
+        """
+        import tensorflow as tf
+
+        def sort_and_split(*element):
+            features = element[0]
+            order = tf.argsort(self._length_per_row(features), stable=True)
+            element = tf.nest.map_structure(lambda value: tf.gather(value, order), element)
+            return tf.data.Dataset.from_tensor_slices(element).batch(batch_size).map(trim)
+
+        def trim(*element):
+            features = element[0]
+            longest = tf.reduce_max(self._length_per_row(features))
+            features = {name: value[:, :longest] for name, value in features.items()}
+            return (features, *element[1:]) if has_targets else features
+
+        return (
+            ds.padded_batch(batch_size * chunk_batches, padded_shapes=shapes, padding_values=values)
+            .flat_map(sort_and_split)
+            .shuffle(chunk_batches, reshuffle_each_iteration=True)
+        )
 
     # ----------------------------------------------------------------- public
     def prepare(
@@ -280,7 +300,7 @@ class TextDataAdapter:
         x_col=None,
         y_col=None,
         require_labels=True,
-        padding="dynamic",
+        padding="bucket",
         on_bad_image=None,
     ):
         """Checks, tokenises and batches text.
@@ -298,6 +318,16 @@ class TextDataAdapter:
                 f"Unknown padding {padding!r}. Expected one of {', '.join(map(repr, PADDINGS))}. "
                 f"Received: padding={padding!r}"
             )
+        source = as_tfds(x)
+        if source is not None:
+            if self.token_level:
+                raise ValueError(
+                    f"TFDS data {source!r} is not supported for token classification; pass "
+                    "word lists and tags, or a CoNLL file."
+                )
+            ds, names = load_tfds_split(source, y, validation_split)
+            ds = self._from_dataset(shuffled(ds, shuffle, seed), batch_size, padding, train=shuffle)
+            return (ds, None), None, class_names or names
         if is_dataset(x):
             if validation_split:
                 raise ValueError(
@@ -338,14 +368,40 @@ class TextDataAdapter:
                 ds = ds.shuffle(len(index), seed=seed, reshuffle_each_iteration=True)
             mode = padding if train else _ordered(padding)
             ds = self.batch(ds, batch_size, mode, targets is not None)
-            if mode != "bucket":
-                batches = -(-len(index) // batch_size)
-                ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
+            batches = -(-len(index) // batch_size)
+            ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
             out.append((ds.prefetch(tf.data.AUTOTUNE), None))
         return out[0], (out[1] if len(out) > 1 else None), class_names
 
-    def _from_dataset(self, ds, batch_size, padding):
-        """Tokenises a dataset of strings or `(strings, labels)` (batched or not)."""
+    def _encode_batches(self, ds, trim=True):
+        """Tokenises each batch of a batched dataset of strings (or `(strings, labels, ...)`)."""
+        import tensorflow as tf
+
+        def encode(texts, *rest):
+            features = self._encode_batch(texts)
+            if trim:
+                longest = tf.reduce_max(self._length_per_row(features))
+                features = {name: value[:, :longest] for name, value in features.items()}
+            return (features, *rest) if rest else features
+
+        return ds.map(encode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(
+            tf.data.AUTOTUNE
+        )
+
+    @staticmethod
+    def _length_per_row(features):
+        import tensorflow as tf
+
+        return tf.reduce_sum(tf.cast(features["padding_mask"], "int32"), axis=1)
+
+    def _from_dataset(self, ds, batch_size, padding, train=False):
+        """Tokenises a dataset of strings or `(strings, labels)` (batched or not).
+
+        A batched dataset keeps its own batches (as Keras does with datasets),
+        each padded to its longest text unless `padding="fixed"`. An unbatched
+        one is batched here, in order unless `train` is set (then
+        `padding="bucket"` groups similar lengths).
+        """
         import tensorflow as tf
 
         spec = ds.element_spec
@@ -357,14 +413,31 @@ class TextDataAdapter:
                 f"A text dataset must yield strings or (strings, labels). Received: {spec}"
             )
         if first.shape.rank and first.shape.rank > 0:
-            ds = ds.unbatch()
-        texts = ds.map(lambda *e: e[0])
-        tokens = self.tokenized_dataset(texts)
+            return self._encode_batches(ds, trim=padding != "fixed")
+        examples = int(ds.cardinality())  # -1 / -2: unknown / infinite
         if isinstance(spec, tuple):
-            ds = tf.data.Dataset.zip((tokens, ds.map(lambda *e: e[1])))
+            # Texts and labels go through one pipeline: zipping two passes over
+            # a shuffling dataset would pair texts with other examples' labels.
+            def encode(texts, labels):
+                return self._encode_batch(texts), labels
+
+            ds = (
+                ds.map(lambda *e: (e[0], e[1]))
+                .batch(256)
+                .map(encode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+                .unbatch()
+                .map(
+                    lambda features, labels: (self._trim(features), labels),
+                    num_parallel_calls=tf.data.AUTOTUNE,
+                    deterministic=True,
+                )
+            )
         else:
-            ds = tokens
-        ds = self.batch(ds, batch_size, _ordered(padding), isinstance(spec, tuple))
+            ds = self.tokenized_dataset(ds)
+        mode = padding if train else _ordered(padding)
+        ds = self.batch(ds, batch_size, mode, isinstance(spec, tuple))
+        if examples >= 0:
+            ds = ds.apply(tf.data.experimental.assert_cardinality(-(-examples // batch_size)))
         return ds.prefetch(tf.data.AUTOTUNE)
 
     # ------------------------------------------------------ token-level (NER)
