@@ -110,43 +110,6 @@ class FineTuner(keras.Model):
         distribution=None,
         **kwargs,
     ):
-        strategy = resolve_distribution(distribution)
-        with strategy_scope(strategy):
-            self._build_graph(
-                adopt_model(strategy, backbone),
-                head,
-                weights=weights,
-                input_shape=input_shape,
-                unfreeze=unfreeze,
-                augment=augment,
-                mixed_precision=mixed_precision,
-                preprocessing=preprocessing,
-                class_names=class_names,
-                architecture=architecture,
-                text_options={
-                    "sequence_length": sequence_length,
-                    "preprocessor": preprocessor,
-                    "lora_rank": lora_rank,
-                    "layer_decay": layer_decay,
-                },
-                **kwargs,
-            )
-
-    def _build_graph(
-        self,
-        backbone,
-        head,
-        weights,
-        input_shape,
-        unfreeze,
-        augment,
-        mixed_precision,
-        preprocessing,
-        class_names,
-        architecture,
-        text_options,
-        **kwargs,
-    ):
         if not isinstance(head, Head):
             raise ValueError(
                 "`head` must be a finetunekit head such as fk.ClassificationHead(num_classes=3) "
@@ -154,25 +117,37 @@ class FineTuner(keras.Model):
             )
         unfreeze = normalize_unfreeze(unfreeze)
         policy = resolve_policy(mixed_precision)
-        text_options = {key: value for key, value in text_options.items() if value is not None}
-        adapter = resolve_backbone(
-            backbone,
-            weights=weights,
-            input_shape=input_shape,
-            preprocessing=preprocessing,
-            policy=policy,
-            architecture=architecture,
-            **text_options,
-        )
-        augmentation_layers = build_augmentation(augment)
-        if augmentation_layers and adapter.kind != "image":
-            raise ValueError("`augment` applies to image backbones only.")
-        inputs, features, padding_mask = adapter.build_graph(augmentation_layers)
-        if padding_mask is None:
-            outputs = head(features)
-        else:
-            outputs = head(features, padding_mask=padding_mask)
-        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        text_options = {
+            key: value
+            for key, value in {
+                "sequence_length": sequence_length,
+                "preprocessor": preprocessor,
+                "lora_rank": lora_rank,
+                "layer_decay": layer_decay,
+            }.items()
+            if value is not None
+        }
+        strategy = resolve_distribution(distribution)
+        # Every variable (backbone, augmentation seeds, head) belongs to the strategy.
+        with strategy_scope(strategy):
+            adapter = resolve_backbone(
+                adopt_model(strategy, backbone),
+                weights=weights,
+                input_shape=input_shape,
+                preprocessing=preprocessing,
+                policy=policy,
+                architecture=architecture,
+                **text_options,
+            )
+            augmentation_layers = build_augmentation(augment)
+            if augmentation_layers and adapter.kind != "image":
+                raise ValueError("`augment` applies to image backbones only.")
+            inputs, features, padding_mask = adapter.build_graph(augmentation_layers)
+            if padding_mask is None:
+                outputs = head(features)
+            else:
+                outputs = head(features, padding_mask=padding_mask)
+            super().__init__(inputs=inputs, outputs=outputs, **kwargs)
 
         self.backbone = adapter.model
         self.preprocessor = getattr(adapter, "preprocessor", None)
@@ -462,12 +437,12 @@ class FineTuner(keras.Model):
                 validation.
             shuffle: bool. Shuffle training data each epoch.
             on_bad_image: `"error"` (default) or `"skip"` for unreadable files.
-            padding: text only. `"bucket"` (default: batches of texts of
-                similar length, each padded to its own longest text, as
-                fastai's sortish sampling), `"dynamic"` (random batches, each
-                padded to its longest text) or `"fixed"` (always
-                `sequence_length`). Evaluation and prediction keep the order
-                of the data and pad each batch to its longest text.
+            padding: text only. `"dynamic"` (default: random batches, each
+                padded to its own longest text), `"bucket"` (batches of texts
+                of similar length, as fastai's sortish sampling: faster, but
+                less random batches) or `"fixed"` (always `sequence_length`).
+                Evaluation and prediction keep the order of the data and pad
+                each batch to its longest text.
             seed: int or None. Seed of the validation split and shuffling.
             x_col, y_col: str. DataFrame column names (auto-detected otherwise).
             checkpoint_dir: str or None. Keep resumable training state in

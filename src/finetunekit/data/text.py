@@ -300,7 +300,7 @@ class TextDataAdapter:
         x_col=None,
         y_col=None,
         require_labels=True,
-        padding="bucket",
+        padding="dynamic",
         on_bad_image=None,
     ):
         """Checks, tokenises and batches text.
@@ -357,6 +357,8 @@ class TextDataAdapter:
         splits = [np.arange(n)]
         if validation_split:
             splits = list(split_indices(n, validation_split, targets, seed))
+        # Encoded training labels, for class_weight="balanced".
+        self.train_targets = None if targets is None else targets[splits[0]]
         out = []
         for i, index in enumerate(splits):
             ds = self.tokenized_dataset([texts[j] for j in index])
