@@ -439,8 +439,8 @@ class FineTuner(keras.Model):
             on_bad_image: `"error"` (default) or `"skip"` for unreadable files.
             padding: text only. `"dynamic"` (default: random batches, each
                 padded to its own longest text), `"bucket"` (batches of texts
-                of similar length, as fastai's sortish sampling: faster, but
-                less random batches) or `"fixed"` (always `sequence_length`).
+                of similar length, as fastai's sortish sampling: less
+                padding, less random batches) or `"fixed"` (always `sequence_length`).
                 Evaluation and prediction keep the order of the data and pad
                 each batch to its longest text.
             seed: int or None. Seed of the validation split and shuffling.
