@@ -113,15 +113,21 @@ def test_mirrored_strategy_on_two_cpu_devices_equals_one_device(tmp_path):
     _assert_same(single, mirrored)
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _free_ports(n):
+    """n distinct free localhost ports (all sockets held open until each has its port)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def test_multi_worker_mirrored_on_localhost_equals_one_device(tmp_path):
     single = _result(*_run(tmp_path, "single"))
-    workers = [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]
+    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
     runs = []
     for index in range(2):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
