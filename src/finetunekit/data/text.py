@@ -179,22 +179,28 @@ class TextDataAdapter:
             name: tf.cast(out[name], self.input_dtypes[name]) for name in self.input_names
         }
 
-    def _trim(self, features):
-        """Cuts one example's padding: its tokens end where the padding mask ends."""
+    @staticmethod
+    def _lengths(features):
+        """Token count of one example (a scalar) or of each row of a batch."""
         import tensorflow as tf
 
-        length = tf.reduce_sum(tf.cast(features["padding_mask"], "int32"))
+        return tf.reduce_sum(tf.cast(features["padding_mask"], "int32"), axis=-1)
+
+    def _trim(self, features):
+        """Cuts one example's padding: its tokens end where the padding mask ends."""
+        length = self._lengths(features)
         return {name: value[:length] for name, value in features.items()}
 
     def _trim_with_targets(self, features, targets):
-        length = self._length(features)
+        length = self._lengths(features)
         return self._trim(features), targets[:length]
 
-    @staticmethod
-    def _length(features):
+    def _trim_batch(self, features):
+        """Cuts a batch's padding to its longest example."""
         import tensorflow as tf
 
-        return tf.reduce_sum(tf.cast(features["padding_mask"], "int32"))
+        longest = tf.reduce_max(self._lengths(features))
+        return {name: value[:, :longest] for name, value in features.items()}
 
     def padding_values(self):
         import tensorflow as tf
@@ -206,18 +212,31 @@ class TextDataAdapter:
         return values
 
     def tokenized_dataset(self, texts):
-        """Unbatched dataset of variable-length token dicts, one per text (order kept)."""
+        """Unbatched dataset of variable-length token dicts, one per text (order kept).
+
+        `texts` is a list of texts, or an unbatched dataset of texts or of
+        `(text, label, ...)` tuples. Labels stay in the same pipeline as their
+        texts: zipping two passes over a shuffling dataset would pair texts
+        with other examples' labels.
+        """
         import tensorflow as tf
 
         if not is_dataset(texts):
             texts = tf.data.Dataset.from_tensor_slices(
                 np.asarray([to_utf8_bytes(t) for t in texts], dtype=object)
             )
+
+        def encode(strings, *rest):
+            return (self._encode_batch(strings), *rest) if rest else self._encode_batch(strings)
+
+        def trim(features, *rest):
+            return (self._trim(features), *rest) if rest else self._trim(features)
+
         return (
             texts.batch(256)
-            .map(self._encode_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .map(encode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
             .unbatch()
-            .map(self._trim, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .map(trim, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         )
 
     def batch(self, ds, batch_size, padding="dynamic", has_targets=False, target_pad=None):
@@ -236,11 +255,7 @@ class TextDataAdapter:
         """
         import tensorflow as tf
 
-        if padding not in PADDINGS:
-            raise ValueError(
-                f"Unknown padding {padding!r}. Expected one of {', '.join(map(repr, PADDINGS))}. "
-                f"Received: padding={padding!r}"
-            )
+        _check_padding(padding)
         length = self.sequence_length if padding == "fixed" else None
         shapes = {name: [length] for name in self.input_names}
         values = self.padding_values()
@@ -254,10 +269,10 @@ class TextDataAdapter:
             shapes = (shapes, target_shape)
             values = (values, target_value)
         if padding == "bucket":
-            return self._sortish_batches(ds, batch_size, shapes, values, has_targets)
+            return self._sortish_batches(ds, batch_size, shapes, values)
         return ds.padded_batch(batch_size, padded_shapes=shapes, padding_values=values)
 
-    def _sortish_batches(self, ds, batch_size, shapes, values, has_targets, chunk_batches=50):
+    def _sortish_batches(self, ds, batch_size, shapes, values, chunk_batches=50):
         """Batches of similar lengths, as fastai's sortish sampling.
 
         The (shuffled) stream is cut into chunks of `chunk_batches` batches;
@@ -269,16 +284,12 @@ class TextDataAdapter:
         import tensorflow as tf
 
         def sort_and_split(*element):
-            features = element[0]
-            order = tf.argsort(self._length_per_row(features), stable=True)
+            order = tf.argsort(self._lengths(element[0]), stable=True)
             element = tf.nest.map_structure(lambda value: tf.gather(value, order), element)
             return tf.data.Dataset.from_tensor_slices(element).batch(batch_size).map(trim)
 
-        def trim(*element):
-            features = element[0]
-            longest = tf.reduce_max(self._length_per_row(features))
-            features = {name: value[:, :longest] for name, value in features.items()}
-            return (features, *element[1:]) if has_targets else features
+        def trim(features, *rest):
+            return (self._trim_batch(features), *rest) if rest else self._trim_batch(features)
 
         return (
             ds.padded_batch(batch_size * chunk_batches, padded_shapes=shapes, padding_values=values)
@@ -313,11 +324,7 @@ class TextDataAdapter:
         import tensorflow as tf
 
         del on_bad_image
-        if padding not in PADDINGS:
-            raise ValueError(
-                f"Unknown padding {padding!r}. Expected one of {', '.join(map(repr, PADDINGS))}. "
-                f"Received: padding={padding!r}"
-            )
+        _check_padding(padding)
         source = as_tfds(x)
         if source is not None:
             if self.token_level:
@@ -382,19 +389,12 @@ class TextDataAdapter:
         def encode(texts, *rest):
             features = self._encode_batch(texts)
             if trim:
-                longest = tf.reduce_max(self._length_per_row(features))
-                features = {name: value[:, :longest] for name, value in features.items()}
+                features = self._trim_batch(features)
             return (features, *rest) if rest else features
 
         return ds.map(encode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(
             tf.data.AUTOTUNE
         )
-
-    @staticmethod
-    def _length_per_row(features):
-        import tensorflow as tf
-
-        return tf.reduce_sum(tf.cast(features["padding_mask"], "int32"), axis=1)
 
     def _from_dataset(self, ds, batch_size, padding, train=False):
         """Tokenises a dataset of strings or `(strings, labels)` (batched or not).
@@ -418,24 +418,8 @@ class TextDataAdapter:
             return self._encode_batches(ds, trim=padding != "fixed")
         examples = int(ds.cardinality())  # -1 / -2: unknown / infinite
         if isinstance(spec, tuple):
-            # Texts and labels go through one pipeline: zipping two passes over
-            # a shuffling dataset would pair texts with other examples' labels.
-            def encode(texts, labels):
-                return self._encode_batch(texts), labels
-
-            ds = (
-                ds.map(lambda *e: (e[0], e[1]))
-                .batch(256)
-                .map(encode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-                .unbatch()
-                .map(
-                    lambda features, labels: (self._trim(features), labels),
-                    num_parallel_calls=tf.data.AUTOTUNE,
-                    deterministic=True,
-                )
-            )
-        else:
-            ds = self.tokenized_dataset(ds)
+            ds = ds.map(lambda *e: (e[0], e[1]))  # (text, label); sample weights are dropped
+        ds = self.tokenized_dataset(ds)
         mode = padding if train else _ordered(padding)
         ds = self.batch(ds, batch_size, mode, isinstance(spec, tuple))
         if examples >= 0:
@@ -586,6 +570,14 @@ def _as_words(sentence):
     if isinstance(sentence, str):
         return sentence.split()
     return list(sentence)
+
+
+def _check_padding(padding):
+    if padding not in PADDINGS:
+        raise ValueError(
+            f"Unknown padding {padding!r}. Expected one of {', '.join(map(repr, PADDINGS))}. "
+            f"Received: padding={padding!r}"
+        )
 
 
 def _ordered(padding):
