@@ -17,6 +17,22 @@ def _seed_and_clear():
 
 
 @pytest.fixture
+def fit_kwargs(monkeypatch):
+    """Records the keyword arguments of each `keras.Model.fit` call (the last one wins)."""
+    import keras
+
+    seen = {}
+    real_fit = keras.Model.fit
+
+    def spy(self, *args, **kwargs):
+        seen.update(kwargs)
+        return real_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", spy)
+    return seen
+
+
+@pytest.fixture
 def rng():
     return np.random.default_rng(0)
 
@@ -33,6 +49,18 @@ def tiny_cnn(input_shape=(16, 16, 3), name="tiny_cnn"):
     x = keras.layers.BatchNormalization(name="block2_bn")(x)
     x = keras.layers.ReLU(name="block2_relu")(x)
     return keras.Model(inputs, x, name=name)
+
+
+def tiny_tuner(head=None, num_classes=2, **kwargs):
+    """A FineTuner on `tiny_cnn()` with 0-1 input scaling.
+
+    The head defaults to `ClassificationHead(num_classes)`; other keyword
+    arguments go to `FineTuner`.
+    """
+    import finetunekit as fk
+
+    head = head or fk.ClassificationHead(num_classes)
+    return fk.FineTuner(tiny_cnn(), head=head, preprocessing="zero_one", **kwargs)
 
 
 def write_images(root, counts, size=(20, 20), seed=0):

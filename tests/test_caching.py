@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import finetunekit as fk
-from tests.conftest import tiny_cnn
+from tests.conftest import tiny_cnn, tiny_tuner
 
 
 def _data(n=40, size=16, seed=0):
@@ -14,12 +14,8 @@ def _data(n=40, size=16, seed=0):
 
 
 def _tuner(pooling="avg", **kwargs):
-    return fk.FineTuner(
-        backbone=tiny_cnn(),
-        head=fk.ClassificationHead(2, hidden_units=(8,), dropout=0.0, pooling=pooling),
-        preprocessing="zero_one",
-        **kwargs,
-    )
+    head = fk.ClassificationHead(2, hidden_units=(8,), dropout=0.0, pooling=pooling)
+    return tiny_tuner(head, **kwargs)
 
 
 def _train_twice(ft, fit_args, fit_kwargs):

@@ -3,15 +3,8 @@ import os
 import numpy as np
 import pytest
 
-import finetunekit as fk
 from finetunekit.data import BadImageError, list_image_folder
-from tests.conftest import tiny_cnn, write_images
-
-
-def _tuner(num_classes=3, **kwargs):
-    return fk.FineTuner(
-        tiny_cnn(), fk.ClassificationHead(num_classes), preprocessing="zero_one", **kwargs
-    )
+from tests.conftest import tiny_tuner, write_images
 
 
 @pytest.fixture
@@ -26,7 +19,7 @@ def test_folder_lists_classes_and_files(folder):
 
 
 def test_fit_on_folder_with_validation_split(folder):
-    ft = _tuner()
+    ft = tiny_tuner(num_classes=3)
     history = ft.fit(folder, validation_split=0.25, epochs=1, batch_size=4, seed=1, verbose=0)
     assert ft.class_names == ["cat", "dog", "other"]
     assert "val_loss" in history.history
@@ -40,7 +33,7 @@ def test_fit_on_folder_with_validation_split(folder):
 def test_fit_on_paths_and_dataframe(folder):
     pd = pytest.importorskip("pandas")
     paths, labels, _ = list_image_folder(folder)
-    ft = _tuner()
+    ft = tiny_tuner(num_classes=3)
     ft.fit(paths, labels, epochs=1, verbose=0)
     assert ft.class_names == ["cat", "dog", "other"]
     df = pd.DataFrame({"filename": paths, "label": labels})
@@ -65,7 +58,7 @@ def test_validation_split_is_stratified_and_seeded():
 def test_array_validation_split():
     x = np.random.default_rng(0).integers(0, 255, (20, 16, 16, 3)).astype("uint8")
     y = np.array([0, 1, 2, 0] * 5)
-    history = _tuner().fit(x, y, validation_split=0.25, epochs=1, verbose=0)
+    history = tiny_tuner(num_classes=3).fit(x, y, validation_split=0.25, epochs=1, verbose=0)
     assert "val_accuracy" in history.history
 
 
@@ -86,7 +79,7 @@ def _corrupt(folder):
 def test_corrupt_images_are_reported_by_path(folder):
     bad = _corrupt(folder)
     with pytest.raises(BadImageError) as info:
-        _tuner().fit(folder, epochs=1, verbose=0)
+        tiny_tuner(num_classes=3).fit(folder, epochs=1, verbose=0)
     message = str(info.value)
     for path in bad:
         assert path in message
@@ -96,7 +89,7 @@ def test_corrupt_images_are_reported_by_path(folder):
 
 def test_corrupt_images_skipped_with_warning(folder):
     _corrupt(folder)
-    ft = _tuner()
+    ft = tiny_tuner(num_classes=3)
     with pytest.warns(UserWarning, match="Skipping 3 unreadable image"):
         ft.fit(folder, epochs=1, verbose=0, on_bad_image="skip")
     with pytest.raises(ValueError, match="on_bad_image"):
@@ -112,7 +105,7 @@ def test_sixteen_bit_and_rgba_png_are_read(tmp_path):
         Image.fromarray((np.arange(400).reshape(20, 20) * 100).astype(np.uint16)).save(root / cls / "deep.png")
         Image.fromarray(np.full((20, 20, 4), 200, np.uint8), "RGBA").save(root / cls / "alpha.png")
         Image.fromarray(np.full((20, 20), 50, np.uint8), "L").save(root / cls / "gray.png")
-    ft = _tuner(num_classes=2)
+    ft = tiny_tuner(num_classes=2)
     ft.fit(str(root), epochs=1, verbose=0)
     assert ft.predict(str(root), verbose=0).shape == (6, 2)
 
@@ -126,18 +119,18 @@ def test_sixteen_bit_and_rgba_png_are_read(tmp_path):
 )
 def test_folder_errors(tmp_path, make, error, match):
     with pytest.raises(error, match=match):
-        _tuner().fit(make(tmp_path), epochs=1, verbose=0)
+        tiny_tuner(num_classes=3).fit(make(tmp_path), epochs=1, verbose=0)
 
 
 def test_class_folder_without_images(folder):
     os.makedirs(os.path.join(folder, "bird"))
     with pytest.raises(ValueError, match="Class folder\\(s\\) 'bird' .* hold no images"):
-        _tuner(num_classes=4).fit(folder, epochs=1, verbose=0)
+        tiny_tuner(num_classes=4).fit(folder, epochs=1, verbose=0)
 
 
 def test_folder_class_count_must_match_head(folder):
     with pytest.raises(ValueError, match="data has 3 classes .* num_classes=2"):
-        _tuner(num_classes=2).fit(folder, epochs=1, verbose=0)
+        tiny_tuner(num_classes=2).fit(folder, epochs=1, verbose=0)
 
 
 @pytest.mark.parametrize(
@@ -154,12 +147,12 @@ def test_folder_class_count_must_match_head(folder):
 )
 def test_array_input_errors(x, y, match):
     with pytest.raises(ValueError, match=match):
-        _tuner().fit(x, y, epochs=1, verbose=0)
+        tiny_tuner(num_classes=3).fit(x, y, epochs=1, verbose=0)
 
 
 def test_fit_argument_errors():
     x = np.zeros((4, 16, 16, 3))
-    ft = _tuner()
+    ft = tiny_tuner(num_classes=3)
     with pytest.raises(ValueError, match="`epochs` must be a positive integer"):
         ft.fit(x, [0, 1, 2, 0], epochs=-1)
     with pytest.raises(ValueError, match="No labels"):

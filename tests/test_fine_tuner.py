@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import finetunekit as fk
-from tests.conftest import tiny_cnn
+from tests.conftest import tiny_tuner
 
 
 def _images(n=24, size=16, channels=3, seed=0):
@@ -25,18 +25,8 @@ def _separable(n=48, size=16, seed=0):
     return x.astype("uint8"), np.where(y == 1, "bright", "dark")
 
 
-def _tuner(**kwargs):
-    options = {
-        "backbone": tiny_cnn(),
-        "head": fk.ClassificationHead(2),
-        "preprocessing": "zero_one",
-    }
-    options.update(kwargs)
-    return fk.FineTuner(**options)
-
-
 def test_fine_tuner_is_a_keras_model_with_preprocessing_inside():
-    ft = _tuner()
+    ft = tiny_tuner()
     assert isinstance(ft, keras.Model)
     names = [layer.name for layer in ft.layers]
     assert "image_formatter" in names and "image_normalization" in names
@@ -46,7 +36,7 @@ def test_fine_tuner_is_a_keras_model_with_preprocessing_inside():
 
 def test_fit_predict_string_labels_learns():
     x, y = _separable()
-    ft = _tuner(unfreeze="all")
+    ft = tiny_tuner(unfreeze="all")
     ft.compile(learning_rate=1e-2)
     history = ft.fit(x, y, epochs=8, batch_size=16, verbose=0)
     assert ft.class_names == ["bright", "dark"]
@@ -60,7 +50,7 @@ def test_fit_predict_string_labels_learns():
 
 
 def test_raw_images_of_any_size_and_channels():
-    ft = _tuner()
+    ft = tiny_tuner()
     for shape in [(2, 16, 16, 3), (2, 30, 21, 3), (2, 16, 16, 1), (2, 9, 9), (2, 12, 12, 4)]:
         out = ft.predict(np.random.default_rng(0).integers(0, 255, shape).astype("uint8"), verbose=0)
         assert out.shape == (2, 2)
@@ -70,7 +60,7 @@ def test_raw_images_of_any_size_and_channels():
 
 
 def test_batchnorm_statistics_frozen_when_backbone_unfrozen():
-    ft = _tuner(unfreeze="all")
+    ft = tiny_tuner(unfreeze="all")
     bn = ft.backbone.get_layer("block1_bn")
     conv = ft.backbone.get_layer("block1_conv")
     mean_before = bn.moving_mean.numpy().copy()
@@ -87,7 +77,7 @@ def test_batchnorm_statistics_frozen_when_backbone_unfrozen():
 
 
 def test_frozen_backbone_only_trains_head():
-    ft = _tuner(unfreeze=0)
+    ft = tiny_tuner(unfreeze=0)
     backbone_ids = {id(w) for w in ft.backbone.weights}
     assert ft.trainable_weights
     assert not any(id(w) in backbone_ids for w in ft.trainable_weights)
@@ -119,7 +109,7 @@ def test_unfreeze_n_opens_whole_resnet_stages():
 
 def test_save_load_identical_predictions_in_fresh_process(tmp_path):
     x, y = _separable(16)
-    ft = _tuner(augment={"horizontal_flip": True, "rotation_range": 10}, unfreeze=1)
+    ft = tiny_tuner(augment={"horizontal_flip": True, "rotation_range": 10}, unfreeze=1)
     ft.fit(x, y, epochs=1, verbose=0)
     path = str(tmp_path / "model.keras")
     ft.save(path)
@@ -146,7 +136,7 @@ def test_save_load_identical_predictions_in_fresh_process(tmp_path):
 
 
 def test_config_roundtrip_rebuilds_same_structure():
-    ft = _tuner(unfreeze=1, augment="default", class_names=["a", "b"])
+    ft = tiny_tuner(unfreeze=1, augment="default", class_names=["a", "b"])
     config = json.loads(json.dumps(ft.get_config()))
     rebuilt = fk.FineTuner.from_config(config)
     assert rebuilt.class_names == ["a", "b"]
@@ -158,7 +148,7 @@ def test_config_roundtrip_rebuilds_same_structure():
 
 
 def test_augmentation_only_in_training():
-    ft = _tuner(augment="default")
+    ft = tiny_tuner(augment="default")
     x = _images(4)
     np.testing.assert_allclose(ft.predict(x, verbose=0), ft.predict(x, verbose=0))
     train_out = keras.ops.convert_to_numpy(ft(x.astype("float32"), training=True))
@@ -181,7 +171,7 @@ def test_fine_tune_validation_split_on_folder(tmp_path):
     from tests.conftest import write_images
 
     folder = write_images(str(tmp_path / "photos"), {"a": 6, "b": 6})
-    ft = _tuner()
+    ft = tiny_tuner()
     history = ft.fine_tune(
         folder, epochs=2, freeze_epochs=1, unfreeze=1, validation_split=0.25, seed=0, verbose=0
     )
@@ -191,12 +181,12 @@ def test_fine_tune_validation_split_on_folder(tmp_path):
 
 def test_multi_label_and_regression_heads_train():
     x = _images(16)
-    ft = _tuner(head=fk.ClassificationHead(3, multi_label=True))
+    ft = tiny_tuner(head=fk.ClassificationHead(3, multi_label=True))
     ft.fit(x, [["a"], ["b", "c"], [], ["a", "c"]] * 4, epochs=1, verbose=0)
     assert ft.class_names == ["a", "b", "c"]
     labels = ft.predict_labels(x[:3])
     assert len(labels) == 3 and all(isinstance(row, list) for row in labels)
-    reg = _tuner(head=fk.RegressionHead(units=1))
+    reg = tiny_tuner(head=fk.RegressionHead(units=1))
     reg.fit(x, np.linspace(0, 1, 16), epochs=1, verbose=0)
     assert reg.predict(x, verbose=0).shape == (16, 1)
     with pytest.raises(ValueError, match="RegressionHead needs numeric targets"):
@@ -204,7 +194,7 @@ def test_multi_label_and_regression_heads_train():
 
 
 def test_mixed_precision_policy_applied_and_outputs_float32():
-    ft = _tuner(mixed_precision=True, unfreeze="all")
+    ft = tiny_tuner(mixed_precision=True, unfreeze="all")
     assert ft.policy_name == "mixed_float16"
     conv = ft.backbone.get_layer("block1_conv")
     assert conv.compute_dtype == "float16" and conv.variable_dtype == "float32"
@@ -230,20 +220,20 @@ def test_mixed_bfloat16_and_auto_on_cpu():
     assert ft.predict(_images(2, 32), verbose=0).dtype == np.float32
     ft.compile()
     assert not isinstance(ft.optimizer, keras.optimizers.LossScaleOptimizer)
-    assert _tuner(mixed_precision="auto").policy_name == "float32"  # no GPU here
+    assert tiny_tuner(mixed_precision="auto").policy_name == "float32"  # no GPU here
     with pytest.raises(ValueError, match="mixed_precision"):
-        _tuner(mixed_precision="half")
+        tiny_tuner(mixed_precision="half")
 
 
 def test_compile_defaults_and_passthrough():
-    ft = _tuner()
+    ft = tiny_tuner()
     ft.compile()
     assert isinstance(ft.optimizer, keras.optimizers.AdamW)
     assert float(keras.ops.convert_to_numpy(ft.optimizer.learning_rate)) == pytest.approx(1e-3)
     assert isinstance(ft.loss, keras.losses.SparseCategoricalCrossentropy)
     ft.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     assert isinstance(ft.optimizer, keras.optimizers.SGD)
-    unfrozen = _tuner(unfreeze="all")
+    unfrozen = tiny_tuner(unfreeze="all")
     unfrozen.compile()
     assert float(keras.ops.convert_to_numpy(unfrozen.optimizer.learning_rate)) == pytest.approx(1e-4)
 
@@ -253,7 +243,7 @@ def test_tf_data_input():
 
     x, y = _separable(16)
     ds = tf.data.Dataset.from_tensor_slices((x, (y == "bright").astype("int32"))).batch(8)
-    ft = _tuner()
+    ft = tiny_tuner()
     history = ft.fit(ds, epochs=1, verbose=0)
     assert "loss" in history.history
     assert ft.predict(ds.map(lambda a, b: a), verbose=0).shape == (16, 2)

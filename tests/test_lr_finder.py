@@ -1,8 +1,7 @@
 import numpy as np
 import pytest
 
-import finetunekit as fk
-from tests.conftest import tiny_cnn
+from tests.conftest import tiny_tuner
 
 
 def _data(n=32, size=16):
@@ -12,15 +11,9 @@ def _data(n=32, size=16):
     return x.astype("uint8"), y
 
 
-def _tuner(**kwargs):
-    return fk.FineTuner(
-        backbone=tiny_cnn(), head=fk.ClassificationHead(2), preprocessing="zero_one", **kwargs
-    )
-
-
 def test_find_lr_restores_weights_and_optimizer_state(tmp_path):
     x, y = _data()
-    ft = _tuner(unfreeze="all")
+    ft = tiny_tuner(unfreeze="all")
     ft.compile()
     ft.fit(x, y, epochs=1, batch_size=8, verbose=0)  # optimizer state exists
     weights = [v.numpy().copy() for v in ft.variables]
@@ -42,7 +35,7 @@ def test_find_lr_restores_weights_and_optimizer_state(tmp_path):
 
 def test_find_lr_full_sweep_and_errors():
     x, y = _data(16)
-    ft = _tuner()
+    ft = tiny_tuner()
     result = ft.find_lr(x, y, start_lr=1e-5, end_lr=1e-3, num_steps=5, batch_size=4)
     assert len(result.losses) == 5
     assert result.learning_rates[-1] == pytest.approx(1e-3)

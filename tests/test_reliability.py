@@ -16,7 +16,7 @@ import pytest
 
 import finetunekit as fk
 from finetunekit.callbacks import AtomicModelCheckpoint
-from tests.conftest import tiny_cnn
+from tests.conftest import tiny_tuner
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -143,16 +143,6 @@ def test_killed_training_resumes_from_last_finished_epoch(tmp_path):
     np.testing.assert_allclose(history["loss"], reference_history["loss"][2:], rtol=1e-6)
 
 
-def _tuner(**kwargs):
-    options = {
-        "backbone": tiny_cnn(),
-        "head": fk.ClassificationHead(2),
-        "preprocessing": "zero_one",
-    }
-    options.update(kwargs)
-    return fk.FineTuner(**options)
-
-
 def _data(n=16):
     rng = np.random.default_rng(0)
     return rng.integers(0, 255, (n, 16, 16, 3)).astype("uint8"), np.arange(n) % 2
@@ -160,7 +150,7 @@ def _data(n=16):
 
 def test_checkpoint_dir_keeps_the_best_model(tmp_path):
     x, y = _data()
-    ft = _tuner()
+    ft = tiny_tuner()
     ft.fit(x, y, epochs=2, batch_size=8, checkpoint_dir=tmp_path, verbose=0, validation_split=0.25)
     best = tmp_path / "best.keras"
     state = json.loads((tmp_path / "best.keras.json").read_text())
@@ -173,7 +163,7 @@ def test_checkpoint_dir_keeps_the_best_model(tmp_path):
 
 def test_atomic_checkpoint_leaves_previous_file_whole_when_save_crashes(tmp_path, monkeypatch):
     x, y = _data()
-    ft = _tuner()
+    ft = tiny_tuner()
     path = tmp_path / "best.keras"
     callback = AtomicModelCheckpoint(path, monitor="loss", save_best_only=False)
     callback.set_model(ft)
@@ -197,7 +187,7 @@ def test_atomic_checkpoint_leaves_previous_file_whole_when_save_crashes(tmp_path
 
 
 def test_atomic_checkpoint_saves_only_improvements(tmp_path):
-    ft = _tuner()
+    ft = tiny_tuner()
     callback = AtomicModelCheckpoint(tmp_path / "m.keras", monitor="val_accuracy")
     assert callback.mode == "max"
     callback.set_model(ft)
@@ -214,7 +204,7 @@ def test_atomic_checkpoint_saves_only_improvements(tmp_path):
 
 def test_nan_loss_raises_training_diverged_error():
     x, y = _data()
-    ft = _tuner(unfreeze="all")
+    ft = tiny_tuner(unfreeze="all")
     ft.compile(learning_rate=1e12, weight_decay=0.0)
     with pytest.raises(fk.TrainingDivergedError, match="learning rate is too high") as info:
         ft.fit(x, y, epochs=5, batch_size=4, verbose=0)
@@ -226,7 +216,7 @@ def test_nan_loss_raises_training_diverged_error():
 
 def test_nan_loss_warn_mode_stops_and_returns_history():
     x, y = _data()
-    ft = _tuner(unfreeze="all")
+    ft = tiny_tuner(unfreeze="all")
     ft.compile(learning_rate=1e12, weight_decay=0.0)
     with pytest.warns(RuntimeWarning, match="Training diverged.*Training stopped"):
         history = ft.fit(x, y, epochs=20, batch_size=4, verbose=0, on_nan="warn")
@@ -241,13 +231,13 @@ def test_nan_from_data_in_a_dataset_is_caught():
     x[3] = np.nan  # arrays are checked up front; a dataset is not
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
     with pytest.raises(fk.TrainingDivergedError, match="batch 1"):
-        _tuner().fit(ds, epochs=1, verbose=0)
+        tiny_tuner().fit(ds, epochs=1, verbose=0)
 
 
 def test_on_nan_argument_is_checked():
     x, y = _data(4)
     with pytest.raises(ValueError, match='`on_nan` must be "raise", "warn" or None'):
-        _tuner().fit(x, y, epochs=1, verbose=0, on_nan="ignore")
+        tiny_tuner().fit(x, y, epochs=1, verbose=0, on_nan="ignore")
 
 
 def test_lambda_layer_refused_in_safe_mode(tmp_path):

@@ -2,7 +2,6 @@
 
 import json
 
-import keras
 import numpy as np
 import pytest
 from sklearn.metrics import (
@@ -14,13 +13,7 @@ from sklearn.metrics import (
 )
 
 import finetunekit as fk
-from tests.conftest import tiny_cnn, write_images
-
-
-def _tuner(head=None, **kwargs):
-    return fk.FineTuner(
-        tiny_cnn(), head or fk.ClassificationHead(3), preprocessing="zero_one", **kwargs
-    )
+from tests.conftest import tiny_tuner, write_images
 
 
 def _data(n=30, classes=3, seed=0):
@@ -43,7 +36,7 @@ def _check_png(path, min_size=(200, 150)):
 def test_classification_report_matches_sklearn():
     x, y = _data()
     names = np.array(["cat", "dog", "owl"])
-    ft = _tuner()
+    ft = tiny_tuner(num_classes=3)
     ft.fit(x, names[y], epochs=2, batch_size=8, verbose=0)
     report = ft.evaluate(x, names[y], report=True)
     assert isinstance(report, fk.Report) and report.task == "classification"
@@ -68,7 +61,7 @@ def test_classification_report_matches_sklearn():
 
 def test_report_str_and_to_dict_are_plain():
     x, y = _data(12)
-    ft = _tuner(class_names=["a", "b", "c"])
+    ft = tiny_tuner(num_classes=3, class_names=["a", "b", "c"])
     report = fk.report(ft, x, y)
     text = str(report)
     for word in ("precision", "recall", "f1", "support", "macro_f1", "confusion matrix"):
@@ -85,7 +78,7 @@ def test_report_on_folder_and_dataset(tmp_path):
     import tensorflow as tf
 
     folder = write_images(str(tmp_path / "data"), {"a": 4, "b": 3, "c": 2}, size=(16, 16))
-    ft = _tuner()
+    ft = tiny_tuner(num_classes=3)
     report = ft.evaluate(folder, report=True)
     assert report.class_names == ["a", "b", "c"]
     assert [report.per_class[n]["support"] for n in "abc"] == [4, 3, 2]
@@ -100,7 +93,7 @@ def test_multi_label_report():
     rng = np.random.default_rng(0)
     x = rng.integers(0, 255, (12, 16, 16, 3)).astype("uint8")
     labels = [["sea", "sky"], ["sky"], [], ["sand"]] * 3
-    ft = _tuner(fk.ClassificationHead(3, multi_label=True))
+    ft = tiny_tuner(fk.ClassificationHead(3, multi_label=True))
     ft.fit(x, labels, epochs=1, verbose=0)
     report = ft.evaluate(x, labels, report=True)
     assert report.task == "multi_label"
@@ -119,7 +112,7 @@ def test_regression_report():
     rng = np.random.default_rng(0)
     x = rng.integers(0, 255, (10, 16, 16, 3)).astype("uint8")
     y = rng.normal(size=(10, 2)).astype("float32")
-    ft = _tuner(fk.RegressionHead(units=2))
+    ft = tiny_tuner(fk.RegressionHead(units=2))
     report = ft.evaluate(x, y, report=True)
     pred = ft.predict(x, verbose=0)
     assert report.task == "regression" and report.confusion_matrix is None
@@ -134,7 +127,7 @@ def test_regression_report():
 
 def test_plot_history_and_confusion_matrix_png(tmp_path):
     x, y = _data(24)
-    ft = _tuner()
+    ft = tiny_tuner(num_classes=3)
     history = ft.fit(x, y, epochs=2, batch_size=8, validation_split=0.25, verbose=0)
     path = fk.plot_history(history, tmp_path / "curves.png")
     _check_png(path, min_size=(400, 200))
@@ -148,7 +141,7 @@ def test_plot_history_and_confusion_matrix_png(tmp_path):
 
 def test_multi_label_confusion_matrix_png(tmp_path):
     x = np.random.default_rng(0).integers(0, 255, (6, 16, 16, 3)).astype("uint8")
-    ft = _tuner(fk.ClassificationHead(3, multi_label=True), class_names=["a", "b", "c"])
+    ft = tiny_tuner(fk.ClassificationHead(3, multi_label=True), class_names=["a", "b", "c"])
     report = fk.report(ft, x, [["a"], ["b", "c"], []] * 2)
     _check_png(report.plot_confusion_matrix(tmp_path / "ml.png"))
 
@@ -168,47 +161,31 @@ def test_missing_matplotlib_gives_install_hint(tmp_path, monkeypatch):
         fk.plot_history({"loss": [1.0, 0.5]}, tmp_path / "x.png")
 
 
-def test_balanced_class_weight_matches_sklearn(monkeypatch):
+def test_balanced_class_weight_matches_sklearn(fit_kwargs):
     from sklearn.utils.class_weight import compute_class_weight
 
     rng = np.random.default_rng(0)
     y = np.array([0] * 20 + [1] * 6 + [2] * 2)
     x = rng.integers(0, 255, (len(y), 16, 16, 3)).astype("uint8")
     expected = compute_class_weight("balanced", classes=np.array([0, 1, 2]), y=y)
-    seen = {}
-    real_fit = keras.Model.fit
-
-    def spy(self, *args, **kwargs):
-        seen["class_weight"] = kwargs.get("class_weight")
-        return real_fit(self, *args, **kwargs)
-
-    monkeypatch.setattr(keras.Model, "fit", spy)
-    ft = _tuner()
+    ft = tiny_tuner(num_classes=3)
     ft.fit(x, y, epochs=1, batch_size=8, class_weight="balanced", verbose=0)
-    weights = seen["class_weight"]
+    weights = fit_kwargs["class_weight"]
     assert sorted(weights) == [0, 1, 2]
     np.testing.assert_allclose([weights[i] for i in range(3)], expected)
     assert weights[2] > weights[1] > weights[0]
 
 
-def test_balanced_class_weight_on_folder_uses_training_split(tmp_path, monkeypatch):
+def test_balanced_class_weight_on_folder_uses_training_split(tmp_path, fit_kwargs):
     from sklearn.utils.class_weight import compute_class_weight
 
     folder = write_images(str(tmp_path / "data"), {"a": 9, "b": 3, "c": 3}, size=(16, 16))
-    seen = {}
-    real_fit = keras.Model.fit
-
-    def spy(self, *args, **kwargs):
-        seen["class_weight"] = kwargs.get("class_weight")
-        return real_fit(self, *args, **kwargs)
-
-    monkeypatch.setattr(keras.Model, "fit", spy)
-    ft = _tuner()
+    ft = tiny_tuner(num_classes=3)
     ft.fit(folder, epochs=1, class_weight="balanced", validation_split=0.2, seed=0, verbose=0)
     train = ft._last_train_targets
     assert len(train) == 12
     expected = compute_class_weight("balanced", classes=np.unique(train), y=train)
-    np.testing.assert_allclose([seen["class_weight"][i] for i in range(3)], expected)
+    np.testing.assert_allclose([fit_kwargs["class_weight"][i] for i in range(3)], expected)
 
 
 @pytest.mark.parametrize(
@@ -225,4 +202,4 @@ def test_balanced_class_weight_errors(head, class_weight, match):
     if getattr(head(), "multi_label", False):
         targets = np.eye(3)[y]
     with pytest.raises(ValueError, match=match):
-        _tuner(head()).fit(x, targets, epochs=1, class_weight=class_weight, verbose=0)
+        tiny_tuner(head()).fit(x, targets, epochs=1, class_weight=class_weight, verbose=0)

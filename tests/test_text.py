@@ -282,23 +282,13 @@ def test_shuffling_text_dataset_keeps_each_text_with_its_label():
             np.testing.assert_array_equal(first_word == great, targets.numpy() == 1)
 
 
-def test_balanced_class_weight_on_text_matches_sklearn(monkeypatch):
+def test_balanced_class_weight_on_text_matches_sklearn(fit_kwargs):
     from sklearn.utils.class_weight import compute_class_weight
-
-    import finetunekit.data.pipeline as pipeline
 
     texts = ["great film"] * 9 + ["dull movie"] * 3
     labels = ["positive"] * 9 + ["negative"] * 3
-    seen = {}
-    original = pipeline.balanced_class_weight
-
-    def spy(labels_, head, mode="balanced"):
-        seen["weights"] = original(labels_, head, mode)
-        return seen["weights"]
-
-    monkeypatch.setattr(pipeline, "balanced_class_weight", spy)
     ft = text_tuner()
     ft.fit(texts, labels, epochs=1, batch_size=4, verbose=0, class_weight="balanced")
     ids = np.array([ft.class_names.index(label) for label in labels])
     expected = compute_class_weight("balanced", classes=np.array([0, 1]), y=ids)
-    assert seen["weights"] == pytest.approx({0: expected[0], 1: expected[1]})
+    assert fit_kwargs["class_weight"] == pytest.approx({0: expected[0], 1: expected[1]})
