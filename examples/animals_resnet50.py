@@ -99,6 +99,19 @@ def report(model, test_x, test_y, class_names, predicted=None):
     return predicted
 
 
+def schedule(args):
+    """`fine_tune` arguments from the command line: head warm-up, then unfrozen stages."""
+    return {
+        "epochs": args.epochs,
+        "freeze_epochs": args.freeze_epochs,
+        "unfreeze": args.unfreeze,
+        "learning_rate": args.learning_rate,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "verbose": 2,
+    }
+
+
 def run_folder(args):
     (train_x, train_y), (test_x, test_y), class_names = split_folder(
         args.data, args.test_fraction, args.seed
@@ -120,18 +133,7 @@ def run_folder(args):
         f"{len(validation[0]) if validation else 0} validation and {len(test_x)} test images"
     )
     model = build_model(len(class_names), class_names, args.weights, args.image_size)
-    model.fine_tune(
-        train_x,
-        train_y,
-        epochs=args.epochs,
-        freeze_epochs=args.freeze_epochs,
-        unfreeze=args.unfreeze,
-        learning_rate=args.learning_rate,
-        validation_data=validation,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        verbose=2,
-    )
+    model.fine_tune(train_x, train_y, validation_data=validation, **schedule(args))
     report(model, test_x, test_y, class_names)
     model.save(args.out)
     print(f"Saved {args.out}")
@@ -148,17 +150,7 @@ def run_tfds(args):
     train, test = (fk.data.TFDS("cats_vs_dogs", split=split) for split in splits)
     # Labels and class names ("cat", "dog") come from the dataset.
     model = build_model(2, None, args.weights, args.image_size)
-    model.fine_tune(
-        train,
-        epochs=args.epochs,
-        freeze_epochs=args.freeze_epochs,
-        unfreeze=args.unfreeze,
-        learning_rate=args.learning_rate,
-        validation_data=test,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        verbose=2,
-    )
+    model.fine_tune(train, validation_data=test, **schedule(args))
     print(model.evaluate(test, batch_size=args.batch_size, report=True))
     model.save(args.out)
     print(f"Saved {args.out}")
