@@ -13,19 +13,28 @@ With augmentation, `cache_augmented_copies=K` caches K augmented passes over
 the training data; epoch `e` trains on copy `e % K`.
 """
 
-import math
-import os
-import shutil
-import tempfile
-
 import keras
 import numpy as np
 
+from finetunekit._keras_compat import distribute_strategy
+from finetunekit.data.pipeline import is_dataset
 from finetunekit.distribution import strategy_scope
-from finetunekit.heads.base import Head, pool_features
+from finetunekit.feature_store import (
+    DEFAULT_MEMORY_BUDGET,
+    CachedFeatureDataset,
+    FeatureCache,
+    unpack,
+)
 
-#: Default memory budget of a feature cache, in bytes (2 GiB).
-DEFAULT_MEMORY_BUDGET = 2 * 1024**3
+__all__ = [
+    "DEFAULT_MEMORY_BUDGET",
+    "CachedFeatureDataset",
+    "FeatureCache",
+    "cache_blocker",
+    "check_cache_options",
+    "feature_function",
+    "fit_on_cached_features",
+]
 
 
 def check_cache_options(cache_features, memory_budget, augmented_copies):
@@ -60,230 +69,47 @@ def _finite_dataset(ds):
     )
 
 
-def cache_blocker(model, inputs, targets, augmented_copies, callbacks=()):
-    """Why features cannot be cached for this `fit`, or None when they can."""
-    from finetunekit.data.pipeline import is_dataset
+def cache_blocker(model, train, augmented_copies, callbacks=()):
+    """Why features cannot be cached for this `fit`, or None when they can.
 
+    Args:
+        model: the FineTuner.
+        train: the training `Batches`.
+        augmented_copies: int. `cache_augmented_copies`.
+        callbacks: the `fit` callbacks.
+    """
     if any(getattr(c, "changes_trainable", False) for c in callbacks or ()):
         return "a callback changes which layers train (e.g. GradualUnfreezing)"
-
-    if model.adapter.kind != "image":
-        return "feature caching supports image backbones only"
+    reason = model.backbone_kind.cache_blocker()
+    if reason is not None:
+        return reason
     if model.unfreeze != 0 or model.backbone.trainable_weights:
         return "the backbone trains (unfreeze != 0)"
+    if model.head.cache_input(model.backbone_outputs) is None:
+        return f"{type(model.head).__name__} cannot train on cached features"
     if model.augmentation_layers and not augmented_copies:
         return "augmentation is active (pass cache_augmented_copies=K to cache K augmented passes)"
     if getattr(keras.distribution, "distribution", lambda: None)() is not None:
         return "a keras.distribution is set"
-    if is_dataset(inputs):
-        if targets is not None:
-            return "a dataset with separate targets"
-        if not _finite_dataset(inputs):
-            return "the dataset is infinite or of unknown length"
-        return None
-    if targets is None:
+    if train.is_dataset:
+        return None if _finite_dataset(train.x) else "the dataset is infinite or of unknown length"
+    if train.y is None:
         return "no labels"
-    if not isinstance(inputs, np.ndarray):
-        return "the inputs are not an array or a dataset"
     return None
 
 
-def _unpack(batch):
-    if isinstance(batch, (tuple, list)):
-        if len(batch) == 1:
-            return batch[0], None, None
-        if len(batch) == 2:
-            return batch[0], batch[1], None
-        return batch[0], batch[1], batch[2]
-    return batch, None, None
-
-
-def _head_input(model):
-    """The symbolic tensor the head is called on in the FineTuner's graph."""
-    node = model.head._inbound_nodes[0]
-    return node.input_tensors[0]
-
-
-class _Pool(keras.layers.Layer):
-    def __init__(self, pooling, **kwargs):
-        super().__init__(**kwargs)
-        self.pooling = pooling
-
-    def call(self, features):
-        return pool_features(features, self.pooling)
-
-
-def _head_pools_first(head):
-    """True when the head is a plain `Head`: pool, then dense layers (so pooled features suffice)."""
-    return (
-        isinstance(head, Head)
-        and type(head).call is Head.call
-        and type(head).pool is Head.pool
-        and head.pooling != "none"
-    )
-
-
 def feature_function(model, training):
-    """A `tf.function` mapping a batch of raw images to what the head needs."""
+    """A `tf.function` mapping a batch of raw inputs to what the head trains on (`Head.cache_input`)."""
     import tensorflow as tf
 
-    features = _head_input(model)
-    if _head_pools_first(model.head):
-        features = _Pool(model.head.pooling, name="cached_pooling")(features)
-    extractor = keras.Model(model.inputs, features, name="feature_extractor")
+    cached = model.head.cache_input(model.backbone_outputs)
+    extractor = keras.Model(model.inputs, cached, name="feature_extractor")
 
     @tf.function(reduce_retracing=True)
-    def extract(images):
-        return extractor(images, training=training)
+    def extract(inputs):
+        return extractor(inputs, training=training)
 
     return extract
-
-
-class _Store:
-    """Appends feature batches in memory, spilling to a `.npy`-like raw file past a budget."""
-
-    def __init__(self, budget, workdir_factory, name):
-        self.budget = budget
-        self.workdir_factory = workdir_factory
-        self.name = name
-        self.chunks = []
-        self.in_memory = 0
-        self.file = None
-        self.path = None
-        self.count = 0
-        self.shape = None
-        self.dtype = None
-
-    def append(self, chunk):
-        chunk = np.ascontiguousarray(chunk)
-        if self.shape is None:
-            self.shape, self.dtype = chunk.shape[1:], chunk.dtype
-        self.count += len(chunk)
-        if self.file is None and self.in_memory + chunk.nbytes > self.budget:
-            self.path = os.path.join(self.workdir_factory(), f"{self.name}.bin")
-            self.file = open(self.path, "wb")  # noqa: SIM115 -- closed in finish()
-            for old in self.chunks:
-                old.tofile(self.file)
-            self.chunks, self.in_memory = [], 0
-        if self.file is not None:
-            chunk.tofile(self.file)
-        else:
-            self.chunks.append(chunk)
-            self.in_memory += chunk.nbytes
-
-    def finish(self):
-        if self.file is not None:
-            self.file.close()
-            return np.memmap(
-                self.path, dtype=self.dtype, mode="r", shape=(self.count,) + tuple(self.shape)
-            )
-        return np.concatenate(self.chunks) if self.chunks else np.zeros((0,))
-
-
-def _batches(inputs, targets, sample_weight, batch_size):
-    from finetunekit.data.pipeline import is_dataset
-
-    if is_dataset(inputs):
-        yield from inputs
-        return
-    for start in range(0, len(inputs), batch_size):
-        stop = start + batch_size
-        yield (
-            inputs[start:stop],
-            targets[start:stop],
-            None if sample_weight is None else sample_weight[start:stop],
-        )
-
-
-def _concat(parts):
-    parts = [p for p in parts if p is not None]
-    return np.concatenate(parts) if parts else None
-
-
-class FeatureCache:
-    """Computes and holds cached features of one `fit` call.
-
-    Args:
-        model: the FineTuner.
-        memory_budget: int. Bytes of features kept in memory; beyond, features
-            go to `np.memmap` files in a temporary folder.
-    """
-
-    def __init__(self, model, memory_budget=DEFAULT_MEMORY_BUDGET):
-        self.model = model
-        self.budget_left = int(memory_budget)
-        self.workdir = None
-        self.on_disk = False
-        self.nbytes = 0
-
-    def _workdir(self):
-        if self.workdir is None:
-            self.workdir = tempfile.mkdtemp(prefix="finetunekit_features_")
-        return self.workdir
-
-    def extract(self, extract, inputs, targets, sample_weight, batch_size, name):
-        """Runs `extract` over the data. Returns `(features, targets, sample_weight)`."""
-        store = _Store(self.budget_left, self._workdir, name)
-        ys, ws = [], []
-        for batch in _batches(inputs, targets, sample_weight, batch_size):
-            x, y, w = _unpack(batch)
-            if y is None:
-                raise ValueError("Feature caching needs labelled data: (images, labels) batches.")
-            store.append(keras.ops.convert_to_numpy(extract(x)))
-            ys.append(keras.ops.convert_to_numpy(y))
-            ws.append(None if w is None else keras.ops.convert_to_numpy(w))
-        features = store.finish()
-        self.budget_left = max(0, self.budget_left - store.in_memory)
-        self.on_disk = self.on_disk or store.file is not None
-        self.nbytes += int(np.prod(features.shape)) * features.dtype.itemsize
-        return features, _concat(ys), _concat(ws)
-
-    def close(self):
-        if self.workdir is not None:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-            self.workdir = None
-
-
-class CachedFeatureDataset(keras.utils.PyDataset):
-    """Batches of cached features; epoch `e` reads copy `e % len(copies)`.
-
-    Args:
-        copies: list of `(features, targets, sample_weight or None)`; features
-            may be `np.memmap` arrays (read batch by batch).
-        batch_size: int.
-        shuffle: bool. Reshuffle the order every epoch.
-        seed: int or None.
-    """
-
-    def __init__(self, copies, batch_size, shuffle=False, seed=None):
-        super().__init__()
-        self.copies = copies
-        self.batch_size = int(batch_size)
-        self.shuffle = shuffle
-        self.rng = np.random.default_rng(seed)
-        self.epoch = 0
-        self.order = np.arange(len(copies[0][0]))
-        if shuffle:
-            self.rng.shuffle(self.order)
-
-    def __len__(self):
-        return math.ceil(len(self.order) / self.batch_size)
-
-    def __getitem__(self, index):
-        features, targets, weights = self.copies[self.epoch % len(self.copies)]
-        idx = self.order[index * self.batch_size : (index + 1) * self.batch_size]
-        sorted_idx = np.sort(idx)  # sequential reads of a memmap
-        restore = np.argsort(np.argsort(idx))
-        x = np.asarray(features[sorted_idx])[restore]
-        y = np.asarray(targets[sorted_idx])[restore]
-        if weights is None:
-            return x, y
-        return x, y, np.asarray(weights[sorted_idx])[restore]
-
-    def on_epoch_end(self):
-        self.epoch += 1
-        if self.shuffle:
-            self.rng.shuffle(self.order)
 
 
 class _HeadModel(keras.Model):
@@ -294,7 +120,7 @@ class _HeadModel(keras.Model):
         self.head = head
 
     def call(self, features, training=None):
-        return self.head(features, training=training)
+        return self.head.call_cached(features, training=training)
 
 
 class _ForwardCallbacks(keras.callbacks.Callback):
@@ -356,24 +182,15 @@ def _fresh_metrics(metrics):
 
 
 def fit_on_cached_features(
-    model,
-    inputs,
-    targets,
-    validation_data,
-    *,
-    batch_size,
-    epochs,
-    shuffle,
-    memory_budget=DEFAULT_MEMORY_BUDGET,
-    augmented_copies=0,
-    fit_kwargs=None,
+    model, train, validation_data, *, batch_size, epochs, shuffle,
+    memory_budget=DEFAULT_MEMORY_BUDGET, augmented_copies=0, fit_kwargs=None,
 ):
     """Trains `model.head` on cached features. Returns a `keras.callbacks.History`.
 
     Args:
         model: a compiled FineTuner with a frozen backbone.
-        inputs: image array or finite `tf.data.Dataset` of `(images, labels[, weights])`.
-        targets: labels for an array, else None.
+        train: the training `Batches` (arrays, or a finite dataset of
+            `(inputs, labels[, weights])` batches).
         validation_data: None, `(x, y[, w])` arrays or a dataset.
         batch_size: int or None. Batch size for arrays (default 32); a dataset
             keeps the size of its first batch.
@@ -382,79 +199,32 @@ def fit_on_cached_features(
         memory_budget: int. Bytes of features kept in memory.
         augmented_copies: int. Augmented passes cached (needs augmentation).
         fit_kwargs: dict. Other `keras.Model.fit` arguments (`callbacks`,
-            `verbose`, `initial_epoch`, `class_weight`, `sample_weight`, ...).
+            `verbose`, `initial_epoch`, `class_weight`, ...).
     """
-    from finetunekit.data.pipeline import is_dataset
-
     fit_kwargs = dict(fit_kwargs or {})
     fit_kwargs.pop("shuffle", None)
-    sample_weight = fit_kwargs.pop("sample_weight", None)
     callbacks = fit_kwargs.pop("callbacks", None) or []
     if isinstance(callbacks, keras.callbacks.CallbackList):
         callbacks = list(callbacks.callbacks)
     batch_size = batch_size or 32
-    copies_wanted = max(1, int(augmented_copies)) if model.augmentation_layers else 1
+    if train.is_dataset:
+        batch_size = int(keras.ops.shape(unpack(next(iter(train.x.take(1))))[0])[0])
     cache = FeatureCache(model, memory_budget)
     try:
-        train_fn = feature_function(model, training=bool(model.augmentation_layers))
-        copies = []
-        for k in range(copies_wanted):
-            copies.append(
-                cache.extract(train_fn, inputs, targets, sample_weight, batch_size, f"train_{k}")
-            )
-        if is_dataset(inputs):
-            first = next(iter(inputs.take(1)))
-            batch_size = int(keras.ops.shape(_unpack(first)[0])[0])
-        validation = None
-        if validation_data is not None:
-            eval_fn = feature_function(model, training=False)
-            if is_dataset(validation_data):
-                val = cache.extract(eval_fn, validation_data, None, None, batch_size, "val")
-            else:
-                vx, vy, vw = _unpack(tuple(validation_data))
-                val = cache.extract(eval_fn, vx, vy, vw, batch_size, "val")
-            validation = (
-                CachedFeatureDataset([val], batch_size)
-                if cache.on_disk
-                else tuple(v for v in val if v is not None)
-            )
-        compile_config = dict(model._compile_config.config)
-        # The head trains under the FineTuner's distribution strategy, if any.
-        with strategy_scope(getattr(model, "_distribute_strategy", None)):
-            head_model = _HeadModel(model.head, name=f"{model.name}_head")
-            head_model.compile(
-                optimizer=model.optimizer,
-                loss=model.loss,
-                loss_weights=compile_config.get("loss_weights"),
-                metrics=_fresh_metrics(compile_config.get("metrics")),
-                weighted_metrics=_fresh_metrics(compile_config.get("weighted_metrics")),
-                run_eagerly=compile_config.get("run_eagerly", False),
-                steps_per_execution=compile_config.get("steps_per_execution", 1),
-                jit_compile=compile_config.get("jit_compile", "auto"),
-            )
+        copies = _extract_copies(model, cache, train, batch_size, augmented_copies)
+        validation = _extract_validation(model, cache, validation_data, batch_size)
+        head_model = _compiled_head_model(model)
         forward = _ForwardCallbacks(callbacks, model, epochs=epochs)
+        common = dict(epochs=epochs, validation_data=validation, callbacks=[forward], **fit_kwargs)
         if len(copies) == 1 and not cache.on_disk:
             features, labels, weights = copies[0]
             history = head_model.fit(
-                features,
-                labels,
-                sample_weight=weights,
-                batch_size=batch_size,
-                epochs=epochs,
-                shuffle=shuffle,
-                validation_data=validation,
-                callbacks=[forward],
-                **fit_kwargs,
+                features, labels, sample_weight=weights, batch_size=batch_size, shuffle=shuffle,
+                **common,
             )
-        else:
-            history = head_model.fit(
-                CachedFeatureDataset(copies, batch_size, shuffle=shuffle),
-                epochs=epochs,
-                shuffle=False,  # the dataset shuffles examples itself
-                validation_data=validation,
-                callbacks=[forward],
-                **fit_kwargs,
-            )
+        else:  # the dataset shuffles examples itself
+            data = CachedFeatureDataset(copies, batch_size, shuffle=shuffle)
+            history = head_model.fit(data, shuffle=False, **common)
         history.set_model(model)
         history.feature_cache = {
             "examples": int(len(copies[0][0])),
@@ -467,3 +237,47 @@ def fit_on_cached_features(
         return history
     finally:
         cache.close()
+
+
+def _extract_copies(model, cache, train, batch_size, augmented_copies):
+    """Features of the training data: one pass, or `augmented_copies` augmented passes."""
+    wanted = max(1, int(augmented_copies)) if model.augmentation_layers else 1
+    extract = feature_function(model, training=bool(model.augmentation_layers))
+    inputs = train.x
+    return [
+        cache.extract(extract, inputs, train.y, train.sample_weight, batch_size, f"train_{k}")
+        for k in range(wanted)
+    ]
+
+
+def _extract_validation(model, cache, validation_data, batch_size):
+    if validation_data is None:
+        return None
+    extract = feature_function(model, training=False)
+    if is_dataset(validation_data):
+        val = cache.extract(extract, validation_data, None, None, batch_size, "val")
+    else:
+        vx, vy, vw = unpack(tuple(validation_data))
+        val = cache.extract(extract, vx, vy, vw, batch_size, "val")
+    if cache.on_disk:
+        return CachedFeatureDataset([val], batch_size)
+    return tuple(v for v in val if v is not None)
+
+
+def _compiled_head_model(model):
+    """The head alone, compiled like the FineTuner (same optimizer object, fresh metrics)."""
+    args = dict(model.compile_arguments)
+    # The head trains under the FineTuner's distribution strategy, if any.
+    with strategy_scope(distribute_strategy(model)):
+        head_model = _HeadModel(model.head, name=f"{model.name}_head")
+        head_model.compile(
+            optimizer=model.optimizer,
+            loss=model.loss,
+            loss_weights=args.get("loss_weights"),
+            metrics=_fresh_metrics(args.get("metrics")),
+            weighted_metrics=_fresh_metrics(args.get("weighted_metrics")),
+            run_eagerly=args.get("run_eagerly", False),
+            steps_per_execution=args.get("steps_per_execution", 1),
+            jit_compile=args.get("jit_compile", "auto"),
+        )
+    return head_model

@@ -15,6 +15,8 @@ import warnings
 import keras
 import numpy as np
 
+from finetunekit._keras_compat import forget_resumed_epoch, resumed_epoch
+
 ON_NAN_MODES = ("raise", "warn", None)
 
 
@@ -141,7 +143,7 @@ class AtomicModelCheckpoint(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         # When BackupAndRestore resumed an interrupted run, keep its best value.
-        if getattr(self.model, "_initial_epoch", None) and os.path.exists(self.state_path):
+        if resumed_epoch(self.model) and os.path.exists(self.state_path):
             with open(self.state_path) as f:
                 state = json.load(f)
             if state.get("monitor") == self.monitor and state.get("best") is not None:
@@ -220,7 +222,7 @@ class RandomStateBackup(keras.callbacks.Callback):
         return [v for v in self.model.variables if v.path.endswith("seed_generator_state")]
 
     def on_train_begin(self, logs=None):
-        epoch = getattr(self.model, "_initial_epoch", None)
+        epoch = resumed_epoch(self.model)
         if not epoch or not os.path.exists(self.path):
             return
         with open(self.path) as f:
@@ -250,7 +252,7 @@ class _ForgetResumedEpoch(keras.callbacks.Callback):
     """Clears the start epoch BackupAndRestore set, so a later `fit` starts at epoch 0."""
 
     def on_train_end(self, logs=None):
-        self.model._initial_epoch = None
+        forget_resumed_epoch(self.model)
 
 
 def _atomic_write_text(path, text):

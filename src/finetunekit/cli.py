@@ -411,10 +411,10 @@ def _run_fit(args):
         class_names=class_names,
     )
     print(
-        f"Training {model.adapter.architecture or args.backbone} on {len(class_names)} classes "
+        f"Training {model.backbone_kind.architecture or args.backbone} on {len(class_names)} classes "
         f"({', '.join(class_names)}): {len(paths)} training and "
         f"{len(validation[0]) if validation else 0} validation images, input "
-        f"{'x'.join(map(str, model.adapter.input_shape))}, unfreeze={args.unfreeze}",
+        f"{'x'.join(map(str, model.backbone_kind.input_shape))}, unfreeze={args.unfreeze}",
         flush=True,
     )
     options = {

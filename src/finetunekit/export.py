@@ -12,9 +12,11 @@ import tempfile
 import keras
 
 EXPORT_FORMATS = ("saved_model", "tflite")
+#: Formats handed to `keras.Model.export` unchanged.
+KERAS_FORMATS = ("tf_saved_model", "onnx", "openvino", "litert", "torch")
 
 
-def export_model(ft, directory, format="saved_model", verbose=False):
+def export_model(ft, directory, format="saved_model", verbose=False, input_signature=None, **kwargs):
     """Exports an image FineTuner as a SavedModel or a TFLite file.
 
     - `"saved_model"`: a TensorFlow SavedModel in `directory` with a `serve`
@@ -39,7 +41,8 @@ def export_model(ft, directory, format="saved_model", verbose=False):
         The path of the artifact: the SavedModel folder or the `.tflite` file.
 
     Raises:
-        ValueError: unknown format, or a text backbone.
+        ValueError: unknown format, options for another format, or a backbone
+            without a serving signature (text).
         RuntimeError: the TFLite converter failed (its message is included).
 
     Example:
@@ -50,20 +53,28 @@ def export_model(ft, directory, format="saved_model", verbose=False):
     ft.export("export/animals_lite", format="tflite")
     ```
     """
+    if format in KERAS_FORMATS:
+        return keras.Model.export(
+            ft, directory, format=format, verbose=verbose, input_signature=input_signature,
+            **kwargs,
+        )
     if format not in EXPORT_FORMATS:
+        known = ", ".join(f'"{name}"' for name in EXPORT_FORMATS + KERAS_FORMATS)
         raise ValueError(
-            f'Unknown export format "{format}". Expected one of "saved_model", "tflite". '
-            f"Received: format={format!r}"
+            f'Unknown export format "{format}". Expected one of {known}. Received: format={format!r}'
         )
-    if ft.adapter.kind != "image":
+    if input_signature is not None or kwargs:
+        given = ["input_signature"] * (input_signature is not None) + sorted(kwargs)
         raise ValueError(
-            f"export() supports image backbones; this FineTuner has a {ft.adapter.kind} "
-            'backbone. Save it with ft.save("model.keras") instead.'
+            f"{', '.join(given)} apply to Keras' own export formats ({', '.join(KERAS_FORMATS)}); "
+            f'format="{format}" serves the raw inputs of the backbone\'s serving signature. '
+            "Remove them, or pick one of Keras' formats."
         )
+    ft.backbone_kind.serving_signature()  # raises for backbones that cannot be served raw yet
     import tensorflow as tf
 
     directory = os.fspath(directory)
-    height, width = ft.adapter.input_shape[:2]
+    height, width = ft.backbone_kind.input_shape[:2]
     if format == "saved_model":
         _write_saved_model(ft, directory, (None, None, None, 3), verbose)
         _write_labels(ft, directory)

@@ -1,14 +1,11 @@
 """Freezing strategies: which backbone layers train, with BatchNorm kept frozen."""
 
 import keras
+import numpy as np
+
+from finetunekit._keras_compat import sublayers
 
 _NORM_STATS_LAYERS = (keras.layers.BatchNormalization,)
-
-
-def _iter_layers(layer):
-    yield layer
-    for sub in getattr(layer, "_layers", None) or []:
-        yield from _iter_layers(sub)
 
 
 def _freeze_batchnorm(model):
@@ -18,7 +15,7 @@ def _freeze_batchnorm(model):
     it normalises with its moving statistics and never updates them, which is
     what fine-tuning on small batches needs.
     """
-    for layer in _iter_layers(model):
+    for layer in [model, *sublayers(model)]:
         if isinstance(layer, _NORM_STATS_LAYERS):
             layer.trainable = False
 
@@ -32,12 +29,12 @@ def normalize_unfreeze(unfreeze):
                 f"Received: unfreeze={unfreeze!r}"
             )
         return "all"
-    if isinstance(unfreeze, bool) or not isinstance(unfreeze, int) or unfreeze < 0:
+    if isinstance(unfreeze, bool) or not isinstance(unfreeze, (int, np.integer)) or unfreeze < 0:
         raise ValueError(
             f'`unfreeze` must be 0 (backbone frozen), a number of blocks or "all". '
             f"Received: unfreeze={unfreeze!r}"
         )
-    return unfreeze
+    return int(unfreeze)
 
 
 def apply_unfreeze(backbone, groups, unfreeze):

@@ -57,28 +57,3 @@ class SparseCategoricalCrossentropyWithSmoothing(keras.losses.Loss):
         config = super().get_config()
         config.update({"label_smoothing": self.label_smoothing, "from_logits": self.from_logits})
         return config
-
-
-def smoothed_loss(head, label_smoothing):
-    """The head's default loss with label smoothing (classification heads only).
-
-    Args:
-        head: a finetunekit head.
-        label_smoothing: float in [0, 1).
-
-    Returns:
-        A Keras loss.
-
-    Raises:
-        ValueError: the head is not a classification head.
-    """
-    from finetunekit.heads.classification import ClassificationHead
-
-    if not isinstance(head, ClassificationHead):
-        raise ValueError(
-            "`label_smoothing` applies to classification heads only. "
-            f"Received head: {type(head).__name__}"
-        )
-    if head.multi_label:
-        return keras.losses.BinaryCrossentropy(label_smoothing=float(label_smoothing))
-    return SparseCategoricalCrossentropyWithSmoothing(label_smoothing=label_smoothing)

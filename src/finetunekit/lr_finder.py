@@ -91,16 +91,8 @@ def _clone_optimizer(optimizer, learning_rate):
 
 
 def run_lr_range_test(
-    model,
-    inputs,
-    targets=None,
-    batch_size=32,
-    start_lr=1e-7,
-    end_lr=1.0,
-    num_steps=100,
-    smoothing=0.98,
-    diverge_factor=4.0,
-    seed=None,
+    model, inputs, targets=None, batch_size=32, start_lr=1e-7, end_lr=1.0, num_steps=100,
+    smoothing=0.98, diverge_factor=4.0, seed=None,
 ):
     """Trains for `num_steps` steps with an exponentially growing LR, then restores the model.
 
@@ -175,3 +167,26 @@ def run_lr_range_test(
         for variable, value in zip(model.variables, saved, strict=True):
             variable.assign(value)
     return LRFinderResult(lrs, losses, smoothed)
+
+
+def find_lr(model, x, y=None, start_lr=1e-7, end_lr=1.0, num_steps=100, batch_size=None, **kwargs):
+    """`FineTuner.find_lr`: prepares the data with the model's pipeline, then runs the range test.
+
+    Args:
+        model: a compiled FineTuner.
+        x, y: training data, in any form `fit` accepts.
+        start_lr, end_lr, num_steps, batch_size: see `run_lr_range_test`.
+        **kwargs: `seed`, `smoothing`, `diverge_factor`, and data options.
+
+    Returns:
+        An `LRFinderResult`.
+    """
+    options = {k: kwargs.pop(k) for k in ("seed", "smoothing", "diverge_factor") if k in kwargs}
+    prepared = model._prepare(x, y, batch_size, shuffle=True, seed=options.get("seed"), **kwargs)
+    if prepared.class_names is not None and model.class_names is None:
+        model.class_names = list(prepared.class_names)
+    train = prepared.train
+    return run_lr_range_test(
+        model, train.x, train.y, batch_size=batch_size or 32, start_lr=start_lr,
+        end_lr=end_lr, num_steps=num_steps, **options,
+    )

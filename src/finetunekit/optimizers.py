@@ -2,16 +2,19 @@
 
 import keras
 
+from finetunekit._keras_compat import optimizer_variable_key
+
 
 @keras.saving.register_keras_serializable(package="finetunekit")
 class LayerDecayAdamW(keras.optimizers.AdamW):
     """AdamW whose learning rate is scaled per variable (layer-wise learning-rate decay).
 
-    Layer-wise decay trains the top of a pretrained encoder faster than its
-    bottom: a variable of transformer layer `i` (of `L`) gets
-    `learning_rate * decay ** (L + 1 - (i + 1))`, the embeddings
-    `learning_rate * decay ** (L + 1)` and the head the full rate.
-    `fk.FineTuner(..., layer_decay=0.8).compile()` builds the multipliers.
+    Layer-wise decay trains the top of a pretrained backbone faster than its
+    bottom. `fk.FineTuner(..., layer_decay=0.8).compile()` builds the
+    multipliers with timm's convention for every backbone kind: with `L`
+    groups (the stem or embeddings first), group `i` gets
+    `learning_rate * decay ** (L - i)` (the top block `decay` times the
+    base rate) and the head the full rate.
 
     Adam divides the gradient by its running RMS, so scaling gradients would
     change nothing: the learning rate itself is scaled, in `update_step`.
@@ -47,7 +50,7 @@ class LayerDecayAdamW(keras.optimizers.AdamW):
         # Backends hand update_step their own variables (no Keras path): key by the
         # optimizer's own variable key instead.
         self._scales = {
-            self._var_key(v): self.lr_multipliers[v.path]
+            optimizer_variable_key(self, v): self.lr_multipliers[v.path]
             for v in var_list
             if v.path in self.lr_multipliers
         }
@@ -57,7 +60,7 @@ class LayerDecayAdamW(keras.optimizers.AdamW):
         path = getattr(variable, "path", None)
         if path in self.lr_multipliers:
             return self.lr_multipliers[path]
-        return getattr(self, "_scales", {}).get(self._var_key(variable), 1.0)
+        return getattr(self, "_scales", {}).get(optimizer_variable_key(self, variable), 1.0)
 
     def update_step(self, gradient, variable, learning_rate):
         scale = self.multiplier(variable)

@@ -2,6 +2,8 @@
 
 import keras
 
+from finetunekit._keras_compat import optimizer_tracks
+
 SCHEDULES = ("constant", "cosine")
 
 
@@ -107,7 +109,7 @@ class GradualUnfreezing(keras.callbacks.Callback):
         self.stages = []  # (epoch, unfrozen block names)
 
     def _num_blocks(self):
-        groups = [name for name, _ in self.model.adapter.groups() if name != "stem"]
+        groups = [name for name, _ in self.model.backbone_kind.groups() if name != "stem"]
         return len(groups) if self.max_blocks is None else min(self.max_blocks, len(groups))
 
     def blocks_at(self, epoch):
@@ -125,8 +127,7 @@ class GradualUnfreezing(keras.callbacks.Callback):
         final_variables = list(model.trainable_variables)
         model.set_unfreeze(self._current)
         optimizer = model.optimizer
-        known = getattr(optimizer, "_trainable_variables_indices", {}) if optimizer.built else {}
-        if not all(optimizer._var_key(v) in known for v in final_variables):
+        if not optimizer_tracks(optimizer, final_variables):
             model.optimizer = _rebuild_optimizer(optimizer, final_variables)
             model.make_train_function(force=True)
 

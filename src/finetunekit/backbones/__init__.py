@@ -1,4 +1,4 @@
-"""Backbone resolution: what `FineTuner(backbone=...)` accepts."""
+"""Backbone kinds: what `FineTuner(backbone=...)` accepts, resolved through a registry."""
 
 from finetunekit.backbones.applications import (
     APPLICATIONS,
@@ -7,54 +7,65 @@ from finetunekit.backbones.applications import (
     block_groups,
     get_application,
 )
-from finetunekit.backbones.image import ImageBackbone
+from finetunekit.backbones.base import (
+    BACKBONE_OUTPUTS,
+    BackboneKind,
+    backbone_kinds,
+    register_backbone_kind,
+)
+from finetunekit.backbones.base import resolve_backbone as _resolve
+from finetunekit.backbones.image import (
+    ApplicationsBackbone,
+    ImageBackbone,
+    KerasModelBackbone,
+    pyramid_layers,
+)
+from finetunekit.backbones.text import TextEncoderBackbone, close_preset_names
+
+register_backbone_kind(ApplicationsBackbone)
+register_backbone_kind(TextEncoderBackbone)
+register_backbone_kind(KerasModelBackbone)
 
 
 def resolve_backbone(backbone, **options):
-    """Returns the backbone adapter for `backbone`: image or text.
-
-    `keras.applications` names come first; then keras-hub presets, `hf://`
-    handles, preset / Hugging Face folders and `keras_hub` Backbone instances
-    resolve to a `TextBackbone`; everything else is an image backbone.
+    """Returns the registered backbone kind instance for `backbone` (see `backbones.base`).
 
     Args:
-        backbone: str, keras.Model or path.
+        backbone: str, keras.Model, keras-hub Backbone or path.
         **options: `weights`, `input_shape`, `preprocessing`, `policy`,
-            `architecture`; for text also `sequence_length`, `preprocessor`,
-            `lora_rank`, `layer_decay`.
+            `architecture` and kind-specific options.
 
     Returns:
-        An adapter with `model`, `kind`, `input_shape`, `preprocessing`,
-        `architecture`, `groups()`, `build_graph()`, `data_adapter()` and
-        `extra_config()`.
+        A `BackboneKind` instance.
+
+    Raises:
+        ValueError: no kind accepts `backbone`; for a name, with the closest
+            `keras.applications` names and keras-hub presets.
     """
-    if _is_text_backbone(backbone):
-        from finetunekit.backbones.text import TextBackbone
-
-        return TextBackbone(backbone, **options)
-    return ImageBackbone(backbone, **options)
-
-
-def _is_text_backbone(backbone):
-    from finetunekit.backbones.text import is_keras_hub_backbone, is_text_preset
-
-    if is_keras_hub_backbone(backbone):
-        return True
-    if isinstance(backbone, str):
+    if isinstance(backbone, str) and not any(k.matches(backbone) for k in backbone_kinds()):
         try:
             get_application(backbone)
-            return False
-        except ValueError:
-            pass
-    return is_text_preset(backbone)
+        except ValueError as error:
+            presets = close_preset_names(backbone)
+            hint = f" Close keras-hub presets: {', '.join(presets)}." if presets else ""
+            raise ValueError(f"{error}{hint}") from None
+    return _resolve(backbone, **options)
 
 
 __all__ = [
     "APPLICATIONS",
+    "ApplicationsBackbone",
+    "BACKBONE_OUTPUTS",
+    "BackboneKind",
     "BackboneSpec",
     "BlockPattern",
     "ImageBackbone",
+    "KerasModelBackbone",
+    "TextEncoderBackbone",
+    "backbone_kinds",
     "block_groups",
     "get_application",
+    "pyramid_layers",
+    "register_backbone_kind",
     "resolve_backbone",
 ]

@@ -152,7 +152,8 @@ def block_groups(model, pattern=None):
     Args:
         model: keras.Model. The backbone.
         pattern: BlockPattern or None. `None` makes every top-level layer that
-            holds weights its own block (for models of unknown layout).
+            holds weights (BatchNorm excepted) close a block of its own (for
+            models of unknown layout).
 
     Returns:
         A list of `(block_name, [layers])`, input side first. A block named
@@ -161,8 +162,9 @@ def block_groups(model, pattern=None):
     """
     layers = [layer for layer in model.layers if not layer.__class__.__name__ == "InputLayer"]
     if pattern is None:
-        # Every layer with weights closes a block of its own.
-        return _close_blocks(layers, lambda layer: layer.name if layer.weights else None)
+        # Every layer with weights closes a block of its own, except BatchNorm: it
+        # always stays frozen, so a block of its own would unfreeze nothing.
+        return _close_blocks(layers, _weighted_layer_name)
     regex = re.compile(pattern.regex)
 
     def key_of(layer):
@@ -185,6 +187,12 @@ def block_groups(model, pattern=None):
             groups[-1][1].append(layer)
         return groups
     raise ValueError(f'Unknown block pattern mode "{pattern.mode}". Expected "prefix" or "marker".')
+
+
+def _weighted_layer_name(layer):
+    if not layer.weights or layer.__class__.__name__ == "BatchNormalization":
+        return None
+    return layer.name
 
 
 def _close_blocks(layers, key_of):

@@ -1,24 +1,45 @@
 """Text backbones: keras-hub presets, Hugging Face folders and `keras_hub` Backbone instances."""
 
+import difflib
 import os
+import sys
 
 import keras
+
+from finetunekit.backbones.base import BackboneKind, check_layer_decay, check_needs
 
 TEXT_INPUTS = ("token_ids", "padding_mask", "segment_ids")
 UNUSED_LAYERS = ("pooled_dense",)  # BERT's pooler: the heads pool sequence_output themselves
 
 
 def is_keras_hub_backbone(value):
-    """True for a `keras_hub.models.Backbone` instance."""
-    try:
-        import keras_hub
-    except ImportError:  # pragma: no cover
+    """True for a `keras_hub.models.Backbone` instance (without importing keras-hub for others)."""
+    keras_hub = sys.modules.get("keras_hub")
+    return keras_hub is not None and isinstance(value, keras_hub.models.Backbone)
+
+
+def is_text_encoder(value):
+    """True for a keras-hub Backbone taking `token_ids` and `padding_mask` (a text encoder)."""
+    if not is_keras_hub_backbone(value):
         return False
-    return isinstance(value, keras_hub.models.Backbone)
+    names = list(value.input) if isinstance(value.input, dict) else []
+    return {"token_ids", "padding_mask"} <= set(names)
+
+
+def text_preset_names():
+    """keras-hub preset names that come with a tokenizer (text models)."""
+    import keras_hub
+
+    return sorted(keras_hub.models.Tokenizer.presets)
+
+
+def close_preset_names(name, n=3):
+    """keras-hub text preset names close to `name` (for "did you mean" hints)."""
+    return difflib.get_close_matches(str(name), text_preset_names(), n=n, cutoff=0.7)
 
 
 def is_text_preset(value):
-    """True if `value` names a keras-hub preset, an `hf://`/`kaggle://` handle or a preset folder.
+    """True if `value` names a keras-hub text preset, an `hf://`/`kaggle://` handle or a preset folder.
 
     Args:
         value: str or os.PathLike.
@@ -38,13 +59,11 @@ def is_text_preset(value):
         )
     if value.endswith((".keras", ".h5")) or os.sep in value:
         return False
-    import keras_hub
-
-    return value in keras_hub.models.Backbone.presets
+    return value in text_preset_names()
 
 
-class TextBackbone:
-    """Resolves `FineTuner(backbone=...)` for transformer encoders and builds the token graph.
+class TextEncoderBackbone(BackboneKind):
+    """A keras-hub transformer encoder (BERT family) and its tokenizer.
 
     The FineTuner graph takes token inputs (`token_ids`, `padding_mask` and,
     for BERT-style models, `segment_ids`); the preprocessor (tokenizer) is kept
@@ -71,79 +90,27 @@ class TextBackbone:
         lora_rank: int or None. Enables LoRA of this rank on the encoder's
             attention (keras-hub `enable_lora`); everything else in the backbone
             stays frozen.
-        layer_decay: float in (0, 1] or None. Layer-wise learning-rate decay,
-            read by `FineTuner.compile`.
-        input_shape, architecture: unused for text (kept for the common
-            adapter interface).
+        layer_decay: float in (0, 1] or None. Layer-wise learning-rate decay.
     """
 
-    kind = "text"
+    name = "text_encoder"
+    modality = "text"
+    description = 'a keras-hub text preset, an "hf://" handle, a preset folder or a keras_hub Backbone'
+    default_learning_rates = (1e-3, 5e-5)
+
+    @classmethod
+    def matches(cls, backbone):
+        return is_text_encoder(backbone) or is_text_preset(backbone)
 
     def __init__(
-        self,
-        backbone,
-        weights="imagenet",
-        input_shape=None,
-        preprocessing="auto",
-        policy="float32",
-        architecture=None,
-        sequence_length=None,
-        preprocessor=None,
-        lora_rank=None,
-        layer_decay=None,
+        self, backbone, weights="imagenet", input_shape=None, preprocessing="auto",
+        policy="float32", architecture=None, sequence_length=None, preprocessor=None,
+        lora_rank=None, layer_decay=None,
     ):
-        import keras_hub
-
-        if input_shape is not None:
-            raise ValueError(
-                "`input_shape` applies to image backbones; a text backbone takes "
-                f"sequence_length=... instead. Received: input_shape={input_shape!r}"
-            )
-        if preprocessing not in ("auto", "none", "clean"):
-            raise ValueError(
-                'For a text backbone `preprocessing` must be "auto", "none" or "clean" '
-                f"(HTML, unicode and whitespace cleaning). Received: preprocessing={preprocessing!r}"
-            )
-        if sequence_length is not None and (
-            isinstance(sequence_length, bool) or int(sequence_length) < 2
-        ):
-            raise ValueError(
-                f"`sequence_length` must be an int >= 2. Received: sequence_length={sequence_length!r}"
-            )
-        if lora_rank is not None and (isinstance(lora_rank, bool) or int(lora_rank) < 1):
-            raise ValueError(f"`lora_rank` must be a positive int. Received: lora_rank={lora_rank!r}")
-        if layer_decay is not None and not 0.0 < float(layer_decay) <= 1.0:
-            raise ValueError(
-                f"`layer_decay` must be in (0, 1]. Received: layer_decay={layer_decay!r}"
-            )
-        if weights not in (None, "imagenet", "pretrained"):
-            raise ValueError(
-                'For a text backbone `weights` must be "pretrained" (the preset\'s weights) or '
-                f"None (random). Received: weights={weights!r}"
-            )
-        if is_keras_hub_backbone(backbone):
-            model = backbone
-            if preprocessor is None:
-                raise ValueError(
-                    f"A keras_hub Backbone instance ({type(backbone).__name__}) needs its "
-                    "tokenizer: pass preprocessor=keras_hub.models.TextClassifierPreprocessor"
-                    "(...) (or *.from_preset(...)) to FineTuner."
-                )
-        elif isinstance(backbone, (str, os.PathLike)):
-            preset = os.fspath(backbone)
-            model = keras_hub.models.Backbone.from_preset(
-                preset, load_weights=weights is not None, dtype=policy
-            )
-            if preprocessor is None:
-                options = {} if sequence_length is None else {"sequence_length": int(sequence_length)}
-                preprocessor = keras_hub.models.TextClassifierPreprocessor.from_preset(
-                    preset, **options
-                )
-        else:
-            raise ValueError(
-                "`backbone` must be a keras-hub preset name, an 'hf://' handle, a preset "
-                f"folder or a keras_hub Backbone. Received: {backbone!r}"
-            )
+        del architecture  # an image-table option, kept in the common signature
+        _check_options(input_shape, preprocessing, sequence_length, lora_rank, weights)
+        self.layer_decay = check_layer_decay(layer_decay)
+        model, preprocessor = _load(backbone, weights, policy, preprocessor, sequence_length)
         self._check_inputs(model)
         if getattr(preprocessor, "tokenizer", None) is None:
             raise ValueError(
@@ -153,6 +120,12 @@ class TextBackbone:
         if sequence_length is None:
             sequence_length = getattr(preprocessor, "sequence_length", None) or 512
         sequence_length = int(sequence_length)
+        longest = getattr(model, "max_sequence_length", None)
+        if longest is not None and sequence_length > int(longest):
+            raise ValueError(
+                f"`sequence_length={sequence_length}` is longer than the encoder's "
+                f"{int(longest)} positions. Pass sequence_length={int(longest)} or less."
+            )
         if getattr(preprocessor, "sequence_length", None) != sequence_length:
             preprocessor.sequence_length = sequence_length
         self.model = model
@@ -160,9 +133,6 @@ class TextBackbone:
         self.sequence_length = sequence_length
         self.preprocessing = preprocessing
         self.lora_rank = None if lora_rank is None else int(lora_rank)
-        self.layer_decay = None if layer_decay is None else float(layer_decay)
-        self.input_shape = None
-        self.architecture = None
         if self.lora_rank is not None:
             model.enable_lora(self.lora_rank)
         self._lora_trainable = [
@@ -218,10 +188,8 @@ class TextBackbone:
         Returns:
             The list of unfrozen block names (`["lora"]` with LoRA).
         """
-        from finetunekit.freezing import apply_unfreeze
-
         if self.lora_rank is None:
-            blocks = apply_unfreeze(self.model, self.groups(), unfreeze)
+            blocks = super().apply_unfreeze(unfreeze)
             for layer in self.model.layers:
                 if layer.name in UNUSED_LAYERS:  # not on the sequence_output path
                     layer.trainable = False
@@ -233,40 +201,15 @@ class TextBackbone:
             )
         self.model.trainable = True
         keep = set(self._lora_trainable)
-        for layer in self.model._flatten_layers(include_self=False):
-            for variable in layer._trainable_variables + layer._non_trainable_variables:
-                variable.trainable = variable.path in keep
+        for variable in self.model.weights:
+            variable.trainable = variable.path in keep
         return ["lora"]
 
-    def layer_depths(self):
-        """`{variable.path: depth}`: 0 for embeddings, i + 1 for transformer layer i.
+    def data_pipeline(self, head):
+        """The pipeline that tokenises user text for `head`."""
+        from finetunekit.data.text_pipeline import TextPipeline
 
-        Returns:
-            `(depths, num_layers)`; head variables are not listed (depth
-            `num_layers + 1`).
-        """
-        depths = {}
-        groups = self.groups()
-        for depth, (_, layers) in enumerate(groups):
-            for layer in layers:
-                for variable in layer.weights:
-                    depths[variable.path] = depth
-        return depths, len(groups) - 1
-
-    def learning_rate_multipliers(self):
-        """`{variable.path: layer_decay ** (num_layers + 1 - depth)}` for the backbone, or `{}`."""
-        if self.layer_decay is None:
-            return {}
-        depths, num_layers = self.layer_depths()
-        return {
-            path: self.layer_decay ** (num_layers + 1 - depth) for path, depth in depths.items()
-        }
-
-    def data_adapter(self, head):
-        """The data adapter that tokenises user text for `head`."""
-        from finetunekit.data.text import TextDataAdapter
-
-        return TextDataAdapter(
+        return TextPipeline(
             head,
             self.preprocessor,
             input_names=self.input_names,
@@ -274,7 +217,10 @@ class TextBackbone:
             clean=self.preprocessing == "clean",
         )
 
-    def extra_config(self):
+    def cache_blocker(self):
+        return "feature caching supports image backbones only"
+
+    def config(self):
         """Constructor arguments of FineTuner specific to text backbones."""
         return {
             "sequence_length": self.sequence_length,
@@ -283,13 +229,11 @@ class TextBackbone:
             "layer_decay": self.layer_decay,
         }
 
-    def build_graph(self, augmentation_layers):
-        """Builds the input graph: token inputs -> sequence features.
-
-        Returns:
-            `(inputs, features, padding_mask)`: a dict of `keras.Input`, the
-            `(batch, seq, hidden)` sequence output and the padding mask.
-        """
+    def build(self, needs=("features", "padding_mask"), augmentation=()):
+        """Token inputs -> `{"features": sequence output, "padding_mask": mask}`."""
+        check_needs(self, needs)
+        if augmentation:
+            raise ValueError("`augment` applies to image backbones only.")
         inputs = {
             name: keras.Input(shape=(None,), dtype=self.model.input[name].dtype, name=name)
             for name in self.input_names
@@ -304,4 +248,61 @@ class TextBackbone:
                 )
         else:
             features = outputs
-        return inputs, features, inputs["padding_mask"]
+        return inputs, {"features": features, "padding_mask": inputs["padding_mask"]}
+
+
+def _check_options(input_shape, preprocessing, sequence_length, lora_rank, weights):
+    if input_shape is not None:
+        raise ValueError(
+            "`input_shape` applies to image backbones; a text backbone takes "
+            f"sequence_length=... instead. Received: input_shape={input_shape!r}"
+        )
+    if preprocessing not in ("auto", "none", "clean"):
+        raise ValueError(
+            'For a text backbone `preprocessing` must be "auto", "none" or "clean" '
+            f"(HTML, unicode and whitespace cleaning). Received: preprocessing={preprocessing!r}"
+        )
+    if sequence_length is not None and (
+        isinstance(sequence_length, bool) or int(sequence_length) < 2
+    ):
+        raise ValueError(
+            f"`sequence_length` must be an int >= 2. Received: sequence_length={sequence_length!r}"
+        )
+    if lora_rank is not None and (isinstance(lora_rank, bool) or int(lora_rank) < 1):
+        raise ValueError(f"`lora_rank` must be a positive int. Received: lora_rank={lora_rank!r}")
+    if weights not in (None, "imagenet", "pretrained"):
+        raise ValueError(
+            'For a text backbone `weights` must be "pretrained" (the preset\'s weights) or '
+            f"None (random). Received: weights={weights!r}"
+        )
+
+
+def _load(backbone, weights, policy, preprocessor, sequence_length):
+    """Returns `(model, preprocessor)` from a Backbone instance or a preset."""
+    import keras_hub
+
+    if is_keras_hub_backbone(backbone):
+        if preprocessor is None:
+            raise ValueError(
+                f"A keras_hub Backbone instance ({type(backbone).__name__}) needs its "
+                "tokenizer: pass preprocessor=keras_hub.models.TextClassifierPreprocessor"
+                "(...) (or *.from_preset(...)) to FineTuner."
+            )
+        return _with_policy(backbone, policy), preprocessor
+    preset = os.fspath(backbone)
+    model = keras_hub.models.Backbone.from_preset(
+        preset, load_weights=weights is not None, dtype=policy
+    )
+    if preprocessor is None:
+        options = {} if sequence_length is None else {"sequence_length": int(sequence_length)}
+        preprocessor = keras_hub.models.TextClassifierPreprocessor.from_preset(preset, **options)
+    return model, preprocessor
+
+
+def _with_policy(backbone, policy):
+    """`backbone` computing under `policy`: rebuilt from its config with the same weights if needed."""
+    if backbone.dtype_policy.name == policy:
+        return backbone
+    rebuilt = type(backbone).from_config({**backbone.get_config(), "dtype": policy})
+    rebuilt.set_weights(backbone.get_weights())
+    return rebuilt

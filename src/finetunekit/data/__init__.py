@@ -1,4 +1,14 @@
 from finetunekit.data.images import BadImageError, check_images, list_image_folder
+from finetunekit.data.pipeline import Batches, Prepared
+from finetunekit.data.text_readers import read_conll
 from finetunekit.data.tfds import TFDS
 
-__all__ = ["TFDS", "BadImageError", "check_images", "list_image_folder"]
+__all__ = [
+    "TFDS",
+    "BadImageError",
+    "Batches",
+    "Prepared",
+    "check_images",
+    "list_image_folder",
+    "read_conll",
+]

@@ -11,9 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+from finetunekit.data.constants import IMAGE_EXTENSIONS, LABEL_COLUMNS
+
 PATH_COLUMNS = ("path", "filepath", "file", "filename", "image", "image_path")
-LABEL_COLUMNS = ("label", "labels", "class", "target", "y")
 
 
 class BadImageError(ValueError):
@@ -193,30 +193,29 @@ def dataframe_columns(df, x_col=None, y_col=None):
     return x_col, y_col
 
 
-def decode_dataset(paths, labels, image_size, channels, batch_size, shuffle, seed=None):
+def decode_dataset(paths, labels, weights, image_size, channels, batch_size, shuffle, seed=None):
     """A `tf.data` pipeline over files: read, decode, resize, batch, prefetch.
 
     Decoding runs in parallel (`AUTOTUNE`). Images are resized to `image_size`
     so they batch; the model's own formatter then leaves them as they are.
+    Labels and sample weights (either may be None) travel with their files.
     """
     import tensorflow as tf
 
     paths = list(map(os.fspath, paths))
-    ds = tf.data.Dataset.from_tensor_slices(paths)
-    if labels is not None:
-        ds = tf.data.Dataset.zip((ds, tf.data.Dataset.from_tensor_slices(labels)))
+    parts = [tf.data.Dataset.from_tensor_slices(paths)]
+    parts += [tf.data.Dataset.from_tensor_slices(v) for v in (labels, weights) if v is not None]
+    ds = parts[0] if len(parts) == 1 else tf.data.Dataset.zip(tuple(parts))
     if shuffle:
         ds = ds.shuffle(min(len(paths), 10_000), seed=seed, reshuffle_each_iteration=True)
 
-    def load(path):
+    def load(path, *rest):
         data = tf.io.read_file(path)
         image = tf.io.decode_image(data, channels=channels, expand_animations=False)
         image = tf.image.resize(image, image_size)
         image.set_shape(tuple(image_size) + (channels,))
-        return image
+        return (image, *rest) if rest else image
 
-    if labels is None:
-        ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
-    else:
-        ds = ds.map(lambda p, y: (load(p), y), num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(
+        tf.data.AUTOTUNE
+    )

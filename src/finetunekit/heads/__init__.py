@@ -1,20 +1,24 @@
-from finetunekit.heads.base import Head, pool_features
+from finetunekit.heads.base import TARGET_LAYOUTS, Head
 from finetunekit.heads.classification import ClassificationHead
+from finetunekit.heads.pooled import PooledHead, Pooling, pool_features
 from finetunekit.heads.regression import RegressionHead
+from finetunekit.heads.scores import Report
 from finetunekit.heads.token_classification import (
     TokenClassificationHead,
     entity_scores,
     entity_spans,
-    read_conll,
 )
 
 __all__ = [
     "ClassificationHead",
     "Head",
+    "PooledHead",
+    "Pooling",
     "RegressionHead",
+    "Report",
+    "TARGET_LAYOUTS",
     "TokenClassificationHead",
     "entity_scores",
     "entity_spans",
     "pool_features",
-    "read_conll",
 ]

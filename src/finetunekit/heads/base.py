@@ -1,164 +1,80 @@
-"""The head base class: pooling, hidden layers and a float32 output layer."""
+"""The head protocol: everything task-specific, behind one small interface.
+
+A head is a Keras layer called on the backbone's outputs dict (see
+`finetunekit.backbones.base`) and owns its task:
+
+- `needs`: the backbone outputs it reads (`"features"`, `"padding_mask"`,
+  `"pyramid"`); the backbone builds only what is asked for.
+- `target_layout`: `"example"` (one target per example), `"token"` (one per
+  word, aligned to sub-word tokens by the text pipeline) or `"spatial"` (masks
+  or boxes that must be resized and augmented with their images).
+- `encode_targets(y, class_names)`: checks and encodes user targets.
+- `default_loss(label_smoothing)`, `default_metrics()`: what `compile("auto")` uses.
+- `decode(outputs, class_names, context)`: user-facing predictions.
+- `report(outputs, targets, class_names)`: its section of `fk.report`.
+- `cache_input(outputs)` / `call_cached(cached)`: what feature caching stores
+  and how the head runs on it (`None`: the head cannot train on a cache).
+- `class_weight(labels, mode, class_names)`: `fit(class_weight=...)`.
+- `task_methods`: names of extra `FineTuner` methods the head provides
+  (`predict_entities`, ...): `ft.NAME(...)` calls `head.NAME(ft, ...)`.
+"""
 
 import keras
-from keras import ops
 
-POOLINGS = ("avg", "mean", "max", "cls", "flatten", "none")
+TARGET_LAYOUTS = ("example", "token", "spatial")
 
 
-def pool_features(features, pooling, padding_mask=None):
-    """Pools backbone features to one vector per example.
-
-    Args:
-        features: tensor. `(batch, h, w, c)` image features, `(batch, seq, c)`
-            sequence features or `(batch, c)` features already pooled.
-        pooling: str. `"avg"`/`"mean"`, `"max"`, `"cls"` (first token of a
-            sequence), `"flatten"` or `"none"`.
-        padding_mask: optional `(batch, seq)` tensor, true for real tokens.
-            Padding is left out of `"mean"` and `"max"`.
-
-    Returns:
-        A `(batch, c)` tensor (or `(batch, h*w*c)` for `"flatten"`).
-    """
-    rank = len(features.shape)
-    if rank == 2 or pooling == "none":
-        return features
-    if pooling == "flatten":
-        return ops.reshape(features, (ops.shape(features)[0], -1))
-    if rank == 4:
-        if pooling in ("avg", "mean"):
-            return ops.mean(features, axis=(1, 2))
-        if pooling == "max":
-            return ops.max(features, axis=(1, 2))
-        raise ValueError(
-            f'Pooling "{pooling}" needs sequence features; image features of shape '
-            f'{features.shape} accept "avg", "max" or "flatten".'
-        )
-    if rank == 3:
-        if pooling == "cls":
-            return features[:, 0, :]
-        if padding_mask is None:
-            mask = ops.ones(ops.shape(features)[:2], dtype=features.dtype)
-        else:
-            mask = ops.cast(padding_mask, features.dtype)
-        mask = ops.expand_dims(mask, -1)
-        if pooling in ("avg", "mean"):
-            total = ops.sum(features * mask, axis=1)
-            return total / ops.maximum(ops.sum(mask, axis=1), 1.0)
-        if pooling == "max":
-            lowest = ops.convert_to_tensor(-1e4 if features.dtype == "float16" else -1e9, features.dtype)
-            return ops.max(ops.where(mask > 0, features, lowest), axis=1)
-    raise ValueError(f"Cannot pool features of shape {features.shape} with pooling={pooling!r}.")
+def as_outputs(outputs):
+    """The backbone outputs dict of a head call (a bare tensor means `{"features": tensor}`)."""
+    return outputs if isinstance(outputs, dict) else {"features": outputs}
 
 
 class Head(keras.layers.Layer):
-    """Base class of finetunekit heads.
+    """Base class of finetunekit heads (see the module docstring for the protocol).
 
-    A head pools the backbone's features, runs optional hidden dense layers
-    with dropout and ends in a dense output layer that computes in float32
-    (so outputs stay float32 under mixed precision). Subclasses say what the
-    output layer is and own the task's targets: `prepare_targets` encodes and
-    checks labels, `default_loss` and `default_metrics` feed `compile`, and
-    `decode` turns model outputs into user-facing predictions.
+    Subclasses implement `call(outputs, training=None)` on the outputs dict,
+    `encode_targets` and `default_loss`; the other methods have defaults.
 
     Args:
-        units: int. Width of the output layer.
-        output_activation: str. Activation of the output layer.
-        pooling: str. One of `"avg"`, `"mean"`, `"max"`, `"cls"`,
-            `"flatten"`, `"none"`. Defaults to `"avg"`.
-        hidden_units: tuple of ints. Hidden dense layer widths. Defaults to `()`.
-        dropout: float. Dropout rate before each dense layer. Defaults to `0.0`.
-        activation: str. Activation of the hidden layers. Defaults to `"relu"`.
         **kwargs: Standard `keras.layers.Layer` arguments.
     """
 
-    def __init__(
-        self,
-        units,
-        output_activation=None,
-        pooling="avg",
-        hidden_units=(),
-        dropout=0.0,
-        activation="relu",
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        if pooling not in POOLINGS:
-            raise ValueError(
-                f'Unknown pooling "{pooling}". Expected one of '
-                f"{', '.join(repr(p) for p in POOLINGS)}. Received: pooling={pooling!r}"
-            )
-        if not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout}")
-        if isinstance(hidden_units, int):
-            hidden_units = (hidden_units,)
-        self.units = int(units)
-        self.output_activation = output_activation
-        self.pooling = pooling
-        self.hidden_units = tuple(int(u) for u in hidden_units)
-        self.dropout = float(dropout)
-        self.activation = activation
-        self.hidden_layers = [
-            keras.layers.Dense(u, activation=activation, name=f"hidden_{i}", dtype=self.dtype_policy)
-            for i, u in enumerate(self.hidden_units)
-        ]
-        self.dropout_layers = [
-            keras.layers.Dropout(self.dropout, name=f"dropout_{i}")
-            for i in range(len(self.hidden_units) + 1)
-        ]
-        self.output_dense = keras.layers.Dense(
-            self.units, activation=output_activation, name="logits", dtype="float32"
-        )
+    needs = ("features",)
+    target_layout = "example"
+    task_methods = ()
 
-    def build(self, features_shape, padding_mask_shape=None):
-        shape = features_shape
-        rank = len(shape)
-        if rank == 4 and self.pooling == "flatten":
-            width = int(shape[1] * shape[2] * shape[3])
-        else:
-            width = shape[-1]
-        for layer in self.hidden_layers:
-            layer.build((None, width))
-            width = layer.units
-        self.output_dense.build((None, width))
-        self.built = True
-
-    def pool(self, features, padding_mask=None):
-        return pool_features(features, self.pooling, padding_mask)
-
-    def call(self, features, padding_mask=None, training=None):
-        x = self.pool(features, padding_mask)
-        for dropout, dense in zip(self.dropout_layers, self.hidden_layers):
-            x = dense(dropout(x, training=training))
-        if self.dropout:
-            x = self.dropout_layers[-1](x, training=training)
-        return self.output_dense(x)
-
-    def compute_output_shape(self, features_shape, padding_mask_shape=None):
-        return (features_shape[0], self.units)
-
-    # Task API, overridden by subclasses.
-    def default_loss(self):
+    def default_loss(self, label_smoothing=0.0):  # pragma: no cover - abstract
         raise NotImplementedError
 
     def default_metrics(self):
         return []
 
-    def prepare_targets(self, y, class_names=None):
+    def encode_targets(self, y, class_names=None):  # pragma: no cover - abstract
         """Checks and encodes targets. Returns `(encoded_y, class_names)`."""
         raise NotImplementedError
 
-    def decode(self, outputs, class_names=None):
+    def decode(self, outputs, class_names=None, context=None):
+        """User-facing predictions from model outputs (`context`: what the pipeline knows of x)."""
         return outputs
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "pooling": self.pooling,
-                "hidden_units": self.hidden_units,
-                "dropout": self.dropout,
-                "activation": self.activation,
-            }
+    def report(self, outputs, targets, class_names=None):
+        """A `fk.Report` of predictions against encoded targets."""
+        raise ValueError(f"{type(self).__name__} has no report; use FineTuner.evaluate instead.")
+
+    def cache_input(self, outputs):
+        """The symbolic tensor feature caching stores (from the backbone outputs), or None."""
+        return None
+
+    def call_cached(self, cached, training=None):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def class_weight(self, labels, mode, class_names=None):
+        """Resolves `fit(class_weight=...)`; this head accepts none."""
+        raise ValueError(
+            f"`class_weight` needs a single-label ClassificationHead; this head is "
+            f"{type(self).__name__}. Pass sample_weight=... instead."
         )
-        return config
+
+    def check_loss(self, loss):
+        """Raises when a user's `compile(loss=...)` cannot train this head's outputs."""
+        return loss

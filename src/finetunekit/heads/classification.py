@@ -3,11 +3,13 @@
 import keras
 import numpy as np
 
-from finetunekit.heads.base import Head
+from finetunekit.heads.pooled import PooledHead
+from finetunekit.heads.scores import classification_section, multi_label_section
+from finetunekit.losses import SparseCategoricalCrossentropyWithSmoothing
 
 
 @keras.saving.register_keras_serializable(package="finetunekit")
-class ClassificationHead(Head):
+class ClassificationHead(PooledHead):
     """Classification head: softmax over classes, or per-class sigmoids.
 
     Args:
@@ -46,6 +48,10 @@ class ClassificationHead(Head):
         threshold=0.5,
         **kwargs,
     ):
+        if isinstance(num_classes, bool) or not float(num_classes).is_integer():
+            raise ValueError(
+                f"`num_classes` must be a whole number. Received: num_classes={num_classes!r}"
+            )
         num_classes = int(num_classes)
         if num_classes < 1 or (num_classes < 2 and not multi_label):
             raise ValueError(
@@ -75,9 +81,11 @@ class ClassificationHead(Head):
             **kwargs,
         )
 
-    def default_loss(self):
+    def default_loss(self, label_smoothing=0.0):
         if self.multi_label:
-            return keras.losses.BinaryCrossentropy()
+            return keras.losses.BinaryCrossentropy(label_smoothing=float(label_smoothing))
+        if label_smoothing:
+            return SparseCategoricalCrossentropyWithSmoothing(label_smoothing=label_smoothing)
         return keras.losses.SparseCategoricalCrossentropy()
 
     def default_metrics(self):
@@ -85,7 +93,7 @@ class ClassificationHead(Head):
             return [keras.metrics.BinaryAccuracy(name="binary_accuracy")]
         return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
 
-    def prepare_targets(self, y, class_names=None):
+    def encode_targets(self, y, class_names=None):
         """Encodes labels as class indices (or a multi-hot matrix).
 
         Args:
@@ -120,30 +128,7 @@ class ClassificationHead(Head):
                 f"head has num_classes={self.num_classes}. Set num_classes={len(class_names)}."
             )
         if y.dtype.kind in "USO":
-            labels = [_to_str(v) for v in y]
-            if class_names is None:
-                class_names = sorted(set(labels))
-                if len(class_names) > self.num_classes:
-                    raise ValueError(
-                        f"The labels hold {len(class_names)} classes ({_preview(class_names)}) "
-                        f"but the head has num_classes={self.num_classes}. Set "
-                        f"num_classes={len(class_names)}."
-                    )
-                if len(class_names) < self.num_classes:
-                    raise ValueError(
-                        f"The labels hold {len(class_names)} classes ({_preview(class_names)}) "
-                        f"but the head has num_classes={self.num_classes}. Set "
-                        f"num_classes={len(class_names)}, or pass class_names=[...] "
-                        "with all class names to FineTuner."
-                    )
-            index = {name: i for i, name in enumerate(class_names)}
-            unknown = sorted(set(labels) - set(index))
-            if unknown:
-                raise ValueError(
-                    f"Labels {_preview(unknown)} are not among the known classes "
-                    f"{_preview(class_names)}."
-                )
-            return np.asarray([index[v] for v in labels], dtype="int32"), list(class_names)
+            return self._encode_names([_to_str(v) for v in y], class_names)
         if y.dtype.kind == "f":
             if not np.all(np.isfinite(y)):
                 raise ValueError("Labels contain NaN or inf values.")
@@ -165,6 +150,38 @@ class ClassificationHead(Head):
                     f"Set num_classes={max(high + 1, self.num_classes)} or fix the labels."
                 )
         return y.astype("int32"), class_names
+
+    def _encode_names(self, labels, class_names):
+        """Class-name labels -> class ids (class names learned when not known)."""
+        if class_names is None and len(set(labels)) == 1:
+            raise ValueError(
+                f"All labels are {labels[0]!r}: a classifier learns from at least two "
+                "classes. Add examples of the other classes, or pass class_names=[...] "
+                "with all class names to FineTuner."
+            )
+        if class_names is None:
+            class_names = sorted(set(labels))
+            if len(class_names) > self.num_classes:
+                raise ValueError(
+                    f"The labels hold {len(class_names)} classes ({_preview(class_names)}) "
+                    f"but the head has num_classes={self.num_classes}. Set "
+                    f"num_classes={len(class_names)}."
+                )
+            if len(class_names) < self.num_classes:
+                raise ValueError(
+                    f"The labels hold {len(class_names)} classes ({_preview(class_names)}) "
+                    f"but the head has num_classes={self.num_classes}. Set "
+                    f"num_classes={len(class_names)}, or pass class_names=[...] "
+                    "with all class names to FineTuner."
+                )
+        index = {name: i for i, name in enumerate(class_names)}
+        unknown = sorted(set(labels) - set(index))
+        if unknown:
+            raise ValueError(
+                f"Labels {_preview(unknown)} are not among the known classes "
+                f"{_preview(class_names)}."
+            )
+        return np.asarray([index[v] for v in labels], dtype="int32"), list(class_names)
 
     def _prepare_multi_label(self, y, class_names):
         if isinstance(y, (list, tuple)) and y and isinstance(y[0], (list, tuple, set)):
@@ -197,7 +214,7 @@ class ClassificationHead(Head):
             raise ValueError("Multi-label targets must be 0 or 1.")
         return y, class_names
 
-    def decode(self, outputs, class_names=None):
+    def decode(self, outputs, class_names=None, context=None):
         """Turns probabilities into labels (names if known, else ids)."""
         outputs = np.asarray(outputs)
         if self.multi_label:
@@ -210,6 +227,53 @@ class ClassificationHead(Head):
             return [class_names[i] for i in ids]
         return ids.tolist()
 
+    def report(self, outputs, targets, class_names=None):
+        """Accuracy, per-class and averaged precision/recall/F1 and the confusion matrix."""
+        names = list(class_names) if class_names else [str(i) for i in range(self.num_classes)]
+        if self.multi_label:
+            return multi_label_section(outputs, targets, names, self.threshold)
+        return classification_section(outputs, targets, names)
+
+    def class_weight(self, labels, mode, class_names=None):
+        """Resolves `fit(class_weight=...)`: `"balanced"`, or a dict keyed by class id or name.
+
+        Args:
+            labels: encoded training targets (class ids), or None when unknown.
+            mode: `"balanced"` (scikit-learn's `compute_class_weight`:
+                `n_samples / (n_classes_present * count(c))`; absent classes get
+                1.0) or a dict `{class id or class name: weight}`.
+            class_names: list of str or None. The FineTuner's class names.
+
+        Returns:
+            A dict `{class_id: weight}`.
+        """
+        if self.multi_label:
+            raise ValueError(
+                "`class_weight` needs a single-label ClassificationHead; this head has "
+                "multi_label=True. Pass sample_weight=... instead."
+            )
+        if isinstance(mode, dict):
+            return _class_weight_dict(mode, self.num_classes, class_names)
+        if mode != "balanced":
+            raise ValueError(
+                '`class_weight` must be a dict {class_id or class name: weight} or "balanced". '
+                f"Received: class_weight={mode!r}"
+            )
+        if labels is None:
+            raise ValueError(
+                'class_weight="balanced" needs the training labels up front (arrays, paths, a '
+                "folder, a DataFrame or texts); with a tf.data.Dataset pass a dict "
+                "{class_id: weight} computed from your labels."
+            )
+        from sklearn.utils.class_weight import compute_class_weight
+
+        labels = np.asarray(labels).reshape(-1).astype("int64")
+        present = np.unique(labels)
+        weights = compute_class_weight("balanced", classes=present, y=labels)
+        result = {i: 1.0 for i in range(self.num_classes)}
+        result.update({int(c): float(w) for c, w in zip(present, weights, strict=True)})
+        return result
+
     def get_config(self):
         config = super().get_config()
         config.update(
@@ -220,6 +284,28 @@ class ClassificationHead(Head):
             }
         )
         return config
+
+
+def _class_weight_dict(weights, num_classes, class_names):
+    """`{class id or name: weight}` -> `{class id: weight}`, every key checked."""
+    index = {name: i for i, name in enumerate(class_names or [])}
+    result = {}
+    for key, value in weights.items():
+        if isinstance(key, (str, bytes)):
+            name = _to_str(key)
+            if name not in index:
+                known = _preview(class_names) if class_names else "none yet"
+                raise ValueError(
+                    f"class_weight names class {name!r}, which is not a class of this model "
+                    f"(known class names: {known}). Use class ids, or names from class_names."
+                )
+            key = index[name]
+        if isinstance(key, bool) or not isinstance(key, (int, np.integer)) or not 0 <= key < num_classes:
+            raise ValueError(
+                f"class_weight key {key!r} is not a class id in 0..{num_classes - 1}."
+            )
+        result[int(key)] = float(value)
+    return result
 
 
 def _as_array(y):

@@ -3,11 +3,12 @@
 import keras
 import numpy as np
 
-from finetunekit.heads.base import Head
+from finetunekit.heads.pooled import PooledHead
+from finetunekit.heads.scores import regression_section
 
 
 @keras.saving.register_keras_serializable(package="finetunekit")
-class RegressionHead(Head):
+class RegressionHead(PooledHead):
     """Regression head: a linear float32 output of `units` values.
 
     Args:
@@ -40,13 +41,18 @@ class RegressionHead(Head):
             **kwargs,
         )
 
-    def default_loss(self):
+    def default_loss(self, label_smoothing=0.0):
+        if label_smoothing:
+            raise ValueError(
+                "`label_smoothing` applies to classification heads only. "
+                f"Received head: {type(self).__name__}"
+            )
         return keras.losses.MeanSquaredError()
 
     def default_metrics(self):
         return [keras.metrics.MeanAbsoluteError(name="mae")]
 
-    def prepare_targets(self, y, class_names=None):
+    def encode_targets(self, y, class_names=None):
         """Checks numeric targets: returns a float32 `(n, units)` array and `None`."""
         if hasattr(y, "to_numpy"):
             y = y.to_numpy()
@@ -68,6 +74,10 @@ class RegressionHead(Head):
         if not np.all(np.isfinite(y)):
             raise ValueError("Regression targets contain NaN or inf values; drop or fill them.")
         return y, None
+
+    def report(self, outputs, targets, class_names=None):
+        """MAE, RMSE and R2, overall and per output."""
+        return regression_section(outputs, targets)
 
     def get_config(self):
         config = super().get_config()

@@ -7,6 +7,7 @@ inference time.
 """
 
 import keras
+import numpy as np
 from keras import ops
 
 #: Keyword -> short description, listed in the error for an unknown keyword.
@@ -126,13 +127,6 @@ def build_augmentation(augment):
     """
     if augment is None or augment is False:
         return []
-    if isinstance(augment, str):
-        if augment != "default":
-            raise ValueError(
-                f'Unknown augment preset "{augment}". Expected "default", a dict of '
-                "ImageDataGenerator-style keywords or a list of Keras layers."
-            )
-        augment = DEFAULT_AUGMENT
     if isinstance(augment, keras.layers.Layer):
         return [augment]
     if isinstance(augment, (list, tuple)):
@@ -143,6 +137,18 @@ def build_augmentation(augment):
                     f"Received an item of type {type(layer).__name__}: {layer!r}"
                 )
         return list(augment)
+    return _keyword_layers(_keywords(augment))
+
+
+def _keywords(augment):
+    """Checks a preset name or a keyword dict; returns the keyword dict."""
+    if isinstance(augment, str):
+        if augment != "default":
+            raise ValueError(
+                f'Unknown augment preset "{augment}". Expected "default", a dict of '
+                "ImageDataGenerator-style keywords or a list of Keras layers."
+            )
+        augment = DEFAULT_AUGMENT
     if not isinstance(augment, dict):
         raise ValueError(
             '`augment` must be None, "default", a dict of keywords or a list of Keras '
@@ -154,6 +160,16 @@ def build_augmentation(augment):
         raise ValueError(
             f"Unknown augmentation keyword(s): {', '.join(unknown)}. Known keywords:\n{known}"
         )
+    for key in ("horizontal_flip", "vertical_flip"):
+        if key in augment and not isinstance(augment[key], (bool, np.bool_)):
+            raise ValueError(
+                f"`{key}` must be True or False. Received: {key}={augment[key]!r}"
+            )
+    return augment
+
+
+def _keyword_layers(augment):
+    """Keras preprocessing layers for ImageDataGenerator-style keywords."""
     fill_mode = augment.get("fill_mode", "nearest")
     cval = float(augment.get("cval", 0.0))
     seed = augment.get("seed")

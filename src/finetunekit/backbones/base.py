@@ -1,0 +1,193 @@
+"""The backbone protocol and its registry.
+
+A *backbone kind* wraps one family of pretrained models (the
+`keras.applications` table, a user's Keras image model, a keras-hub text
+encoder, ...) behind one small interface, so that `FineTuner` never asks which
+family it holds:
+
+- `matches(backbone)` (class method): does this kind handle the user's
+  `backbone=` value? `resolve_backbone` asks every registered kind in order.
+- `build(needs, augmentation)`: named Keras inputs and a dict of named outputs
+  (`"features"`, optionally `"padding_mask"` and a `"pyramid"` dict of
+  multi-scale features keyed `"P2"`..`"P5"`); `needs` are the outputs the head
+  asks for.
+- `groups()`: ordered `(block_name, layers)` for freezing and layer-wise
+  learning rates; `apply_unfreeze(unfreeze)`.
+- `data_pipeline(head)`: the reader + preprocessing that turn user data into
+  model inputs.
+- `config()`: the `FineTuner` arguments that rebuild it; `serving_signature()`.
+"""
+
+BACKBONE_OUTPUTS = ("features", "padding_mask", "pyramid")
+
+_REGISTRY = []
+
+
+def register_backbone_kind(cls, first=False):
+    """Registers a backbone kind (a `BackboneKind` subclass) with `resolve_backbone`.
+
+    Kinds are asked in registration order (`first=True` puts a kind before
+    the built-in ones); the first whose `matches(backbone)` is true wins.
+
+    Args:
+        cls: a `BackboneKind` subclass.
+        first: bool. Ask this kind before the others. Defaults to `False`.
+
+    Returns:
+        `cls`, so that it can be used as a class decorator.
+
+    Example:
+    ```python
+    @fk.backbones.register_backbone_kind
+    class MyKind(fk.backbones.BackboneKind):
+        name = "mine"
+        @classmethod
+        def matches(cls, backbone):
+            return isinstance(backbone, MyModel)
+    ```
+    """
+    if cls in _REGISTRY:
+        _REGISTRY.remove(cls)
+    if first:
+        _REGISTRY.insert(0, cls)
+    else:
+        _REGISTRY.append(cls)
+    return cls
+
+
+def backbone_kinds():
+    """The registered backbone kinds, in the order `resolve_backbone` asks them."""
+    return list(_REGISTRY)
+
+
+def resolve_backbone(backbone, **options):
+    """Returns the backbone kind instance that handles `backbone`.
+
+    Args:
+        backbone: what the user passed as `FineTuner(backbone=...)`.
+        **options: `weights`, `input_shape`, `preprocessing`, `policy`,
+            `architecture` and kind-specific options (`sequence_length`,
+            `preprocessor`, `lora_rank`, ...).
+
+    Returns:
+        A `BackboneKind` instance.
+
+    Raises:
+        ValueError: no registered kind accepts `backbone`.
+    """
+    for kind in _REGISTRY:
+        if kind.matches(backbone):
+            return kind(backbone, **options)
+    names = ", ".join(kind.description for kind in _REGISTRY)
+    raise ValueError(
+        f"`backbone` must be one of: {names}. Received: {backbone!r} of type "
+        f"{type(backbone).__name__}"
+    )
+
+
+class BackboneKind:
+    """Base class of backbone kinds (see the module docstring for the protocol).
+
+    Attributes:
+        name: str. Short name of the kind (`"applications"`, `"text_encoder"`).
+        modality: str. What raw inputs look like (`"image"`, `"text"`).
+        description: str. What `backbone=` values the kind accepts (for errors).
+        model: the Keras backbone model.
+        preprocessor: the data-side preprocessor (a tokenizer), or None.
+        input_shape, preprocessing, architecture: values kept in the config.
+    """
+
+    name = "base"
+    modality = None
+    description = "a backbone"
+    preprocessor = None
+    input_shape = None
+    preprocessing = "none"
+    architecture = None
+    layer_decay = None
+    #: Learning rates of `compile(optimizer="auto")`: `(frozen, unfrozen)`.
+    default_learning_rates = (1e-3, 1e-4)
+
+    @classmethod
+    def matches(cls, backbone):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def build(self, needs, augmentation=()):  # pragma: no cover - abstract
+        """Returns `(inputs, outputs)`: Keras inputs and a dict of named outputs."""
+        raise NotImplementedError
+
+    def groups(self):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def data_pipeline(self, head):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def apply_unfreeze(self, unfreeze):
+        """Freezes the backbone, then opens its last `unfreeze` blocks; returns their names."""
+        from finetunekit.freezing import apply_unfreeze
+
+        return apply_unfreeze(self.model, self.groups(), unfreeze)
+
+    def config(self):
+        """`FineTuner` arguments specific to this kind (merged into its config)."""
+        return {} if self.layer_decay is None else {"layer_decay": self.layer_decay}
+
+    def default_learning_rate(self, unfreeze):
+        """The `"auto"` learning rate for a backbone trained with `unfreeze`."""
+        frozen, unfrozen = self.default_learning_rates
+        return frozen if unfreeze == 0 else unfrozen
+
+    def serving_signature(self):
+        """`{input_name: tf.TensorSpec}` of raw serving inputs, or raise `ValueError`."""
+        raise ValueError(
+            f"A {self.modality} backbone cannot be exported as a SavedModel yet; save it "
+            'with ft.save("model.keras") instead.'
+        )
+
+    def cache_blocker(self):
+        """Why backbone features cannot be cached for this kind, or None."""
+        return None
+
+    def learning_rate_multipliers(self):
+        """`{variable.path: multiplier}` of layer-wise learning-rate decay, or `{}`.
+
+        One convention for every kind, timm's: with `L` groups (the stem
+        first), group `i` gets `layer_decay ** (L - i)`, so the top block
+        trains at `layer_decay` times the base rate, each block below at
+        `layer_decay` times the one above, and the head (not listed) at the
+        base rate.
+        """
+        if self.layer_decay is None:
+            return {}
+        groups = self.groups()
+        multipliers = {}
+        for index, (_, layers) in enumerate(groups):
+            scale = self.layer_decay ** (len(groups) - index)
+            for layer in layers:
+                for variable in layer.weights:
+                    multipliers.setdefault(variable.path, scale)
+        return multipliers
+
+
+def check_layer_decay(layer_decay):
+    """Validates `layer_decay` (None or a float in (0, 1]); returns it as a float or None."""
+    if layer_decay is None:
+        return None
+    if isinstance(layer_decay, bool) or not 0.0 < float(layer_decay) <= 1.0:
+        raise ValueError(f"`layer_decay` must be in (0, 1]. Received: layer_decay={layer_decay!r}")
+    return float(layer_decay)
+
+
+def check_needs(kind, needs):
+    """Raises when a head asks for outputs a backbone kind does not provide."""
+    unknown = set(needs) - set(BACKBONE_OUTPUTS)
+    if unknown:
+        raise ValueError(
+            f"Unknown backbone outputs {sorted(unknown)}; a head may ask for "
+            f"{', '.join(BACKBONE_OUTPUTS)}."
+        )
+    if "pyramid" in needs and not getattr(kind, "has_pyramid", False):
+        raise ValueError(
+            f"This head needs multi-scale (pyramid) features, which a {kind.modality} backbone "
+            f"({kind.name}) does not provide. Use a convolutional image backbone."
+        )

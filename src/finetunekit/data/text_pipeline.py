@@ -1,0 +1,316 @@
+"""The text pipeline: strings, tables, files, folders, datasets and TFDS -> token batches.
+
+Texts are tokenised once (and cached) by the backbone's keras-hub
+preprocessor inside `tf.data`, then batched with *dynamic padding*: each batch
+is padded to its own longest sequence (never longer than `sequence_length`),
+or, with `padding="bucket"`, examples of similar length are batched together.
+Because the backbone masks padding, outputs equal those of fixed padding.
+Heads with per-word targets (`target_layout == "token"`) go through
+`finetunekit.data.token_pipeline`.
+"""
+
+import numpy as np
+
+from finetunekit.data.pipeline import (
+    Batches,
+    Prepared,
+    build_splits,
+    check_lengths,
+    check_sample_weight,
+    is_dataset,
+    no_split_for_datasets,
+    take,
+)
+from finetunekit.data.text_readers import text_sources
+from finetunekit.data.tfds import as_tfds, load_tfds_split, shuffled
+from finetunekit.text_cleaning import clean_text, sanitize_utf8, to_utf8_bytes
+
+PADDINGS = ("dynamic", "bucket", "fixed")
+
+
+class TextPipeline:
+    """Prepares text data for one FineTuner.
+
+    Args:
+        head: the FineTuner's head (encodes and checks targets).
+        preprocessor: the keras-hub preprocessor that tokenises strings.
+        input_names: list of str. Model input names to keep.
+        input_dtypes: dict. Dtype of each model input.
+        clean: bool. Strip HTML tags, NFKC-normalise and collapse whitespace.
+    """
+
+    def __init__(self, head, preprocessor, input_names, input_dtypes, clean=False):
+        self.head = head
+        self.preprocessor = preprocessor
+        self.input_names = list(input_names)
+        self.input_dtypes = dict(input_dtypes)
+        self.clean = clean
+
+    @property
+    def sequence_length(self):
+        return int(self.preprocessor.sequence_length)
+
+    @property
+    def pad_token_id(self):
+        tokenizer = self.preprocessor.tokenizer
+        value = getattr(tokenizer, "pad_token_id", None)
+        return 0 if value is None else int(value)
+
+    # ---------------------------------------------------------------- strings
+    def clean_strings(self, strings):
+        """Replaces invalid UTF-8 and (with `clean`) strips HTML and normalises unicode."""
+        strings = sanitize_utf8(strings)
+        if self.clean:
+            strings = clean_text(strings)
+        return strings
+
+    def _encode_batch(self, strings):
+        """Tokenises a batch of strings; returns the model inputs padded to sequence_length."""
+        import tensorflow as tf
+
+        out = self.preprocessor(self.clean_strings(strings))
+        if isinstance(out, tuple):
+            out = out[0]
+        return {
+            name: tf.cast(out[name], self.input_dtypes[name]) for name in self.input_names
+        }
+
+    @staticmethod
+    def lengths(features):
+        """Token count of one example (a scalar) or of each row of a batch."""
+        import tensorflow as tf
+
+        return tf.reduce_sum(tf.cast(features["padding_mask"], "int32"), axis=-1)
+
+    def trim(self, features, *rest):
+        """Cuts one example's padding: its tokens end where the padding mask ends."""
+        length = self.lengths(features)
+        features = {name: value[:length] for name, value in features.items()}
+        return (features, *rest) if rest else features
+
+    def _trim_batch(self, features):
+        """Cuts a batch's padding to its longest example."""
+        import tensorflow as tf
+
+        longest = tf.reduce_max(self.lengths(features))
+        return {name: value[:, :longest] for name, value in features.items()}
+
+    def padding_values(self):
+        import tensorflow as tf
+
+        values = {}
+        for name in self.input_names:
+            value = self.pad_token_id if name == "token_ids" else 0
+            values[name] = tf.constant(value, dtype=self.input_dtypes[name])
+        return values
+
+    def tokenized_dataset(self, texts):
+        """Unbatched dataset of variable-length token dicts, one per text (order kept).
+
+        `texts` is a list of texts, or an unbatched dataset of texts or of
+        `(text, label, ...)` tuples. Labels stay in the same pipeline as their
+        texts: zipping two passes over a shuffling dataset would pair texts
+        with other examples' labels.
+        """
+        import tensorflow as tf
+
+        if not is_dataset(texts):
+            texts = tf.data.Dataset.from_tensor_slices(
+                np.asarray([to_utf8_bytes(t) for t in texts], dtype=object)
+            )
+
+        def encode(strings, *rest):
+            return (self._encode_batch(strings), *rest) if rest else self._encode_batch(strings)
+
+        return (
+            texts.batch(256)
+            .map(encode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .unbatch()
+            .map(self.trim, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        )
+
+    def batch(self, ds, batch_size, padding="dynamic", target_pad=None):
+        """Pads and batches an unbatched dataset of `features` or `(features, targets[, weights])`.
+
+        Args:
+            ds: dataset of token dicts (and targets and sample weights).
+            batch_size: int.
+            padding: `"dynamic"` (each batch padded to its longest sequence),
+                `"bucket"` (similar lengths batched together, order not kept;
+                see `_sortish_batches`) or `"fixed"` (always `sequence_length`).
+            target_pad: padding value of per-token targets, or None for
+                per-example targets.
+        """
+        import tensorflow as tf
+
+        check_padding(padding)
+        length = self.sequence_length if padding == "fixed" else None
+        shapes = {name: [length] for name in self.input_names}
+        values = self.padding_values()
+        spec = ds.element_spec
+        if isinstance(spec, tuple):
+            shapes, values = [shapes], [values]
+            for i, part in enumerate(spec[1:]):
+                per_token = i == 0 and target_pad is not None
+                shapes.append(tf.TensorShape([length]) if per_token else part.shape)
+                values.append(tf.constant(target_pad if per_token else 0, part.dtype))
+            shapes, values = tuple(shapes), tuple(values)
+        if padding == "bucket":
+            return self._sortish_batches(ds, batch_size, shapes, values)
+        return ds.padded_batch(batch_size, padded_shapes=shapes, padding_values=values)
+
+    def _sortish_batches(self, ds, batch_size, shapes, values, chunk_batches=50):
+        """Batches of similar lengths, as fastai's sortish sampling.
+
+        The (shuffled) stream is cut into chunks of `chunk_batches` batches;
+        each chunk is sorted by length, split into batches, and each batch is
+        cut to its own longest sequence; the batches are then shuffled. Every
+        example is seen once per epoch and the number of batches is
+        `ceil(n / batch_size)`, as without bucketing.
+        """
+        import tensorflow as tf
+
+        def sort_and_split(*element):
+            order = tf.argsort(self.lengths(element[0]), stable=True)
+            element = tf.nest.map_structure(lambda value: tf.gather(value, order), element)
+            return tf.data.Dataset.from_tensor_slices(element).batch(batch_size).map(trim)
+
+        def trim(features, *rest):
+            return (self._trim_batch(features), *rest) if rest else self._trim_batch(features)
+
+        return (
+            ds.padded_batch(batch_size * chunk_batches, padded_shapes=shapes, padding_values=values)
+            .flat_map(sort_and_split)
+            .shuffle(chunk_batches, reshuffle_each_iteration=True)
+        )
+
+    # ----------------------------------------------------------------- public
+    def prepare(
+        self, x, y=None, *, class_names=None, batch_size=32, shuffle=False, validation_split=0.0,
+        sample_weight=None, seed=None, x_col=None, y_col=None, require_labels=True,
+        padding="dynamic",
+    ):
+        """Checks, tokenises and batches text.
+
+        Returns:
+            A `Prepared` whose `Batches` hold batched `tf.data.Dataset`s.
+        """
+        check_padding(padding)
+        token_level = self.head.target_layout == "token"
+        source = as_tfds(x)
+        if source is not None:
+            if token_level:
+                raise ValueError(
+                    f"TFDS data {source!r} is not supported for token classification; pass "
+                    "word lists and tags, or a CoNLL file."
+                )
+            ds, names = load_tfds_split(source, y, validation_split)
+            ds = self._from_dataset(shuffled(ds, shuffle, seed), batch_size, padding, train=shuffle)
+            return Prepared(Batches(ds), class_names=class_names or names)
+        if is_dataset(x):
+            no_split_for_datasets(validation_split)
+            return Prepared(Batches(self._from_dataset(x, batch_size, padding)), class_names=class_names)
+        if token_level:
+            from finetunekit.data.token_pipeline import prepare_words
+
+            return prepare_words(
+                self, x, y, class_names=class_names, batch_size=batch_size, shuffle=shuffle,
+                validation_split=validation_split, sample_weight=sample_weight, seed=seed,
+                x_col=x_col, y_col=y_col, require_labels=require_labels, padding=padding,
+            )
+        texts, labels, folder_classes = text_sources(x, y, x_col, y_col)
+        if folder_classes is not None and class_names is None:
+            class_names = folder_classes
+        check_lengths(len(texts), labels, "texts")
+        weights = check_sample_weight(sample_weight, len(texts))
+        if labels is None and require_labels:
+            raise ValueError("No labels: pass y=... (or a folder with class sub-folders).")
+        targets = None
+        if labels is not None:
+            targets, class_names = self.head.encode_targets(labels, class_names)
+
+        def make(index, training):
+            ds = self.tokenized_dataset(take(texts, index))
+            return self.finish(
+                ds, (take(targets, index), take(weights, index)), len(index), batch_size,
+                padding if training and shuffle else ordered(padding),
+                shuffle=training and shuffle, seed=seed,
+            )
+
+        train, validation, index = build_splits(len(texts), make, validation_split, targets, seed)
+        return Prepared(
+            train, validation, class_names, take(targets, index), num_examples=len(index)
+        )
+
+    def finish(self, ds, extras, n, batch_size, padding, shuffle=False, seed=None, target_pad=None):
+        """Zips `extras` (targets, weights; None ones left out) with `ds`, caches, shuffles, batches.
+
+        Returns:
+            `Batches` of a prefetched dataset of known cardinality.
+        """
+        import tensorflow as tf
+
+        extras = [tf.data.Dataset.from_tensor_slices(e) for e in extras if e is not None]
+        if extras:
+            ds = tf.data.Dataset.zip((ds, *extras))
+        ds = ds.cache()
+        if shuffle:
+            ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        ds = self.batch(ds, batch_size, padding, target_pad=target_pad)
+        ds = ds.apply(tf.data.experimental.assert_cardinality(-(-n // batch_size)))
+        return Batches(ds.prefetch(tf.data.AUTOTUNE))
+
+    def _encode_batches(self, ds, trim=True):
+        """Tokenises each batch of a batched dataset of strings (or `(strings, labels, ...)`)."""
+        import tensorflow as tf
+
+        def encode(texts, *rest):
+            features = self._encode_batch(texts)
+            if trim:
+                features = self._trim_batch(features)
+            return (features, *rest) if rest else features
+
+        return ds.map(encode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(
+            tf.data.AUTOTUNE
+        )
+
+    def _from_dataset(self, ds, batch_size, padding, train=False):
+        """Tokenises a dataset of strings or `(strings, labels)` (batched or not).
+
+        A batched dataset keeps its own batches (as Keras does with datasets),
+        each padded to its longest text unless `padding="fixed"`. An unbatched
+        one is batched here, in order unless `train` is set (then
+        `padding="bucket"` groups similar lengths).
+        """
+        import tensorflow as tf
+
+        spec = ds.element_spec
+        first = spec[0] if isinstance(spec, tuple) else spec
+        if isinstance(first, dict):
+            return ds  # already model inputs
+        if first.dtype != tf.string:
+            raise ValueError(
+                "A text dataset must yield strings, (strings, labels) or (strings, labels, "
+                f"sample_weights). Received: {spec}"
+            )
+        if first.shape.rank and first.shape.rank > 0:
+            return self._encode_batches(ds, trim=padding != "fixed")
+        examples = int(ds.cardinality())  # -1 / -2: unknown / infinite
+        ds = self.tokenized_dataset(ds)  # (text, label, sample_weight) stay together
+        ds = self.batch(ds, batch_size, padding if train else ordered(padding))
+        if examples >= 0:
+            ds = ds.apply(tf.data.experimental.assert_cardinality(-(-examples // batch_size)))
+        return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def check_padding(padding):
+    if padding not in PADDINGS:
+        raise ValueError(
+            f"Unknown padding {padding!r}. Expected one of {', '.join(map(repr, PADDINGS))}. "
+            f"Received: padding={padding!r}"
+        )
+
+
+def ordered(padding):
+    """Bucketing reorders examples; keep order where it matters (validation, predict)."""
+    return "dynamic" if padding == "bucket" else padding

@@ -1,0 +1,157 @@
+"""Text readers: strings, lists, DataFrames, CSV/TSV/JSONL/JSON/Parquet files, class folders, CoNLL."""
+
+import os
+
+import numpy as np
+
+from finetunekit.data.constants import LABEL_COLUMNS
+from finetunekit.data.images import is_dataframe
+
+TEXT_COLUMNS = (
+    "text", "texts", "sentence", "sentences", "review", "content", "document", "tokens", "words",
+)
+TEXT_FILE_TYPES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
+
+
+def read_table(path):
+    """Reads a CSV/TSV/JSONL/JSON/Parquet file with pandas."""
+    import pandas as pd
+
+    path = os.fspath(path)
+    lower = path.lower()
+    if lower.endswith(".csv"):
+        return pd.read_csv(path, encoding_errors="replace")
+    if lower.endswith(".tsv"):
+        return pd.read_csv(path, sep="\t", encoding_errors="replace")
+    if lower.endswith((".jsonl", ".json")):
+        try:
+            return pd.read_json(path, lines=lower.endswith(".jsonl"), encoding_errors="replace")
+        except TypeError:  # pragma: no cover - old pandas
+            return pd.read_json(path, lines=lower.endswith(".jsonl"))
+    if lower.endswith(".parquet"):
+        return pd.read_parquet(path)
+    raise ValueError(
+        f"Unknown text file type: {path!r}. Expected one of {', '.join(TEXT_FILE_TYPES)}, "
+        "or a folder with one sub-folder of .txt files per class."
+    )
+
+
+def text_columns(df, x_col=None, y_col=None):
+    """Finds the text and label columns of a DataFrame.
+
+    Returns:
+        `(x_col, y_col)`; `y_col` is None when there is no label column.
+    """
+    columns = list(df.columns)
+    if y_col is None:
+        y_col = next((c for c in columns if str(c).lower() in LABEL_COLUMNS), None)
+    if x_col is None:
+        x_col = next((c for c in columns if str(c).lower() in TEXT_COLUMNS), None)
+        if x_col is None:
+            rest = [c for c in columns if c != y_col]
+            if len(rest) == 1:
+                x_col = rest[0]
+    if x_col not in columns:
+        raise ValueError(
+            f"Cannot find the text column of the DataFrame (columns: {columns}). "
+            f"Name it one of {TEXT_COLUMNS} or pass x_col=..."
+        )
+    if y_col is not None and y_col not in columns:
+        raise ValueError(f"No label column {y_col!r} in the DataFrame (columns: {columns}).")
+    return x_col, y_col
+
+
+def read_text_folder(directory):
+    """Reads a folder of class sub-folders with `keras.utils.text_dataset_from_directory`.
+
+    Returns:
+        `(texts, labels, class_names)`: bytes texts, int labels, sorted
+        sub-folder names.
+    """
+    import keras
+
+    ds = keras.utils.text_dataset_from_directory(
+        os.fspath(directory), batch_size=None, shuffle=False, label_mode="int"
+    )
+    texts, labels = [], []
+    for text, label in ds.as_numpy_iterator():
+        texts.append(bytes(text))
+        labels.append(int(label))
+    return texts, np.asarray(labels, dtype="int32"), list(ds.class_names)
+
+
+def text_sources(x, y=None, x_col=None, y_col=None):
+    """Normalises user text input.
+
+    Args:
+        x: a string, a list/array/Series of strings (or, for token
+            classification, of word lists), a DataFrame, the path of a CSV /
+            TSV / JSONL / JSON / Parquet file, or a folder of class sub-folders.
+        y: labels, or a label column name for tables.
+        x_col, y_col: column names of a table (auto-detected otherwise).
+
+    Returns:
+        `(texts, labels, class_names)`: a list of texts (bytes or word lists),
+        labels or None, and class names from a folder or None.
+    """
+    if isinstance(x, (str, os.PathLike)) and os.path.isdir(x):
+        if y is not None:
+            raise ValueError(
+                "Labels come from the class sub-folders of a folder; do not pass y with a folder."
+            )
+        return read_text_folder(x)
+    if isinstance(x, (str, os.PathLike)) and os.fspath(x).lower().endswith(TEXT_FILE_TYPES):
+        if not os.path.exists(x):
+            raise FileNotFoundError(f"No such text file: {os.fspath(x)!r}")
+        x = read_table(x)
+    if is_dataframe(x):
+        if isinstance(y, str):
+            y_col, y = y, None
+        x_col, y_col = text_columns(x, x_col, y_col)
+        labels = x[y_col].tolist() if (y is None and y_col is not None) else y
+        return list(x[x_col].tolist()), labels, None
+    if isinstance(x, (str, bytes)):
+        return [x], y, None
+    if hasattr(x, "tolist") and not isinstance(x, list):
+        x = x.tolist()
+    if not isinstance(x, (list, tuple)):
+        raise ValueError(
+            "Text input must be a string, a list of strings, a DataFrame, a CSV/JSONL file or a "
+            f"folder of class sub-folders. Received: {type(x).__name__}"
+        )
+    return list(x), y, None
+
+
+def as_words(sentence):
+    """A sentence as a list of words: lists stay, strings split on whitespace."""
+    if isinstance(sentence, bytes):
+        sentence = sentence.decode("utf-8", errors="replace")
+    if isinstance(sentence, str):
+        return sentence.split()
+    return list(sentence)
+
+
+
+def read_conll(path, word_column=0, tag_column=-1):
+    """Reads a CoNLL-style file: one `word ... tag` line per token, blank lines between sentences.
+
+    Returns:
+        `(sentences, tags)`: lists of word lists and tag lists.
+    """
+    sentences, tags, words, labels = [], [], [], []
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            line = line.strip()
+            if not line or line.startswith("-DOCSTART-"):
+                if words:
+                    sentences.append(words)
+                    tags.append(labels)
+                words, labels = [], []
+                continue
+            parts = line.split()
+            words.append(parts[word_column])
+            labels.append(parts[tag_column])
+    if words:
+        sentences.append(words)
+        tags.append(labels)
+    return sentences, tags

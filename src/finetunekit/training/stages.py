@@ -1,0 +1,148 @@
+"""One training stage, shared by `fit`, both stages of `fine_tune` and the cached path.
+
+A stage takes prepared data (see `finetunekit.data.pipeline.Prepared`), adds
+the reliability callbacks, resolves `class_weight` through the head, and trains
+either the head alone on cached backbone features or the whole model with
+`keras.Model.fit`.
+"""
+
+import copy
+import dataclasses
+
+import keras
+import numpy as np
+
+#: `fit` options handed to the data pipeline (when given).
+DATA_OPTIONS = ("on_bad_image", "x_col", "y_col", "padding")
+
+
+def check_batch_size(batch_size):
+    if batch_size is None:
+        return
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(
+            f"`batch_size` must be a positive integer or None. Received: batch_size={batch_size!r}"
+        )
+
+
+def check_epochs(epochs, initial_epoch=0):
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
+        raise ValueError(f"`epochs` must be a positive integer. Received: epochs={epochs!r}")
+    if epochs <= initial_epoch:
+        raise ValueError(
+            f"`epochs` ({epochs}) must be greater than initial_epoch ({initial_epoch}): "
+            "epochs is the index of the last epoch, not a count added to it."
+        )
+
+
+def pop_data_options(kwargs):
+    """Removes and returns the data-pipeline options of `kwargs`."""
+    return {key: kwargs.pop(key) for key in DATA_OPTIONS if key in kwargs}
+
+
+@dataclasses.dataclass
+class StageOptions:
+    """finetunekit's own `fit` options for one stage (the rest go to `keras.Model.fit`).
+
+    Attributes:
+        batch_size, shuffle: as for `fit`.
+        on_nan: `"raise"`, `"warn"` or None.
+        checkpoint_dir: str or None.
+        cache_features: `"auto"`, True or False.
+        cache_memory_budget: int or None (bytes).
+        cache_augmented_copies: int.
+    """
+
+    batch_size: int = None
+    shuffle: bool = True
+    on_nan: str = "raise"
+    checkpoint_dir: str = None
+    cache_features: object = "auto"
+    cache_memory_budget: int = None
+    cache_augmented_copies: int = 0
+
+    def __post_init__(self):
+        from finetunekit import caching
+
+        if self.cache_memory_budget is None:
+            self.cache_memory_budget = caching.DEFAULT_MEMORY_BUDGET
+        caching.check_cache_options(
+            self.cache_features, self.cache_memory_budget, self.cache_augmented_copies
+        )
+        if self.checkpoint_dir is not None and self.cache_features == "auto":
+            self.cache_features = False  # a checkpoint holds the whole FineTuner, not a cached head
+
+
+def run_stage(model, prepared, validation, epochs, options, fit_kwargs, initial_epoch=0):
+    """Trains `model` for one stage; returns the `keras.callbacks.History`.
+
+    Args:
+        model: a compiled FineTuner.
+        prepared: a `Prepared` (training data, encoded targets).
+        validation: `fit(validation_data=...)` value (already prepared) or None.
+        epochs: int. Index of the last epoch.
+        options: a `StageOptions`.
+        fit_kwargs: dict. Other `keras.Model.fit` arguments (`callbacks`,
+            `class_weight`, `verbose`, ...); not modified.
+        initial_epoch: int. First epoch of the stage.
+    """
+    from finetunekit.callbacks import training_callbacks
+
+    check_epochs(epochs, fit_kwargs.get("initial_epoch", initial_epoch))
+    kwargs = dict(fit_kwargs)
+    kwargs.setdefault("initial_epoch", initial_epoch)
+    if kwargs.get("class_weight") is not None:
+        kwargs["class_weight"] = model.head.class_weight(
+            prepared.train_targets, kwargs["class_weight"], model.class_names
+        )
+    kwargs["callbacks"] = training_callbacks(
+        kwargs.get("callbacks"), options.on_nan, options.checkpoint_dir, validation is not None
+    )
+    history = _cached_fit(model, prepared, validation, epochs, options, kwargs)
+    if history is not None:
+        return history
+    train = prepared.train
+    return keras.Model.fit(
+        model,
+        **train.fit_arguments(options.batch_size),
+        epochs=epochs,
+        validation_data=validation,
+        shuffle=options.shuffle and not train.is_dataset,  # datasets shuffle themselves
+        **kwargs,
+    )
+
+
+def _cached_fit(model, prepared, validation, epochs, options, kwargs):
+    """Trains the head on cached features and returns the History, or None to train normally."""
+    from finetunekit import caching
+
+    if options.cache_features is False:
+        return None
+    train = prepared.train
+    blocker = caching.cache_blocker(
+        model, train, options.cache_augmented_copies, kwargs.get("callbacks")
+    )
+    if blocker is not None:
+        if options.cache_features is True:
+            raise ValueError(f"Cannot cache features: {blocker}. Use cache_features=False.")
+        return None
+    return caching.fit_on_cached_features(
+        model, train, validation, batch_size=options.batch_size, epochs=epochs,
+        shuffle=options.shuffle, memory_budget=options.cache_memory_budget,
+        augmented_copies=options.cache_augmented_copies, fit_kwargs=kwargs,
+    )
+
+
+def merge_histories(histories):
+    """One `History` covering several stages (epochs and logs concatenated)."""
+    histories = [h for h in histories if h is not None]
+    if not histories:
+        return None
+    merged = copy.copy(histories[-1])
+    merged.history = {}
+    merged.epoch = []
+    for history in histories:
+        merged.epoch += list(history.epoch)
+        for key, values in history.history.items():
+            merged.history.setdefault(key, []).extend(values)
+    return merged
