@@ -150,7 +150,7 @@ def test_fit_fine_tune_stages_with_a_keras_file_backbone(tmp_path, capsys):
 
     model = fk.load(str(out))
     assert model.class_names == ["a", "b", "c"]
-    assert model.unfreeze == 2 and model.adapter.preprocessing == "zero_one"
+    assert model.unfreeze == 2 and model.backbone_kind.preprocessing == "zero_one"
 
 
 def test_fit_then_predict_in_a_fresh_process(trained):

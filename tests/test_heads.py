@@ -60,12 +60,12 @@ def test_sequence_poolings_ignore_padding(pooling):
 
 def test_classification_targets_from_strings_and_ints():
     head = fk.ClassificationHead(3)
-    y, names = head.prepare_targets(["dog", "cat", "other", "cat"])
+    y, names = head.encode_targets(["dog", "cat", "other", "cat"])
     assert names == ["cat", "dog", "other"]
     np.testing.assert_array_equal(y, [1, 0, 2, 0])
-    y, names = head.prepare_targets(np.array([0, 2, 1]))
+    y, names = head.encode_targets(np.array([0, 2, 1]))
     assert names is None and y.dtype == np.int32
-    y, _ = head.prepare_targets([b"cat", b"dog"], class_names=["cat", "dog", "other"])
+    y, _ = head.encode_targets([b"cat", b"dog"], class_names=["cat", "dog", "other"])
     np.testing.assert_array_equal(y, [0, 1])
     assert head.decode(np.eye(3)[[2, 0]], ["a", "b", "c"]) == ["c", "a"]
 
@@ -84,35 +84,35 @@ def test_classification_targets_from_strings_and_ints():
 )
 def test_classification_target_errors(labels, match):
     with pytest.raises(ValueError, match=match):
-        fk.ClassificationHead(3).prepare_targets(labels)
+        fk.ClassificationHead(3).encode_targets(labels)
 
 
 def test_unknown_string_label_against_known_names():
     with pytest.raises(ValueError, match="'bird'.*not among the known classes"):
-        fk.ClassificationHead(2).prepare_targets(["bird"], class_names=["cat", "dog"])
+        fk.ClassificationHead(2).encode_targets(["bird"], class_names=["cat", "dog"])
 
 
 def test_multi_label_targets_and_decode():
     head = fk.ClassificationHead(3, multi_label=True, threshold=[0.5, 0.9, 0.5])
-    y, names = head.prepare_targets([["b", "a"], ["c"], []])
+    y, names = head.encode_targets([["b", "a"], ["c"], []])
     assert names == ["a", "b", "c"]
     np.testing.assert_array_equal(y, [[1, 1, 0], [0, 0, 1], [0, 0, 0]])
     probs = np.array([[0.6, 0.8, 0.1], [0.1, 0.95, 0.7]])
     assert head.decode(probs, names) == [["a"], ["b", "c"]]
     with pytest.raises(ValueError, match=r"multi-hot matrix of shape \(n, 3\)"):
-        head.prepare_targets(np.array([0, 1, 2]))
+        head.encode_targets(np.array([0, 1, 2]))
 
 
 def test_regression_targets():
     head = fk.RegressionHead()
-    y, _ = head.prepare_targets([1, 2.5])
+    y, _ = head.encode_targets([1, 2.5])
     assert y.shape == (2, 1) and y.dtype == np.float32
     with pytest.raises(ValueError, match="needs numeric targets"):
-        head.prepare_targets(["cat", "dog"])
+        head.encode_targets(["cat", "dog"])
     with pytest.raises(ValueError, match="NaN or inf"):
-        head.prepare_targets([1.0, np.nan])
+        head.encode_targets([1.0, np.nan])
     with pytest.raises(ValueError, match=r"units=1 expects targets of shape"):
-        head.prepare_targets(np.zeros((2, 3)))
+        head.encode_targets(np.zeros((2, 3)))
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from finetunekit.data.token_pipeline import encode_words
 from tests.test_text import text_tuner
 
 SENTENCES = [
@@ -29,13 +30,14 @@ def ner_tuner(**options):
 
 def test_word_to_subword_alignment():
     ft = ner_tuner()
-    adapter = ft.data_adapter
+    pipeline = ft.backbone_kind.data_pipeline(ft.head)
     # "movies" is not in the vocabulary: [UNK]; "filmfun" is not either.
-    ids, starts = adapter.encode_words([["great", "film"], ["a", "plot"]])
+    ids, starts = encode_words(pipeline, [["great", "film"], ["a", "plot"]])
     assert ids[0][0] == 2 and ids[0][-1] == 3  # [CLS] ... [SEP]
     assert starts == [[1, 2], [1, 2]]
-    (ds, _), _, names = adapter.prepare(SENTENCES[:2], TAGS[:2], batch_size=2)
-    features, labels = next(iter(ds))
+    prepared = ft._prepare(SENTENCES[:2], TAGS[:2], batch_size=2)
+    names = prepared.class_names
+    features, labels = next(iter(prepared.train.x))
     labels = labels.numpy()
     assert names == ["O", "B-ADJ", "B-N"]
     assert labels[0].tolist() == [-100, 1, 2, 0, 2, -100]
@@ -45,7 +47,8 @@ def test_word_to_subword_alignment():
 
 def test_truncated_words_are_ignored_and_predicted_as_o():
     ft = ner_tuner(sequence_length=4)
-    _, starts = ft.data_adapter.encode_words([["great", "film", "the", "movie"]])
+    pipeline = ft.backbone_kind.data_pipeline(ft.head)
+    _, starts = encode_words(pipeline, [["great", "film", "the", "movie"]])
     assert starts == [[1, 2, None, None]]
 
 
@@ -58,12 +61,19 @@ def test_fit_predict_tags_spans_and_scores(tmp_path):
     assert history.history["loss"][-1] < history.history["loss"][0]
     tags = ft.predict_labels(SENTENCES[:4])
     assert [len(t) for t in tags] == [4, 3, 4, 2]
-    assert all(t in ("O", "B-ADJ", "B-N") for row in tags for t in row)
-    spans = ft.predict_entities(["great film"])
-    assert all({"type", "start", "end", "text"} <= set(s) for s in spans[0])
+    # The tiny tagger learns the training sentences: most words get their own tag.
+    correct = sum(p == t for row, true in zip(tags, TAGS[:4]) for p, t in zip(row, true))
+    assert correct >= 11, (tags, TAGS[:4])  # of 13 words
+    spans = ft.predict_entities([SENTENCES[0]])
+    from finetunekit.heads import entity_spans
+
+    assert spans == [entity_spans(SENTENCES[0], tags[0])]
     scores = ft.evaluate_entities(SENTENCES, TAGS)
     assert set(scores) == {"precision", "recall", "f1"}
-    assert 0.0 <= scores["f1"] <= 1.0
+    assert scores["f1"] >= 0.7, scores
+    report = ft.evaluate(SENTENCES, TAGS, report=True)
+    assert report.task == "entities" and report.num_examples == len(SENTENCES)
+    assert abs(report.metrics["f1"] - scores["f1"]) < 1e-6
     path = str(tmp_path / "ner.keras")
     ft.save(path)
     loaded = fk.load(path)
@@ -71,7 +81,7 @@ def test_fit_predict_tags_spans_and_scores(tmp_path):
 
 
 def test_conll_file(tmp_path):
-    from finetunekit.heads import read_conll
+    from finetunekit.data import read_conll
 
     path = tmp_path / "train.conll"
     lines = []
@@ -82,6 +92,8 @@ def test_conll_file(tmp_path):
     assert sentences == SENTENCES and tags == TAGS
     ft = ner_tuner()
     ft.fit(str(path), epochs=1, batch_size=4, verbose=0)
+    assert ft.class_names == ["O", "B-ADJ", "B-N"]  # tag names read from the file
+    assert [len(t) for t in ft.predict_labels(sentences[:2])] == [4, 3]
 
 
 def test_entity_helpers():

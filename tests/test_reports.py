@@ -97,7 +97,7 @@ def test_multi_label_report():
     ft.fit(x, labels, epochs=1, verbose=0)
     report = ft.evaluate(x, labels, report=True)
     assert report.task == "multi_label"
-    y_true, _ = ft.head.prepare_targets(labels, ft.class_names)
+    y_true, _ = ft.head.encode_targets(labels, ft.class_names)
     y_pred = (ft.predict(x, verbose=0) >= 0.5).astype(int)
     for average in ("micro", "macro"):
         assert report.metrics[f"{average}_f1"] == pytest.approx(
@@ -182,7 +182,7 @@ def test_balanced_class_weight_on_folder_uses_training_split(tmp_path, fit_kwarg
     folder = write_images(str(tmp_path / "data"), {"a": 9, "b": 3, "c": 3}, size=(16, 16))
     ft = tiny_tuner(num_classes=3)
     ft.fit(folder, epochs=1, class_weight="balanced", validation_split=0.2, seed=0, verbose=0)
-    train = ft._last_train_targets
+    train = ft._prepare(folder, validation_split=0.2, seed=0).train_targets
     assert len(train) == 12
     expected = compute_class_weight("balanced", classes=np.unique(train), y=train)
     np.testing.assert_allclose([fit_kwargs["class_weight"][i] for i in range(3)], expected)

@@ -93,13 +93,15 @@ def test_jit_compile_and_steps_per_execution_pass_through():
 # --------------------------------------------------------- layer-wise LR decay
 def test_layer_decay_multipliers_and_lower_blocks_move_less():
     ft = _tuner(unfreeze="all", layer_decay=0.1)
-    multipliers = ft.adapter.learning_rate_multipliers()
+    multipliers = ft.backbone_kind.learning_rate_multipliers()
     backbone = ft.backbone
+    # timm's convention: two blocks (block1_conv | block1_bn .. block2_bn); the top
+    # block trains at layer_decay times the head's rate, the one below at layer_decay**2.
     expected = {
-        "block1_conv": 0.1**3,
-        "block1_bn": 0.1**2,
+        "block1_conv": 0.1**2,
+        "block1_bn": 0.1,
         "block2_conv": 0.1,
-        "block2_bn": 1.0,
+        "block2_bn": 0.1,
     }
     for name, scale in expected.items():
         for variable in backbone.get_layer(name).weights:
@@ -115,9 +117,9 @@ def test_layer_decay_multipliers_and_lower_blocks_move_less():
     x, y = _data(8)
     ft.fit(x, y, epochs=1, batch_size=8, verbose=0)
     moved = {n: np.abs(backbone.get_layer(n).kernel.numpy() - k).mean() for n, k in kernels.items()}
-    # Adam's first step moves each weight by about lr * multiplier (0.1**3 vs 0.1).
-    assert moved["block1_conv"] / moved["block2_conv"] == pytest.approx(0.01, rel=0.3)
-    assert fk.FineTuner.from_config(ft.get_config()).adapter.layer_decay == 0.1
+    # Adam's first step moves each weight by about lr * multiplier (0.1**2 vs 0.1).
+    assert moved["block1_conv"] / moved["block2_conv"] == pytest.approx(0.1, rel=0.3)
+    assert fk.FineTuner.from_config(ft.get_config()).backbone_kind.layer_decay == 0.1
 
 
 def test_layer_decay_named_backbone_uses_blocks():
@@ -128,12 +130,13 @@ def test_layer_decay_named_backbone_uses_blocks():
         input_shape=(32, 32, 3),
         layer_decay=0.5,
     )
-    groups = ft.adapter.groups()
-    multipliers = ft.adapter.learning_rate_multipliers()
+    groups = ft.backbone_kind.groups()
+    multipliers = ft.backbone_kind.learning_rate_multipliers()
     top_name, top_layers = groups[-1]
     low_name, low_layers = groups[-3]
-    assert multipliers[top_layers[0].weights[0].path] == 1.0
-    assert multipliers[low_layers[0].weights[0].path] == 0.25
+    # The same convention as text encoders: top block x0.5, two blocks lower x0.5**3.
+    assert multipliers[top_layers[0].weights[0].path] == 0.5
+    assert multipliers[low_layers[0].weights[0].path] == 0.125
     with pytest.raises(ValueError, match="layer_decay"):
         _tuner(layer_decay=1.5)
 
@@ -165,10 +168,11 @@ def test_gradual_unfreezing_callback_unfreezes_one_block_per_stage():
 
     history = ft.fit(x, y, epochs=5, batch_size=8, verbose=0, callbacks=[callback, Watch()])
     assert history.epoch == list(range(5))
-    assert [stage[0] for stage in callback.stages] == [1, 2, 3, 4]
-    assert callback.stages[-1][1] == ["block1_conv", "block1_bn", "block2_conv", "block2_bn"]
-    # BatchNorm layers stay frozen (gamma/beta too), so their blocks add nothing.
-    assert trained == [[], [], ["block2_conv"], ["block2_conv"], ["block1_conv", "block2_conv"]]
+    # Two blocks (BatchNorm, always frozen, closes no block of its own): every stage
+    # opens a block that trains.
+    assert [stage[0] for stage in callback.stages] == [1, 2]
+    assert callback.stages[-1][1] == ["block1_conv", "block2_conv"]
+    assert trained == [[], ["block2_conv"]] + [["block1_conv", "block2_conv"]] * 3
 
 
 def test_fine_tune_gradual():
@@ -186,4 +190,4 @@ def test_fine_tune_gradual():
         verbose=0,
     )
     assert history.epoch == [0, 1, 2, 3]
-    assert ft.unfrozen_blocks == ["block2_conv", "block2_bn"]
+    assert ft.unfrozen_blocks == ["block1_conv", "block2_conv"]

@@ -45,13 +45,15 @@ def trainable_paths(model):
 
 def test_fit_on_strings_and_predict_labels():
     ft = text_tuner(unfreeze="all")
-    assert ft.adapter.kind == "text"
+    assert ft.backbone_kind.modality == "text"
     ft.compile(learning_rate=1e-2)
     history = ft.fit(TEXTS, LABELS, epochs=3, batch_size=4, verbose=0)
     assert history.history["loss"][-1] < history.history["loss"][0]
     assert ft.class_names == ["negative", "positive"]
-    labels = ft.predict_labels(["what a ride", "awful"])
-    assert all(label in ("negative", "positive") for label in labels)
+    # Training sentences come back with their own labels.
+    assert ft.predict_labels(["what a ride", "boring awful film", "good fun"]) == [
+        "positive", "negative", "positive"
+    ]
     probs = ft.predict(["what a ride"], verbose=0)
     assert probs.shape == (1, 2) and probs.dtype == np.float32
 
@@ -66,7 +68,7 @@ def test_save_load_takes_raw_strings(tmp_path):
     ft.save(path)
     loaded = fk.load(path)
     assert isinstance(loaded, fk.FineTuner)
-    assert loaded.adapter.kind == "text"
+    assert loaded.backbone_kind.modality == "text"
     assert loaded.class_names == ["negative", "positive"]
     np.testing.assert_allclose(loaded.predict(TEXTS, verbose=0), before, atol=1e-6)
     assert loaded.predict_labels(["what a ride"]) == ft.predict_labels(["what a ride"])
@@ -81,8 +83,8 @@ def test_config_is_json_and_rebuilds():
     config = json.loads(json.dumps(ft.get_config()))
     assert config["sequence_length"] == 12
     rebuilt = fk.FineTuner.from_config(config)
-    assert rebuilt.adapter.kind == "text"
-    assert rebuilt.adapter.sequence_length == 12
+    assert rebuilt.backbone_kind.modality == "text"
+    assert rebuilt.backbone_kind.sequence_length == 12
 
 
 @pytest.mark.parametrize("pooling", ["cls", "mean", "max"])
@@ -101,22 +103,22 @@ def test_dynamic_padding_equals_fixed_padding(pooling):
 
 def test_batches_are_padded_to_their_longest_text():
     ft = text_tuner()
-    (ds, _), _, _ = ft.data_adapter.prepare(
+    ds = ft._prepare(
         ["great", "a b", "what a ride bad good movie"], None, batch_size=2, require_labels=False
-    )
+    ).train.x
     shapes = [batch["token_ids"].shape[1] for batch in ds]
     assert shapes == [4, 8]  # [CLS] great [SEP] / [CLS] 6 words [SEP], not 16
-    (ds, _), _, _ = ft.data_adapter.prepare(
+    ds = ft._prepare(
         ["great"], None, batch_size=2, require_labels=False, padding="fixed"
-    )
+    ).train.x
     assert next(iter(ds))["token_ids"].shape[1] == 16
 
 
 def test_truncates_to_sequence_length():
     ft = text_tuner(sequence_length=6)
-    (ds, _), _, _ = ft.data_adapter.prepare(
+    ds = ft._prepare(
         [" ".join(VOCAB[5:])], None, batch_size=2, require_labels=False
-    )
+    ).train.x
     assert next(iter(ds))["token_ids"].shape[1] == 6
 
 
@@ -134,9 +136,9 @@ def test_bucketing_sees_every_text_once_in_batches_of_similar_length():
     # 203 texts of 1 to 12 words; the label is the word count - 1, to check pairing.
     counts = rng.integers(1, 13, 203)
     texts = [" ".join(rng.choice(VOCAB[5:], size=n)) for n in counts]
-    (ds, _), _, _ = ft.data_adapter.prepare(
+    ds = ft._prepare(
         texts, counts - 1, batch_size=8, shuffle=True, seed=0, padding="bucket"
-    )
+    ).train.x
     assert int(ds.cardinality()) == 26  # ceil(203 / 8), as without bucketing
     for _ in range(2):  # two epochs, two shuffles
         seen, spreads = 0, []
@@ -174,7 +176,7 @@ def test_unfreeze_top_transformer_layers(unfreeze):
         assert layer0 and layer1 and not embeddings
     else:
         assert layer0 and layer1 and embeddings
-    groups = ft.adapter.groups()
+    groups = ft.backbone_kind.groups()
     assert [name for name, _ in groups] == ["stem", "transformer_layer_0", "transformer_layer_1"]
 
 
@@ -201,10 +203,10 @@ def test_local_preset_folder_resolves_to_text(tmp_path):
     ft = fk.FineTuner(
         backbone=str(tmp_path), head=fk.ClassificationHead(num_classes=2), sequence_length=10
     )
-    assert ft.adapter.kind == "text" and ft.adapter.sequence_length == 10
+    assert ft.backbone_kind.modality == "text" and ft.backbone_kind.sequence_length == 10
     np.testing.assert_allclose(ft.backbone.get_weights()[0], backbone.get_weights()[0])
     assert resolve_backbone("resnet50", weights=None, input_shape=None, preprocessing="auto",
-                            policy="float32").kind == "image"
+                            policy="float32").modality == "image"
 
 
 def test_invalid_utf8_and_odd_values_never_crash():
@@ -232,7 +234,11 @@ def test_regression_and_multi_label_heads_on_text():
     y = [["fun"], ["dull"], ["fun", "dull"], [], ["fun"], ["dull"]] * 4
     ft.fit(TEXTS, y, epochs=1, batch_size=8, verbose=0)
     assert ft.class_names == ["dull", "fun"]
-    assert isinstance(ft.predict_labels(["great"])[0], list)
+    labels = ft.predict_labels(["great", "dull"])
+    assert all(isinstance(row, list) and set(row) <= {"dull", "fun"} for row in labels)
+    probs = ft.predict(["great", "dull"], verbose=0)
+    expected = [[name for name, p in zip(ft.class_names, row) if p >= 0.5] for row in probs]
+    assert labels == expected
 
 
 def test_dataset_of_strings():
@@ -273,7 +279,7 @@ def test_shuffling_text_dataset_keeps_each_text_with_its_label():
     labels = [1, 0] * 20
     ds = tf.data.Dataset.from_tensor_slices((texts, labels))
     ds = ds.shuffle(40, seed=0, reshuffle_each_iteration=True)
-    (batches, _), _, _ = ft.data_adapter.prepare(ds, batch_size=8)
+    batches = ft._prepare(ds, batch_size=8).train.x
     assert int(batches.cardinality()) == 5
     great = VOCAB.index("great")
     for _ in range(2):  # two epochs, two shuffles

@@ -29,7 +29,7 @@ def test_lora_trains_only_lora_weights_and_head(tmp_path):
     path = str(tmp_path / "lora.keras")
     ft.save(path)
     loaded = fk.load(path)
-    assert loaded.adapter.lora_rank == 2
+    assert loaded.backbone_kind.lora_rank == 2
     np.testing.assert_allclose(loaded.predict(TEXTS, verbose=0), before, atol=1e-5)
     assert loaded.predict_labels(TEXTS) == ft.predict_labels(TEXTS)
 
@@ -45,7 +45,7 @@ def test_layer_decay_multipliers():
     from finetunekit.optimizers import LayerDecayAdamW
 
     ft = text_tuner(unfreeze="all", layer_decay=0.5)
-    multipliers = ft.adapter.learning_rate_multipliers()
+    multipliers = ft.backbone_kind.learning_rate_multipliers()
     assert multipliers["token_embedding/embeddings"] == pytest.approx(0.125)
     layer0 = [v for k, v in multipliers.items() if k.startswith("transformer_layer_0/")]
     layer1 = [v for k, v in multipliers.items() if k.startswith("transformer_layer_1/")]

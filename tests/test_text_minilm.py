@@ -21,8 +21,8 @@ def test_minilm_from_hugging_face_folder(tmp_path):
         sequence_length=32,
         unfreeze=1,
     )
-    assert ft.adapter.kind == "text"
-    assert len(ft.adapter.groups()) == 7  # embeddings + 6 transformer layers
+    assert ft.backbone_kind.modality == "text"
+    assert len(ft.backbone_kind.groups()) == 7  # embeddings + 6 transformer layers
     texts = ["a great film", "dull and boring", "what a ride!", "awful plot"] * 2
     labels = ["pos", "neg", "pos", "neg"] * 2
     ft.compile(learning_rate=1e-3)

@@ -1,0 +1,172 @@
+"""The shared test harness: every registered backbone kind x every head gets the same checks.
+
+A backbone kind (`fk.backbones.register_backbone_kind`) or a head (a
+`fk.heads.Head` subclass) is added to the harness by adding one entry to
+`BACKBONE_CASES` or `HEAD_CASES`; `tests/test_harness.py` fails for a kind or
+a head that has none. Each case is tiny (random weights, 16-32 pixel images,
+a 2-layer BERT with hidden size 8) so the whole matrix runs in about a minute.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from tests.conftest import tiny_cnn
+from tests.test_text import TEXTS, tiny_bert
+
+N = 8
+
+
+@dataclasses.dataclass
+class BackboneCase:
+    """How to build a tiny backbone of one kind and data for it."""
+
+    modality: str
+    options: callable  # () -> FineTuner keyword arguments (backbone=..., ...)
+    inputs: callable  # (rng) -> N raw inputs
+
+
+@dataclasses.dataclass
+class HeadCase:
+    """How to build a head and targets for it."""
+
+    make: callable  # () -> head
+    targets: callable  # (rng, inputs) -> N targets
+    modalities: tuple = ("image", "text")
+
+
+def _images(rng):
+    return rng.integers(0, 255, (N, 32, 32, 3)).astype("uint8")
+
+
+def _texts(rng):
+    return list(TEXTS[:N])
+
+
+def _text_options():
+    backbone, preprocessor = tiny_bert()
+    return {"backbone": backbone, "preprocessor": preprocessor}
+
+
+BACKBONE_CASES = {
+    "applications": BackboneCase(
+        "image",
+        lambda: {"backbone": "MobileNet", "weights": None, "input_shape": (32, 32, 3)},
+        _images,
+    ),
+    "keras_model": BackboneCase(
+        "image", lambda: {"backbone": tiny_cnn((32, 32, 3)), "preprocessing": "zero_one"}, _images
+    ),
+    "text_encoder": BackboneCase("text", _text_options, _texts),
+}
+
+
+def _classification():
+    import finetunekit as fk
+
+    return fk.ClassificationHead(2, pooling="max", hidden_units=(4,), dropout=0.1)
+
+
+def _multi_label():
+    import finetunekit as fk
+
+    return fk.ClassificationHead(3, multi_label=True)
+
+
+def _regression():
+    import finetunekit as fk
+
+    return fk.RegressionHead(units=2)
+
+
+def _token_classification():
+    import finetunekit as fk
+
+    return fk.TokenClassificationHead(num_tags=3)
+
+
+def _word_tags(rng, texts):
+    names = ["O", "B-X", "I-X"]
+    return [[names[i % 3] for i, _ in enumerate(t.split())] for t in texts]
+
+
+HEAD_CASES = {
+    "ClassificationHead": HeadCase(_classification, lambda rng, x: rng.integers(0, 2, N)),
+    "ClassificationHead/multi_label": HeadCase(
+        _multi_label, lambda rng, x: (rng.random((N, 3)) > 0.5).astype("float32")
+    ),
+    "RegressionHead": HeadCase(_regression, lambda rng, x: rng.random((N, 2)).astype("float32")),
+    "TokenClassificationHead": HeadCase(_token_classification, _word_tags, ("text",)),
+}
+
+
+def matrix():
+    """`(backbone case name, head case name)` pairs that fit together."""
+    return [
+        (kind, head)
+        for kind, backbone in BACKBONE_CASES.items()
+        for head, case in HEAD_CASES.items()
+        if backbone.modality in case.modalities
+    ]
+
+
+def build(kind, head_case, **options):
+    """A FineTuner of the named backbone case with a fresh head of `head_case`."""
+    import finetunekit as fk
+
+    return fk.FineTuner(head=head_case.make(), **BACKBONE_CASES[kind].options(), **options)
+
+
+def data(kind, head_case, seed=0):
+    rng = np.random.default_rng(seed)
+    x = BACKBONE_CASES[kind].inputs(rng)
+    return x, head_case.targets(rng, x)
+
+
+def as_dataset(head, x, y, batch_size=4):
+    """A batched `tf.data.Dataset` of `(x, encoded y)`, or None for word-level targets."""
+    import tensorflow as tf
+
+    if head.target_layout != "example":
+        return None  # word-level tags are aligned to tokens by the pipeline, not in a dataset
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
+
+
+def check_task(ft, x, y, tmp_path):
+    """The shared checks of one FineTuner: fit, predict, decode, config, save/load, freezing.
+
+    Returns:
+        The model outputs on `x` before saving.
+    """
+    import json
+
+    import keras
+
+    import finetunekit as fk
+
+    history = ft.fit(x, y, epochs=1, batch_size=4, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    dataset = as_dataset(ft.head, x, ft.head.encode_targets(y, ft.class_names)[0])
+    if dataset is not None:
+        history = ft.fit(dataset, epochs=1, verbose=0)
+        assert np.isfinite(history.history["loss"]).all()
+    outputs = ft.predict(x, verbose=0)
+    assert outputs.dtype == np.float32 and len(outputs) == len(x)
+    decoded = ft.predict_labels(x)
+    assert len(decoded) == len(x)
+    config = json.loads(json.dumps(ft.get_config()))
+    rebuilt = type(ft).from_config(config)
+    assert type(rebuilt.head) is type(ft.head)
+    assert rebuilt.head.get_config() == ft.head.get_config()
+    assert type(rebuilt.backbone_kind).modality == type(ft.backbone_kind).modality
+    path = str(tmp_path / "model.keras")
+    ft.save(path)
+    loaded = fk.load(path)
+    assert type(loaded) is type(ft) and loaded.class_names == ft.class_names
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), outputs, atol=1e-5)
+    np.testing.assert_equal(loaded.predict_labels(x), decoded)
+    ft.set_unfreeze(0)
+    assert not ft.backbone.trainable_weights
+    assert ft.set_unfreeze(1) and ft.backbone.trainable_weights
+    keras.backend.clear_session()
+    return outputs

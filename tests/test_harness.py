@@ -1,0 +1,46 @@
+"""Every registered backbone kind x every head through the same checks (tests/harness.py)."""
+
+import numpy as np
+import pytest
+
+import finetunekit as fk
+from tests.harness import BACKBONE_CASES, HEAD_CASES, build, check_task, data, matrix
+
+
+def _head_classes(cls=fk.heads.Head):
+    for sub in cls.__subclasses__():
+        if sub.__module__.startswith("finetunekit.") and "keras.src" not in sub.__module__:
+            yield sub
+        yield from _head_classes(sub)
+
+
+def test_every_backbone_kind_has_a_harness_case():
+    kinds = [kind.name for kind in fk.backbones.backbone_kinds()]
+    assert set(kinds) >= {"applications", "keras_model", "text_encoder"}
+    assert [k for k in kinds if k not in BACKBONE_CASES] == []
+
+
+def test_every_head_has_a_harness_case():
+    concrete = {c.__name__ for c in _head_classes() if c.__name__ not in ("PooledHead",)}
+    covered = {name.split("/")[0] for name in HEAD_CASES}
+    assert concrete and concrete <= covered, f"heads without a harness case: {concrete - covered}"
+
+
+@pytest.mark.parametrize("kind,head", matrix())
+def test_task(kind, head, tmp_path):
+    case = HEAD_CASES[head]
+    x, y = data(kind, case)
+    check_task(build(kind, case), x, y, tmp_path)
+
+
+@pytest.mark.parametrize("kind", list(BACKBONE_CASES))
+def test_mixed_precision_outputs_float32(kind):
+    case = HEAD_CASES["ClassificationHead"]
+    ft = build(kind, case, mixed_precision="bfloat16")
+    x, y = data(kind, case)
+    ft.fit(x, y, epochs=1, batch_size=4, verbose=0)
+    assert ft.backbone.compute_dtype == "bfloat16" or any(
+        layer.compute_dtype == "bfloat16" for layer in ft.backbone.layers
+    )
+    outputs = ft.predict(x, verbose=0)
+    assert outputs.dtype == np.float32 and np.isfinite(outputs).all()
