@@ -30,7 +30,9 @@ def load_model_file(path, what="backbone"):
             f'A {what} file must be a ".keras" model file. Received: {path!r}. '
             'For a weights-only file use weights="path/to/file.weights.h5".'
         )
-    return keras.saving.load_model(path, compile=False, safe_mode=True)
+    from finetunekit.saving import read_keras_file  # a damaged file says so
+
+    return read_keras_file(path, compile=False, safe_mode=True)
 
 
 def load_weights_file(model, path):
@@ -52,8 +54,10 @@ def load_weights_file(model, path):
             'initialisation, weights="imagenet" for the pretrained download, or the '
             'path of an existing ".weights.h5" or ".keras" file.'
         )
+    from finetunekit.saving import check_weights_file, read_keras_file  # damaged files say so
+
     if path.endswith(".keras"):
-        source = keras.saving.load_model(path, compile=False, safe_mode=True)
+        source = read_keras_file(path, compile=False, safe_mode=True)
         candidates = [source] + [
             layer for layer in source.layers if isinstance(layer, keras.Model)
         ]
@@ -71,6 +75,7 @@ def load_weights_file(model, path):
         raise ValueError(
             f'Unknown weights file type: {path!r}. Expected ".weights.h5" or ".keras".'
         )
+    check_weights_file(path)
     before = [w.numpy().copy() for w in model.weights[:1]]
     try:
         with warnings.catch_warnings():
