@@ -1,9 +1,10 @@
-"""Telling a damaged model or weights file from a missing one.
+"""Checks on model and weights files: damaged files, and save-path names.
 
 A `.keras` file is a zip archive and a `.weights.h5` file an HDF5 file; a
 save or copy cut short leaves a file that exists but cannot be read. These
 checks say so (with the size and, inside a `checkpoint_dir`, the last good
 checkpoint) instead of Keras' "File not found" or an h5py traceback.
+`check_save_path` applies Keras' file-name rules to the path the user gave.
 """
 
 import json
@@ -116,3 +117,37 @@ def last_good_checkpoint(path):
             f"the same fit(..., checkpoint_dir={folder!r}) to resume from it and save again."
         )
     return None
+
+
+def check_save_path(filepath, zipped=None, weights=False):
+    """Checks Keras' file-name rules on the user's path (Keras only sees the temporary one).
+
+    Args:
+        filepath: str. Where `save` or `save_weights` will write.
+        zipped: bool or None. The `zipped` argument of `save`.
+        weights: bool. Check for `save_weights` (a `.weights.h5` file).
+
+    Raises:
+        ValueError: the name does not fit, naming the expected suffix.
+
+    Example:
+    ```python
+    check_save_path("model.keras")
+    ```
+    """
+    name = os.fspath(filepath)
+    if weights and not name.endswith(".weights.h5"):
+        raise ValueError(
+            f'save_weights() writes a ".weights.h5" file. Received: filepath={name!r}. Use a '
+            'path ending in ".weights.h5".'
+        )
+    if not weights and zipped is False and name.endswith(".keras"):
+        raise ValueError(
+            "With zipped=False, save() writes a folder, whose name must not end in "
+            f'".keras". Received: filepath={name!r}. Drop the suffix, or save zipped.'
+        )
+    if not weights and zipped is not False and not name.endswith((".keras", ".h5", ".hdf5")):
+        raise ValueError(
+            f'save() writes a ".keras" file. Received: filepath={name!r}. Use a path ending '
+            'in ".keras"; to serve the model, use export(folder) instead.'
+        )

@@ -6,9 +6,8 @@ the content is written to a temporary name in the target's folder
 (`.finetunekit-tmp-<pid>-<random>-<name>`), flushed to disk with `fsync`, and
 moved onto the target with `os.replace`, after which the folder itself is
 synced. A crash or `SIGKILL` at any moment leaves either the previous file or
-the new one, never a mix; a temporary file left by a killed writer is removed
-by the next write to the same target. Files get the user's normal permissions
-(`0o666` less the umask).
+the new one, never a mix; a killed writer's temporary file is removed by the
+next write to the target. Files get `0o666` less the umask.
 
 A folder (a SavedModel export) is written to a temporary folder the same way
 and renamed onto the target. When an older folder is there already, it is
@@ -36,6 +35,7 @@ import keras
 
 from finetunekit.file_checks import (  # noqa: F401 - re-exported as fk.saving.*
     CorruptFileError,
+    check_save_path,
     check_weights_file,
     corrupt_archive_error,
     last_good_checkpoint,
@@ -293,7 +293,7 @@ def save_model(model, filepath, overwrite=True, zipped=None, **kwargs):
     fk.saving.save_model(ft, "animals.keras")
     ```
     """
-    _check_suffix(filepath, zipped=zipped)
+    check_save_path(filepath, zipped=zipped)
     with atomic_path(filepath, directory=zipped is False, overwrite=overwrite) as temp:
         keras.Model.save(model, temp, overwrite=True, zipped=zipped, **kwargs)
     return None
@@ -301,26 +301,6 @@ def save_model(model, filepath, overwrite=True, zipped=None, **kwargs):
 
 def _is_remote(path):
     return "://" in os.fspath(path)
-
-
-def _check_suffix(filepath, zipped=None, weights=False):
-    """Keras' file-name rules, checked on the user's path (Keras only sees the temporary one)."""
-    name = os.fspath(filepath)
-    if weights and not name.endswith(".weights.h5"):
-        raise ValueError(
-            f'save_weights() writes a ".weights.h5" file. Received: filepath={name!r}. Use a '
-            'path ending in ".weights.h5".'
-        )
-    if not weights and zipped is False and name.endswith(".keras"):
-        raise ValueError(
-            "With zipped=False, save() writes a folder, whose name must not end in "
-            f'".keras". Received: filepath={name!r}. Drop the suffix, or save zipped.'
-        )
-    if not weights and zipped is not False and not name.endswith((".keras", ".h5", ".hdf5")):
-        raise ValueError(
-            f'save() writes a ".keras" file. Received: filepath={name!r}. Use a path ending '
-            'in ".keras"; to serve the model, use export(folder) instead.'
-        )
 
 
 def save_weights(model, filepath, overwrite=True, max_shard_size=None):
@@ -348,7 +328,7 @@ def save_weights(model, filepath, overwrite=True, max_shard_size=None):
         return keras.Model.save_weights(  # Keras writes the shards itself
             model, filepath, overwrite=True, max_shard_size=max_shard_size
         )
-    _check_suffix(filepath, weights=True)
+    check_save_path(filepath, weights=True)
     with atomic_path(filepath, overwrite=overwrite) as temp:
         keras.Model.save_weights(model, temp, overwrite=True)
     return None
