@@ -12,13 +12,13 @@ MAX_FUNCTION_CODE_LINES = 60
 #: Layers, lowest first: a module may import its own layer and the ones before it.
 LAYERS = [
     ("core", {"version", "precision", "text_cleaning", "_keras_compat", "distribution",
-              "plotting", "files"}),
+              "plotting", "files", "file_checks"}),
     ("data", {"data"}),
     ("preprocessing", {"layers"}),
     ("backbones", {"backbones", "freezing"}),
     ("heads", {"heads", "losses"}),
     ("training", {"training", "optimizers", "schedules", "callbacks", "caching",
-                  "feature_store", "lr_finder"}),
+                  "feature_store", "lr_finder", "checkpoints"}),
     ("evaluation/saving/export", {"reports", "saving", "export"}),
     ("orchestration", {"fine_tuner", "inference"}),
     ("cli", {"cli", "cli_commands", "demo", "__main__"}),

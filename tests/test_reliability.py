@@ -157,7 +157,7 @@ def test_checkpoint_dir_keeps_the_best_model(tmp_path):
     assert state["monitor"] == "val_loss"
     loaded = fk.load(best)
     assert isinstance(loaded, fk.FineTuner)
-    assert not [p for p in os.listdir(tmp_path) if p.startswith(".tmp-")]
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".finetunekit-")]
     assert ft._initial_epoch is None  # a later fit starts from epoch 0 again
 
 

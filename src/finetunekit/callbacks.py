@@ -1,21 +1,30 @@
 """Training callbacks for reliability: divergence checks and crash-safe checkpoints.
 
 `FineTuner.fit` adds `DivergenceGuard` by default (`on_nan="raise"`) and, with
-`checkpoint_dir=...`, a `keras.callbacks.BackupAndRestore` (resumable state in
-`checkpoint_dir/backup`) and an `AtomicModelCheckpoint` (the best model in
-`checkpoint_dir/best.keras`).
+`checkpoint_dir=...`, a `finetunekit.checkpoints.CheckpointBackup` (Keras'
+`BackupAndRestore`: resumable state in `checkpoint_dir/backup`) and an
+`AtomicModelCheckpoint` (the best model in `checkpoint_dir/best.keras`). All
+their files are written with `finetunekit.files.atomic_path`.
 """
 
 import json
 import math
 import os
-import tempfile
 import warnings
 
 import keras
 import numpy as np
 
-from finetunekit._keras_compat import forget_resumed_epoch, resumed_epoch
+from finetunekit import files
+from finetunekit._keras_compat import resumed_epoch
+from finetunekit.checkpoints import (  # noqa: F401 - RandomStateBackup was defined here
+    CheckpointBackup,
+    ForgetResumedEpoch,
+    RandomStateBackup,
+    diverged,
+    restore,
+    snapshot,
+)
 
 ON_NAN_MODES = ("raise", "warn", None)
 
@@ -48,8 +57,10 @@ class DivergenceGuard(keras.callbacks.Callback):
 
     Args:
         on_nan: `"raise"` (raise `TrainingDivergedError`) or `"warn"` (stop
-            training and warn; `fit` then returns the History so far).
-            Defaults to `"raise"`.
+            training, put back the weights and optimizer state of the start
+            of the diverged epoch, and warn; `fit` then returns the History
+            so far). `"warn"` keeps a copy of those in memory at each epoch
+            start. Defaults to `"raise"`.
 
     Example:
     ```python
@@ -63,9 +74,12 @@ class DivergenceGuard(keras.callbacks.Callback):
             raise ValueError(f'`on_nan` must be "raise" or "warn". Received: on_nan={on_nan!r}')
         self.on_nan = on_nan
         self._epoch = 0
+        self._saved = None
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
+        if self.on_nan == "warn":
+            self._saved = snapshot(self.model)
 
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
@@ -80,15 +94,31 @@ class DivergenceGuard(keras.callbacks.Callback):
         )
         if self.on_nan == "raise":
             raise TrainingDivergedError(message)
-        warnings.warn(message + " Training stopped.", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"{message} Training stopped. {self._restore()}", RuntimeWarning, stacklevel=2
+        )
+
+    def _restore(self):
+        """Puts back the start-of-epoch snapshot; returns a sentence saying what was restored."""
+        if self._saved is None:
+            return "The weights were left as they are (no copy of good ones was taken)."
+        where = f"from the start of epoch {self._epoch + 1} (the last finite ones)"
+        if restore(self.model, self._saved):
+            return f"Restored the weights and optimizer state {where}."
+        return (
+            f"Restored the weights {where}; the optimizer state was not restored (it did "
+            "not exist yet then): compile() again before training on."
+        )
 
 
 class AtomicModelCheckpoint(keras.callbacks.Callback):
     """Saves the best model so that a crash mid-save never leaves a broken file.
 
-    The model is written to a temporary file in the target's folder, flushed
-    to disk and moved over the target with `os.replace` (atomic on POSIX and
-    Windows): the previous file stays whole until the new one is complete.
+    The model is written with `finetunekit.files.atomic_path`: to a
+    temporary file in the target's folder, flushed to disk and moved over the
+    target with `os.replace` (atomic on POSIX and Windows), so the previous
+    file stays whole until the new one is complete. Epochs with a NaN/inf
+    loss are never saved.
 
     Args:
         filepath: str. A `.keras` file (or `.weights.h5` with
@@ -154,6 +184,8 @@ class AtomicModelCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
+        if diverged(logs):  # a NaN/inf epoch is never worth keeping
+            return
         if self.save_best_only:
             value = logs.get(self.monitor)
             if value is None:
@@ -168,101 +200,17 @@ class AtomicModelCheckpoint(keras.callbacks.Callback):
                 return
             self.best = value
         self.save(self.filepath)
-        _atomic_write_text(
+        files.atomic_write_text(
             self.state_path,
             json.dumps({"monitor": self.monitor, "best": float(self.best), "epoch": epoch}),
         )
 
     def save(self, filepath):
-        """Writes the model to `filepath` atomically (temp file, fsync, `os.replace`)."""
-        folder = os.path.dirname(os.path.abspath(filepath))
-        os.makedirs(folder, exist_ok=True)
-        handle, temp = tempfile.mkstemp(prefix=".tmp-", suffix=self.suffix, dir=folder)
-        os.close(handle)
-        try:
-            if self.save_weights_only:
-                self.model.save_weights(temp, overwrite=True)
-            else:
-                self.model.save(temp, overwrite=True)
-            with open(temp, "rb+") as f:
-                os.fsync(f.fileno())
-            os.replace(temp, filepath)
-        finally:
-            if os.path.exists(temp):
-                os.remove(temp)
-
-
-class RandomStateBackup(keras.callbacks.Callback):
-    """Backs up the random-number state of layers (dropout, augmentation) with each epoch.
-
-    `keras.callbacks.BackupAndRestore` restores weights and optimizer state
-    but not the seed-generator state of `Dropout` and augmentation layers, so
-    a resumed run would draw different dropout masks than an uninterrupted
-    one. This callback writes those states to `backup_dir/random_state.json`
-    (atomically) at every epoch end and restores them when BackupAndRestore
-    resumes at the same epoch. Put it after the BackupAndRestore callback.
-
-    Args:
-        backup_dir: str. The BackupAndRestore folder.
-        delete_checkpoint: bool. Delete the file when training ends, as
-            BackupAndRestore does with its own. Defaults to `True`.
-
-    Example:
-    ```python
-    callbacks = [keras.callbacks.BackupAndRestore("ckpt"), RandomStateBackup("ckpt")]
-    ```
-    """
-
-    def __init__(self, backup_dir, delete_checkpoint=True):
-        super().__init__()
-        self.path = os.path.join(os.fspath(backup_dir), "random_state.json")
-        self.delete_checkpoint = delete_checkpoint
-
-    def _states(self):
-        return [v for v in self.model.variables if v.path.endswith("seed_generator_state")]
-
-    def on_train_begin(self, logs=None):
-        epoch = resumed_epoch(self.model)
-        if not epoch or not os.path.exists(self.path):
-            return
-        with open(self.path) as f:
-            saved = json.load(f)
-        states = self._states()
-        if saved.get("epoch") != epoch or len(saved["states"]) != len(states):
-            warnings.warn(
-                "Resuming without the random state of dropout/augmentation layers (the backup "
-                "does not match); the run will not repeat an uninterrupted one exactly.",
-                stacklevel=2,
-            )
-            return
-        for variable, value in zip(states, saved["states"], strict=True):
-            variable.assign(np.asarray(value, dtype=variable.dtype))
-
-    def on_epoch_end(self, epoch, logs=None):
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        states = [np.asarray(v.numpy()).tolist() for v in self._states()]
-        _atomic_write_text(self.path, json.dumps({"epoch": epoch + 1, "states": states}))
-
-    def on_train_end(self, logs=None):
-        if self.delete_checkpoint and os.path.exists(self.path):
-            os.remove(self.path)
-
-
-class _ForgetResumedEpoch(keras.callbacks.Callback):
-    """Clears the start epoch BackupAndRestore set, so a later `fit` starts at epoch 0."""
-
-    def on_train_end(self, logs=None):
-        forget_resumed_epoch(self.model)
-
-
-def _atomic_write_text(path, text):
-    folder = os.path.dirname(os.path.abspath(path))
-    handle, temp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
-    with os.fdopen(handle, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temp, path)
+        """Writes the model (or its weights) to `filepath` atomically."""
+        if self.save_weights_only:
+            files.save_weights(self.model, filepath)
+        else:
+            files.save_model(self.model, filepath)
 
 
 def training_callbacks(
@@ -276,8 +224,10 @@ def training_callbacks(
             `"raise"`.
         checkpoint_dir: str or None. With a folder, training state is backed
             up every epoch in `checkpoint_dir/backup` (a rerun of the same
-            `fit` resumes after the last finished epoch) and the best model is
-            kept in `checkpoint_dir/best.keras`.
+            `fit` resumes after the last finished epoch; see
+            `finetunekit.checkpoints.CheckpointBackup` for reruns with fewer
+            epochs or another model) and the best model is kept in
+            `checkpoint_dir/best.keras`.
         has_validation: bool. Monitor `val_loss` (True) or `loss` (False) for
             the best model.
 
@@ -297,12 +247,9 @@ def training_callbacks(
     if checkpoint_dir is not None:
         checkpoint_dir = os.fspath(checkpoint_dir)
         os.makedirs(checkpoint_dir, exist_ok=True)
-        backup_dir = os.path.join(checkpoint_dir, "backup")
-        callbacks[:0] = [
-            keras.callbacks.BackupAndRestore(backup_dir, double_checkpoint=True),
-            RandomStateBackup(backup_dir),
-        ]
-        callbacks.append(_ForgetResumedEpoch())
+        backup = CheckpointBackup(checkpoint_dir)
+        callbacks[:0] = [backup, RandomStateBackup(backup.backup_dir)]
+        callbacks.append(ForgetResumedEpoch())
         callbacks.append(
             AtomicModelCheckpoint(
                 os.path.join(checkpoint_dir, "best.keras"),

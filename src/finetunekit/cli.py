@@ -1,8 +1,10 @@
 """The `finetunekit` command line: `demo`, `fit`, `evaluate` and `predict`.
 
 Exit codes: `0` success, `2` usage error (from argparse), `3` bad input or
-data (a `ValueError` or `FileNotFoundError` from the library, reported as
-`error: <message>` on stderr without a traceback), `1` anything unexpected.
+data (a `ValueError`, `FileNotFoundError` or `FileExistsError` from the
+library, reported as `error: <message>` on stderr without a traceback), `1`
+anything unexpected. Files are written atomically (`finetunekit.saving`): an
+interrupted `fit` never leaves a half-written `--out` file.
 
 Example:
 ```shell
@@ -437,9 +439,9 @@ def _run_fit(args):
     else:
         model.compile(learning_rate=args.learning_rate)
         history = model.fit(paths, labels, epochs=args.epochs, **options)
-    directory = os.path.dirname(os.path.abspath(args.out))
-    os.makedirs(directory, exist_ok=True)
-    model.save(args.out)
+    from finetunekit.saving import save_model
+
+    save_model(model, args.out)  # atomic: the previous --out file stays whole until then
     last = {k: v[-1] for k, v in (history.history if history else {}).items()}
     metrics = ", ".join(f"{k} {v:.4f}" for k, v in last.items())
     print(f"Saved {args.out}" + (f" ({metrics})" if metrics else ""))
@@ -577,7 +579,7 @@ def main(argv=None):
         return EXIT_USAGE
     try:
         return args.handler(args)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, FileExistsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

@@ -11,6 +11,8 @@ import tempfile
 
 import keras
 
+from finetunekit.files import atomic_path, atomic_write_bytes, atomic_write_text
+
 EXPORT_FORMATS = ("saved_model", "tflite")
 #: Formats handed to `keras.Model.export` unchanged.
 KERAS_FORMATS = ("tf_saved_model", "onnx", "openvino", "litert", "torch")
@@ -30,10 +32,15 @@ def export_model(ft, directory, format="saved_model", verbose=False, input_signa
     Class names, when known, are written to `directory/labels.txt`, one per
     line, in output order.
 
+    Nothing is left half-written (see `finetunekit.files.atomic_path`): a
+    SavedModel is written to a temporary folder beside `directory` and
+    renamed onto it (replacing an earlier export there), and `model.tflite`
+    and `labels.txt` each replace their previous version in one step.
+
     Args:
         ft: a `fk.FineTuner` with an image backbone.
-        directory: str. Output folder (created; a SavedModel must not exist
-            there yet).
+        directory: str. Output folder (created). For a SavedModel it must be
+            new, empty, or an earlier SavedModel export (replaced).
         format: `"saved_model"` or `"tflite"`. Defaults to `"saved_model"`.
         verbose: bool. Let Keras and the converter print. Defaults to `False`.
 
@@ -41,8 +48,9 @@ def export_model(ft, directory, format="saved_model", verbose=False, input_signa
         The path of the artifact: the SavedModel folder or the `.tflite` file.
 
     Raises:
-        ValueError: unknown format, options for another format, or a backbone
-            without a serving signature (text).
+        ValueError: unknown format, a text backbone, or `directory` is an
+            existing file.
+        FileExistsError: a SavedModel export to a folder holding other files.
         RuntimeError: the TFLite converter failed (its message is included).
 
     Example:
@@ -58,6 +66,23 @@ def export_model(ft, directory, format="saved_model", verbose=False, input_signa
             ft, directory, format=format, verbose=verbose, input_signature=input_signature,
             **kwargs,
         )
+    _check_format(format, input_signature, kwargs)
+    ft.backbone_kind.serving_signature()  # raises for backbones that cannot be served raw yet
+    directory = os.fspath(directory)
+    check_export_folder(directory, format)
+    if format == "saved_model":
+        with atomic_path(directory, directory=True) as temp:
+            _write_saved_model(ft, temp, (None, None, None, 3), verbose)
+            _write_labels(ft, temp)
+        return directory
+    height, width = ft.backbone_kind.input_shape[:2]
+    path = os.path.join(directory, "model.tflite")
+    atomic_write_bytes(path, _tflite_flatbuffer(ft, (None, height, width, 3), verbose))
+    _write_labels(ft, directory)
+    return path
+
+
+def _check_format(format, input_signature, kwargs):
     if format not in EXPORT_FORMATS:
         known = ", ".join(f'"{name}"' for name in EXPORT_FORMATS + KERAS_FORMATS)
         raise ValueError(
@@ -70,35 +95,61 @@ def export_model(ft, directory, format="saved_model", verbose=False, input_signa
             f'format="{format}" serves the raw inputs of the backbone\'s serving signature. '
             "Remove them, or pick one of Keras' formats."
         )
-    ft.backbone_kind.serving_signature()  # raises for backbones that cannot be served raw yet
+
+
+def check_export_folder(directory, format):
+    """Refuses an export target that is a file, or a non-export folder a SavedModel would replace.
+
+    Args:
+        directory: str. The export folder.
+        format: `"saved_model"` or `"tflite"`.
+
+    Raises:
+        ValueError: `directory` is an existing file.
+        FileExistsError: a SavedModel would replace a folder holding other files.
+
+    Example:
+    ```python
+    check_export_folder("export/animals", "saved_model")
+    ```
+    """
+    if os.path.lexists(directory) and not os.path.isdir(directory):
+        hint = (
+            f" To write a .keras file, use ft.save({directory!r})."
+            if directory.endswith(".keras")
+            else ""
+        )
+        raise ValueError(
+            f"export() writes a folder, but {directory!r} is an existing file. Pass the path "
+            f"of a new folder, e.g. {os.path.splitext(directory)[0] + '_export'!r}.{hint}"
+        )
+    if format != "saved_model" or not os.path.isdir(directory) or not os.listdir(directory):
+        return
+    if not os.path.exists(os.path.join(directory, "saved_model.pb")):
+        raise FileExistsError(
+            f'export(format="saved_model") replaces the whole folder {directory!r}, which '
+            "holds other files (it is not an earlier SavedModel export). Export to a new or "
+            "empty folder."
+        )
+
+
+def _tflite_flatbuffer(ft, shape, verbose):
+    """Converts a SavedModel with a fixed input shape, written to a scratch folder, to TFLite."""
     import tensorflow as tf
 
-    directory = os.fspath(directory)
-    height, width = ft.backbone_kind.input_shape[:2]
-    if format == "saved_model":
-        _write_saved_model(ft, directory, (None, None, None, 3), verbose)
-        _write_labels(ft, directory)
-        return directory
-
-    os.makedirs(directory, exist_ok=True)
     staging = tempfile.mkdtemp(prefix="finetunekit-export-")
     try:
         saved = os.path.join(staging, "saved_model")
-        _write_saved_model(ft, saved, (None, height, width, 3), verbose)
+        _write_saved_model(ft, saved, shape, verbose)
         converter = tf.lite.TFLiteConverter.from_saved_model(saved)
         try:
-            flatbuffer = converter.convert()
+            return converter.convert()
         except Exception as error:  # the converter raises ConverterError and others
             raise RuntimeError(
                 f"TFLite conversion failed with TensorFlow {tf.__version__}: {error}"
             ) from error
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    path = os.path.join(directory, "model.tflite")
-    with open(path, "wb") as f:
-        f.write(flatbuffer)
-    _write_labels(ft, directory)
-    return path
 
 
 def _write_saved_model(ft, directory, shape, verbose):
@@ -122,5 +173,5 @@ def _write_saved_model(ft, directory, shape, verbose):
 
 def _write_labels(ft, directory):
     if ft.class_names:
-        with open(os.path.join(directory, "labels.txt"), "w", encoding="utf-8") as f:
-            f.write("\n".join(str(n) for n in ft.class_names) + "\n")
+        text = "\n".join(str(n) for n in ft.class_names) + "\n"
+        atomic_write_text(os.path.join(directory, "labels.txt"), text)

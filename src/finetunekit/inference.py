@@ -1,11 +1,11 @@
-"""Evaluation, prediction and export of a `FineTuner` (a mixin of the FineTuner class)."""
+"""Evaluation, prediction, export and saving of a `FineTuner` (a mixin of the FineTuner class)."""
 
 from finetunekit._keras_compat import is_validation_inside_fit
 from finetunekit.training import pop_data_options
 
 
 class InferenceMixin:
-    """`evaluate`, `predict`, `predict_labels` and `export` on raw inputs.
+    """`evaluate`, `predict`, `predict_labels`, `export` and atomic `save` / `save_weights`.
 
     Inputs go through the backbone kind's data pipeline, outputs through the
     head's `decode`; `FineTuner` puts this mixin before `keras.Model`.
@@ -77,3 +77,45 @@ class InferenceMixin:
         from finetunekit.export import export_model
 
         return export_model(self, filepath, format, verbose, input_signature, **kwargs)
+
+    def save(self, filepath, overwrite=True, zipped=None, **kwargs):
+        """Saves the model as a `.keras` file, atomically (see `fk.saving.save_model`).
+
+        The file is written under a temporary name in the same folder and
+        moved over `filepath` only once complete: a crash mid-save leaves the
+        previous file whole.
+
+        Args:
+            filepath: str. A `.keras` file.
+            overwrite: bool. Replace an existing file. With `False`, an
+                existing file raises `FileExistsError`. Defaults to `True`.
+            zipped: bool or None. As in `keras.Model.save`.
+            **kwargs: passed to `keras.Model.save`.
+
+        Example:
+        ```python
+        ft.save("animals.keras")
+        ```
+        """
+        from finetunekit.saving import save_model
+
+        return save_model(self, filepath, overwrite=overwrite, zipped=zipped, **kwargs)
+
+    def save_weights(self, filepath, overwrite=True, max_shard_size=None):
+        """Saves the weights to a `.weights.h5` file, atomically (see `fk.saving.save_weights`).
+
+        Args:
+            filepath: str. A `.weights.h5` file.
+            overwrite: bool. Replace an existing file. With `False`, an
+                existing file raises `FileExistsError`. Defaults to `True`.
+            max_shard_size: float or None. As in `keras.Model.save_weights`
+                (sharded files are written by Keras, not atomically).
+
+        Example:
+        ```python
+        ft.save_weights("animals.weights.h5")
+        ```
+        """
+        from finetunekit.saving import save_weights
+
+        return save_weights(self, filepath, overwrite=overwrite, max_shard_size=max_shard_size)

@@ -1,8 +1,34 @@
-"""Loading saved FineTuner models."""
+"""Saving and loading FineTuner models without ever leaving a half-written file.
+
+`fk.saving.save_model` / `save_weights` (what `FineTuner.save` and
+`save_weights` call) and every other file finetunekit writes go through
+`atomic_path` (see `finetunekit.files`): written under a temporary name in the
+target's folder, synced, then moved over the target, so a crash leaves the
+previous file whole. `fk.load` reports a damaged archive as damaged, naming the
+last good checkpoint when there is one.
+"""
 
 import os
 
-import keras
+from finetunekit.file_checks import (  # noqa: F401 - re-exported as fk.saving.*
+    CorruptFileError,
+    check_save_path,
+    check_weights_file,
+    corrupt_archive_error,
+    last_good_checkpoint,
+    read_keras_file,
+)
+from finetunekit.files import (  # noqa: F401 - re-exported as fk.saving.*
+    ASIDE_PREFIX,
+    TEMP_PREFIX,
+    atomic_path,
+    atomic_write_bytes,
+    atomic_write_text,
+    clean_leftovers,
+    refuse_overwrite,
+    save_model,
+    save_weights,
+)
 
 
 def load(path, safe_mode=True, compile=True):
@@ -18,6 +44,12 @@ def load(path, safe_mode=True, compile=True):
     Returns:
         The loaded model (a `FineTuner` for files saved from one).
 
+    Raises:
+        FileNotFoundError: no file at `path`.
+        CorruptFileError: the file is not a readable `.keras` archive
+            (truncated or damaged); names the last good checkpoint when the
+            file sits in a `checkpoint_dir`.
+
     Example:
     ```python
     ft.save("model.keras")
@@ -29,13 +61,4 @@ def load(path, safe_mode=True, compile=True):
         raise FileNotFoundError(f"No saved model at {path!r}.")
     if not path.endswith(".keras"):
         raise ValueError(f'fk.load reads ".keras" files. Received: {path!r}')
-    try:
-        return keras.saving.load_model(path, compile=compile, safe_mode=safe_mode)
-    except ValueError as error:
-        if "safe_mode" in str(error) or "Lambda" in str(error):
-            raise ValueError(
-                f"{path!r} holds code (a Lambda layer or other Python bytecode) that Keras "
-                "safe mode will not run. Load it with fk.load(path, safe_mode=False) only if "
-                f"you trust its source. ({error})"
-            ) from error
-        raise
+    return read_keras_file(path, compile=compile, safe_mode=safe_mode)

@@ -5,6 +5,8 @@ import warnings
 
 import keras
 
+from finetunekit.file_checks import check_weights_file, read_keras_file
+
 
 def is_model_path(value):
     return isinstance(value, os.PathLike) or (
@@ -26,7 +28,7 @@ def load_model_file(path, what="backbone"):
             f'A {what} file must be a ".keras" model file. Received: {path!r}. '
             'For a weights-only file use weights="path/to/file.weights.h5".'
         )
-    return keras.saving.load_model(path, compile=False, safe_mode=True)
+    return read_keras_file(path, compile=False, safe_mode=True)
 
 
 def load_weights_file(model, path):
@@ -49,7 +51,7 @@ def load_weights_file(model, path):
             'path of an existing ".weights.h5" or ".keras" file.'
         )
     if path.endswith(".keras"):
-        source = keras.saving.load_model(path, compile=False, safe_mode=True)
+        source = read_keras_file(path, compile=False, safe_mode=True)
         candidates = [source] + [
             layer for layer in source.layers if isinstance(layer, keras.Model)
         ]
@@ -67,6 +69,7 @@ def load_weights_file(model, path):
         raise ValueError(
             f'Unknown weights file type: {path!r}. Expected ".weights.h5" or ".keras".'
         )
+    check_weights_file(path)  # a damaged file says so, not h5py
     before = [w.numpy().copy() for w in model.weights[:1]]
     try:
         with warnings.catch_warnings():

@@ -1,0 +1,193 @@
+"""Checks on model and weights files: damaged files, and save-path names.
+
+A `.keras` file is a zip archive and a `.weights.h5` file an HDF5 file; a
+save or copy cut short leaves a file that exists but cannot be read. These
+checks say so (with the size and, inside a `checkpoint_dir`, the last good
+checkpoint) instead of Keras' "File not found" or an h5py traceback.
+`check_save_path` applies Keras' file-name rules to the path the user gave.
+"""
+
+import json
+import os
+import zipfile
+
+import keras
+
+
+class CorruptFileError(ValueError):
+    """A model or weights file exists but cannot be read (truncated or damaged)."""
+
+
+def check_weights_file(path):
+    """Checks that an existing `.weights.h5` file is a whole HDF5 file.
+
+    Args:
+        path: str. The weights file.
+
+    Raises:
+        CorruptFileError: not HDF5, or a truncated or damaged HDF5 file.
+
+    Example:
+    ```python
+    check_weights_file("backbone.weights.h5")
+    ```
+    """
+    import h5py
+
+    path = os.fspath(path)
+    size = _size(path)
+    fix = "Save the weights again with save_weights(), or restore the file from a copy."
+    if not h5py.is_hdf5(path):
+        raise CorruptFileError(
+            f"{path!r} exists but is not an HDF5 weights file ({size}; no HDF5 signature). "
+            f"A .weights.h5 file is written by save_weights(). {fix}"
+        )
+    try:
+        with h5py.File(path, "r"):
+            pass
+    except OSError as error:
+        raise CorruptFileError(
+            f"{path!r} exists but is a truncated or damaged HDF5 weights file ({size}; "
+            f"h5py: {error}). {fix}"
+        ) from error
+
+
+def _size(path):
+    size = os.path.getsize(path)
+    return "empty, 0 bytes" if size == 0 else f"{size:,} bytes"
+
+
+def corrupt_archive_error(path, detail):
+    """The `CorruptFileError` for an unreadable `.keras` file.
+
+    Args:
+        path: str. The existing file.
+        detail: str. What is wrong with it (e.g. "is damaged (Bad CRC-32 ...)").
+
+    Returns:
+        A `CorruptFileError` naming the file, its size, what is wrong and the
+        fix (the last good checkpoint when there is one).
+
+    Example:
+    ```python
+    raise corrupt_archive_error("best.keras", "has no zip directory at its end")
+    ```
+    """
+    hint = last_good_checkpoint(path) or (
+        "An interrupted save or copy probably cut it short or damaged it: save the model "
+        "again, or restore the file from a copy."
+    )
+    return CorruptFileError(
+        f"{path!r} exists but is not a valid Keras archive (a .keras file is a zip "
+        f"archive): it is {_size(path)} and {detail}. {hint}"
+    )
+
+
+def last_good_checkpoint(path):
+    """Names the resumable training state beside a damaged `checkpoint_dir/best.keras`.
+
+    Args:
+        path: str. A model file in a folder that may hold a `backup/` folder
+            (written by `fit(checkpoint_dir=...)`).
+
+    Returns:
+        str or None: a sentence naming the last good checkpoint and how to
+        resume from it, or None when there is none.
+
+    Example:
+    ```python
+    last_good_checkpoint("checkpoints/best.keras")
+    ```
+    """
+    import h5py
+
+    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+    backup = os.path.join(folder, "backup")
+    for name in ("latest.weights.h5", "latest.weights.h5.bkp"):
+        weights = os.path.join(backup, name)
+        if not (os.path.isfile(weights) and h5py.is_hdf5(weights)):
+            continue
+        metadata = os.path.join(backup, "training_metadata.json")
+        if name.endswith(".bkp"):
+            metadata += ".bkp"
+        try:
+            with open(metadata) as f:
+                epochs = f" after epoch {json.load(f)['epoch']}"
+        except (OSError, ValueError, KeyError):
+            epochs = ""
+        return (
+            f"The last good checkpoint is the training state in {weights!r}{epochs}: rerun "
+            f"the same fit(..., checkpoint_dir={folder!r}) to resume from it and save again."
+        )
+    return None
+
+
+def check_save_path(filepath, zipped=None, weights=False):
+    """Checks Keras' file-name rules on the user's path (Keras only sees the temporary one).
+
+    Args:
+        filepath: str. Where `save` or `save_weights` will write.
+        zipped: bool or None. The `zipped` argument of `save`.
+        weights: bool. Check for `save_weights` (a `.weights.h5` file).
+
+    Raises:
+        ValueError: the name does not fit, naming the expected suffix.
+
+    Example:
+    ```python
+    check_save_path("model.keras")
+    ```
+    """
+    name = os.fspath(filepath)
+    if weights and not name.endswith(".weights.h5"):
+        raise ValueError(
+            f'save_weights() writes a ".weights.h5" file. Received: filepath={name!r}. Use a '
+            'path ending in ".weights.h5".'
+        )
+    if not weights and zipped is False and name.endswith(".keras"):
+        raise ValueError(
+            "With zipped=False, save() writes a folder, whose name must not end in "
+            f'".keras". Received: filepath={name!r}. Drop the suffix, or save zipped.'
+        )
+    if not weights and zipped is not False and not name.endswith((".keras", ".h5", ".hdf5")):
+        raise ValueError(
+            f'save() writes a ".keras" file. Received: filepath={name!r}. Use a path ending '
+            'in ".keras"; to serve the model, use export(folder) instead.'
+        )
+
+
+def read_keras_file(path, compile=False, safe_mode=True):
+    """Loads an existing `.keras` file, turning a damaged archive into `CorruptFileError`.
+
+    Args:
+        path: str. An existing `.keras` file (or unzipped `.keras` folder).
+        compile: bool. Restore the training configuration. Defaults to `False`.
+        safe_mode: bool. Keras safe mode. Defaults to `True`.
+
+    Returns:
+        The loaded model.
+
+    Raises:
+        CorruptFileError: the file is not a whole zip archive.
+        ValueError: safe mode refused code in the file.
+
+    Example:
+    ```python
+    backbone = read_keras_file("backbone.keras")
+    ```
+    """
+    path = os.fspath(path)
+    if os.path.isfile(path) and not zipfile.is_zipfile(path):
+        raise corrupt_archive_error(path, "has no zip directory at its end (truncated)")
+    try:
+        return keras.saving.load_model(path, compile=compile, safe_mode=safe_mode)
+    except (zipfile.BadZipFile, EOFError) as error:
+        raise corrupt_archive_error(path, f"is damaged ({error})") from error
+    except ValueError as error:
+        if "safe_mode" in str(error) or "Lambda" in str(error):
+            raise ValueError(
+                f"{path!r} holds code (a Lambda layer or other Python bytecode) that Keras "
+                "safe mode will not run. Load it with fk.load(path, safe_mode=False) only if "
+                f"you trust its source. ({error})"
+            ) from error
+        raise
