@@ -5,6 +5,8 @@ import math
 import keras
 import numpy as np
 
+from finetunekit.plotting import save_figure
+
 
 class LRFinderResult:
     """What `FineTuner.find_lr` measured.
@@ -60,7 +62,7 @@ class LRFinderResult:
         axis.set_ylabel("loss")
         axis.legend()
         if path is not None:
-            figure.savefig(path, bbox_inches="tight")
+            save_figure(figure, path, bbox_inches="tight")
             plt.close(figure)
         return figure
 

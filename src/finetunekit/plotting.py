@@ -1,5 +1,7 @@
 """Matplotlib figures drawn without pyplot (no global backend change)."""
 
+import os
+
 PLOT_HINT = 'Plotting needs matplotlib: pip install "finetunekit[plot]"'
 
 
@@ -13,3 +15,13 @@ def figure(**kwargs):
     figure = Figure(**kwargs)
     FigureCanvasAgg(figure)
     return figure
+
+
+def save_figure(fig, path, **kwargs):
+    """Writes a figure to a PNG atomically (see `finetunekit.files.atomic_path`); returns the path."""
+    from finetunekit.files import atomic_path
+
+    path = os.fspath(path)
+    with atomic_path(path) as temp:
+        fig.savefig(temp, format="png", **kwargs)
+    return path

@@ -11,7 +11,7 @@ import os
 import numpy as np
 
 from finetunekit.heads.scores import Report
-from finetunekit.plotting import figure
+from finetunekit.plotting import figure, save_figure
 
 __all__ = ["Report", "plot_history", "report"]
 
@@ -137,5 +137,5 @@ def plot_history(history, path, dpi=100):
         ax.legend()
     fig.tight_layout()
     path = os.fspath(path)
-    fig.savefig(path, dpi=dpi, format="png")
+    save_figure(fig, path, dpi=dpi)
     return path

@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from finetunekit.plotting import figure
+from finetunekit.plotting import figure, save_figure
 
 
 class Report:
@@ -159,7 +159,7 @@ class Report:
                     )
         fig.tight_layout()
         path = os.fspath(path)
-        fig.savefig(path, dpi=dpi, format="png")
+        save_figure(fig, path, dpi=dpi)
         return path
 
 
