@@ -42,7 +42,7 @@ _SUBMODULES = (
     "schedules",
 )
 
-__all__ = [  # = _EXPORTS, _SUBMODULES and __version__ (tests/test_first_contact.py checks)
+__all__ = [  # = _EXPORTS, _SUBMODULES and __version__ (tests/test_startup.py checks)
     "APPLICATIONS",
     "AtomicModelCheckpoint",
     "ClassificationHead",
