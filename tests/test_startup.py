@@ -107,7 +107,7 @@ def test_help_takes_under_a_second():
 
 
 def test_cli_prints_no_tensorflow_notices(tmp_path):
-    """demo --help, fit, predict and evaluate in fresh processes: no C++ start-up lines."""
+    """demo --help, fit and predict in fresh processes: no C++ start-up lines."""
     data = write_images(str(tmp_path / "photos"), {"cat": 4, "dog": 4}, size=(16, 16))
     backbone = tmp_path / "tiny.keras"
     tiny_cnn().save(backbone)
@@ -117,7 +117,6 @@ def test_cli_prints_no_tensorflow_notices(tmp_path):
         _cli("fit", "--backbone", backbone, "--preprocessing", "zero_one", "--data", data,
              "--out", model, "--epochs", "2"),  # fmt: skip
         _cli("predict", "--model", model, os.path.join(data, "cat")),
-        _cli("evaluate", "--model", model, "--data", data),
     ]
     for done in runs:
         output = done.stdout + done.stderr
@@ -125,4 +124,3 @@ def test_cli_prints_no_tensorflow_notices(tmp_path):
         assert not TF_NOTICE.search(output), output[-3000:]
     assert "Epoch 2/2" in runs[1].stdout and "Saved" in runs[1].stdout
     assert len(runs[2].stdout.strip().splitlines()) == 4
-    assert "Scored 8 examples" in runs[3].stdout
