@@ -1,15 +1,13 @@
 """The `finetunekit` command line: `demo`, `fit`, `evaluate`, `predict` and `export`.
 
-Exit codes: `0` success; `2` usage error (from argparse), or an option that
-cannot work here (`--weights imagenet` without network); `3` bad input or
-data (a `ValueError` or `FileNotFoundError` from the library, or training
-that diverged), reported as `error: <message>` on stderr without a
-traceback; `1` anything unexpected.
+Exit codes: `0` success; `2` usage error, or an option that cannot work here
+(`--weights imagenet` without network); `3` bad input or data (a `ValueError`
+or `FileNotFoundError` from the library, or diverged training), reported as
+`error: <message>` on stderr without a traceback; `1` anything unexpected.
 
-Parsing, `--help` and `--version` import neither TensorFlow nor Keras; a
-command loads them when it needs them, with TensorFlow's C++ start-up notices
-hidden (set `TF_CPP_MIN_LOG_LEVEL=0` to see them). The commands themselves
-are in `finetunekit.cli_commands` and `finetunekit.cli_predict`.
+`--help` and `--version` load neither TensorFlow nor Keras; commands load them
+when needed, hiding TensorFlow's C++ start-up notices (`TF_CPP_MIN_LOG_LEVEL=0`
+shows them). The commands are in `cli_commands` and `cli_predict`.
 
 Example:
 ```shell
