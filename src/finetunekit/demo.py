@@ -157,19 +157,28 @@ def _accuracy(model, images, labels):
     return float(np.mean(predicted == np.asarray(labels)))
 
 
+def _few_label_split(labels, labels_per_class, rng):
+    """`labels_per_class` training images of each target digit; the other target images test."""
+    target = np.flatnonzero(np.isin(labels, TARGET_DIGITS))
+    fewest = min(int(np.sum(labels == digit)) for digit in TARGET_DIGITS)
+    if not 1 <= labels_per_class < fewest:
+        raise ValueError(
+            f"`labels_per_class` must be between 1 and {fewest - 1} (the rarest digit has "
+            f"{fewest} images). Received: labels_per_class={labels_per_class}"
+        )
+    train = np.concatenate(
+        [
+            rng.choice(target[labels[target] == digit], labels_per_class, replace=False)
+            for digit in TARGET_DIGITS
+        ]
+    )
+    return train, np.setdiff1d(target, train)
+
+
 def run_demo(
-    seed=0,
-    verbose=1,
-    labels_per_class=5,
-    frame_size=16,
-    pretrain_epochs=10,
-    rotations=4,
-    head_epochs=20,
-    fine_tune_epochs=20,
-    batch_size=10,
-    head_learning_rate=1e-2,
-    fine_tune_learning_rate=1e-3,
-    scratch_learning_rate=1e-2,
+    seed=0, verbose=1, labels_per_class=5, frame_size=16, pretrain_epochs=10, rotations=4,
+    head_epochs=20, fine_tune_epochs=20, batch_size=10, head_learning_rate=1e-2,
+    fine_tune_learning_rate=1e-3, scratch_learning_rate=1e-2,
 ):
     """Measures transfer learning against training from scratch on few labels.
 
@@ -222,20 +231,7 @@ def run_demo(
     rng = np.random.default_rng(seed)
 
     source = np.isin(labels, SOURCE_DIGITS)
-    target = np.flatnonzero(np.isin(labels, TARGET_DIGITS))
-    fewest = min(int(np.sum(labels == digit)) for digit in TARGET_DIGITS)
-    if not 1 <= labels_per_class < fewest:
-        raise ValueError(
-            f"`labels_per_class` must be between 1 and {fewest - 1} (the rarest digit has "
-            f"{fewest} images). Received: labels_per_class={labels_per_class}"
-        )
-    train = np.concatenate(
-        [
-            rng.choice(target[labels[target] == digit], labels_per_class, replace=False)
-            for digit in TARGET_DIGITS
-        ]
-    )
-    test = np.setdiff1d(target, train)
+    train, test = _few_label_split(labels, labels_per_class, rng)
     # String labels: the FineTuner learns the class names "5".."9".
     train_x, train_y = images[train], labels[train].astype(str)
     test_x, test_y = images[test], labels[test].astype(str)
@@ -263,15 +259,9 @@ def run_demo(
         backbone=cnn, head=head(), preprocessing="zero_one", mixed_precision=False
     )
     transfer.fine_tune(
-        train_x,
-        train_y,
-        epochs=epochs,
-        freeze_epochs=head_epochs,
-        unfreeze="all",
-        learning_rate=head_learning_rate,
-        fine_tune_learning_rate=fine_tune_learning_rate,
-        batch_size=batch_size,
-        verbose=0,
+        train_x, train_y, epochs=epochs, freeze_epochs=head_epochs, unfreeze="all",
+        learning_rate=head_learning_rate, fine_tune_learning_rate=fine_tune_learning_rate,
+        batch_size=batch_size, verbose=0,
     )
     transfer_seconds = time.perf_counter() - tick
     transfer_accuracy = _accuracy(transfer, test_x, test_y)
@@ -280,31 +270,21 @@ def run_demo(
     tick = time.perf_counter()
     keras.utils.set_random_seed(seed + 2)
     scratch = fk.FineTuner(
-        backbone=build_cnn(input_shape, name="digits_cnn_scratch"),
-        head=head(),
-        preprocessing="zero_one",
-        unfreeze="all",
-        mixed_precision=False,
+        backbone=build_cnn(input_shape, name="digits_cnn_scratch"), head=head(),
+        preprocessing="zero_one", unfreeze="all", mixed_precision=False,
     )
     scratch.compile(learning_rate=scratch_learning_rate)
     scratch.fit(train_x, train_y, batch_size=batch_size, epochs=epochs, verbose=0)
     scratch_seconds = time.perf_counter() - tick
     scratch_accuracy = _accuracy(scratch, test_x, test_y)
 
-    result = {
-        "seed": seed,
-        "labels_per_class": labels_per_class,
-        "num_train": len(train),
-        "num_test": len(test),
-        "epochs": epochs,
-        "pretrain_accuracy": pretrain_accuracy,
-        "pretrain_seconds": pretrain_seconds,
-        "transfer_accuracy": transfer_accuracy,
-        "transfer_seconds": transfer_seconds,
-        "scratch_accuracy": scratch_accuracy,
-        "scratch_seconds": scratch_seconds,
-        "total_seconds": time.perf_counter() - start,
-    }
+    result = dict(
+        seed=seed, labels_per_class=labels_per_class, num_train=len(train), num_test=len(test),
+        epochs=epochs, pretrain_accuracy=pretrain_accuracy, pretrain_seconds=pretrain_seconds,
+        transfer_accuracy=transfer_accuracy, transfer_seconds=transfer_seconds,
+        scratch_accuracy=scratch_accuracy, scratch_seconds=scratch_seconds,
+        total_seconds=time.perf_counter() - start,
+    )
     if verbose:
         print(format_report(result, num_source=int(source.sum()), rotations=rotations))
     return result

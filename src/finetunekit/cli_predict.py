@@ -1,0 +1,118 @@
+"""`finetunekit predict`: labels for image files and folders, or for texts.
+
+An image model takes image files and folders (searched for images, listed in
+natural order: `dog/2.jpg` before `dog/10.jpg`); a text model takes the texts
+themselves. Each refuses the other kind of input with a message.
+"""
+
+import json
+import os
+
+from finetunekit.cli_commands import (
+    EXIT_OK,
+    CLIError,
+    image_extensions,
+    is_text_model,
+    load_finetuner,
+    natural_key,
+)
+
+
+def _is_readable_image(path):
+    from PIL import Image
+
+    try:
+        with Image.open(path):
+            return True
+    except Exception:
+        return False
+
+
+def _image_inputs(model_path, items):
+    """Image files, and the images in folders (natural order), for an image model."""
+    extensions = image_extensions()
+    paths = []
+    for item in items:
+        if os.path.isdir(item):
+            found = [
+                os.path.join(root, name)
+                for root, _, files in os.walk(item)
+                for name in files
+                if name.lower().endswith(extensions) and not name.startswith(".")
+            ]
+            if not found:
+                raise CLIError(f"No images found in the folder {item!r}.")
+            paths += sorted(found, key=natural_key)
+        elif os.path.isfile(item):
+            if not item.lower().endswith(extensions) and not _is_readable_image(item):
+                raise CLIError(
+                    f"{item!r} is not an image file, but {model_path!r} is an image model: "
+                    f"pass image files ({', '.join(extensions)}) or folders of images."
+                )
+            paths.append(item)
+        else:
+            raise FileNotFoundError(
+                f"No such image file or folder: {item!r}. {model_path!r} is an image model: "
+                "pass image files or folders of images, not text."
+            )
+    return paths
+
+
+def _text_inputs(model_path, items):
+    """The texts themselves, for a text model; image files and folders are refused."""
+    extensions = image_extensions()
+    for item in items:
+        if os.path.isdir(item) or item.lower().endswith(extensions):
+            what = "a folder" if os.path.isdir(item) else "an image file"
+            raise CLIError(
+                f"{model_path!r} is a text model, but {item!r} is {what}. Pass the texts "
+                f'themselves, e.g. finetunekit predict --model {model_path} "a great film", '
+                "and use an image model for images."
+            )
+    return list(items)
+
+
+def _prediction_rows(model, inputs, outputs, key):
+    labels = model.head.decode(outputs, model.class_names)
+    single_label = getattr(model.head, "num_classes", None) and not getattr(
+        model.head, "multi_label", False
+    )
+    rows = []
+    for item, label, output in zip(inputs, labels, outputs, strict=True):
+        row = {key: item, "label": plain(label)}
+        if single_label:
+            row["probability"] = float(output.max())
+            names = model.class_names or [str(i) for i in range(len(output))]
+            row["probabilities"] = {str(n): float(p) for n, p in zip(names, output, strict=True)}
+        rows.append(row)
+    return rows
+
+
+def run_predict(args):
+    model = load_finetuner(args.model, compile=False)
+    text = is_text_model(model)
+    inputs = (_text_inputs if text else _image_inputs)(args.model, args.images)
+    outputs = model.predict(inputs, batch_size=args.batch_size, verbose=0)
+    key = "text" if text else "path"
+    rows = _prediction_rows(model, inputs, outputs, key)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    for row in rows:
+        label = row["label"]
+        if isinstance(label, list):
+            label = ",".join(map(str, label))
+        line = f"{row[key]}\t{label}"
+        if "probability" in row:
+            line += f"\t{row['probability']:.4f}"
+        print(line)
+    return EXIT_OK
+
+
+def plain(value):
+    """Makes a decoded label JSON-friendly (numpy scalars and arrays to Python)."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
