@@ -70,8 +70,9 @@ class Head(keras.layers.Layer):
 
     def class_weight(self, labels, mode, class_names=None):
         """Resolves `fit(class_weight=...)`; this head accepts none."""
+        shown = f'class_weight="{mode}"' if isinstance(mode, str) else "`class_weight`"
         raise ValueError(
-            f"`class_weight` needs a single-label ClassificationHead; this head is "
+            f"{shown} needs a single-label ClassificationHead; this head is "
             f"{type(self).__name__}. Pass sample_weight=... instead."
         )
 
