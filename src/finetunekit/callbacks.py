@@ -49,7 +49,7 @@ def divergence_message(value, epoch, batch, policy=None):
     )
 
 
-def validation_divergence_message(value, epoch, logs):
+def _validation_divergence_message(value, epoch, logs):
     """The message of `TrainingDivergedError` for a NaN/inf validation loss."""
     loss = (logs or {}).get("loss")
     trained = "" if loss is None else f" (the training loss was {float(np.asarray(loss)):.4g})"
@@ -110,7 +110,7 @@ class DivergenceGuard(keras.callbacks.Callback):
         value = (logs or {}).get("val_loss")
         if value is None or math.isfinite(float(np.asarray(value))):
             return
-        self._stop(validation_divergence_message(float(np.asarray(value)), epoch, logs))
+        self._stop(_validation_divergence_message(float(np.asarray(value)), epoch, logs))
 
     def _stop(self, message):
         """Stops training: raises, or (on_nan="warn") restores the epoch-start state and warns."""
