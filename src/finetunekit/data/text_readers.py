@@ -185,7 +185,9 @@ def check_text_items(items):
 
 
 def _is_numeric_array(value):
-    return getattr(getattr(value, "dtype", None), "kind", "O") in "iufcb"
+    """True for a numeric array of rank >= 1 (not for a numeric scalar)."""
+    kind = getattr(getattr(value, "dtype", None), "kind", "O")
+    return kind in "iufcb" and getattr(value, "ndim", 0) >= 1
 
 
 def _is_nan(value):
