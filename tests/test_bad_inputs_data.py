@@ -196,7 +196,7 @@ CASES = [
     ("string_labels_in_text_dataset", lambda t: text_dataset(["pos", "neg"] * 2), ValueError, r"The tf\.data\.Dataset yields string labels"),
     ("labels_out_of_range_in_text_dataset", lambda t: text_dataset([7, 1, 0, 1]), ValueError, r"In the first batch of the tf\.data\.Dataset: Labels out of range: found values from 7 to 7, but num_classes=2"),
     # ---- backbones, weights, loss
-    ("imagenet_weights_offline", imagenet_offline, ConnectionError, r"Could not download the ImageNet weights of MobileNetV3Small \(weights=\"imagenet\"\): no network.* \(1\) pass weights=None .* \(2\) pass weights=\"path/to/mobilenetv3small\.weights\.h5\", .* keeping the name '([^']+\.h5)', to '.*models[/\\]\1'"),
+    ("imagenet_download_fails_offline", imagenet_offline, ConnectionError, r"Could not download the ImageNet weights of MobileNetV3Small \(weights=\"imagenet\"\): no network.* \(1\) pass weights=None .* \(2\) pass weights=\"path/to/mobilenetv3small\.weights\.h5\", .* keeping the name '([^']+\.h5)', to '.*models[/\\]\1'"),
     ("mse_loss_for_classification", lambda t: tiny_tuner().compile(loss="mse"), ValueError, r"loss='mse' is a regression loss, but a ClassificationHead outputs class probabilities \(softmax\) .* Use loss=\"auto\" \(this head's default, keras\.losses\.SparseCategoricalCrossentropy\)"),
     ("mean_squared_error_loss_for_classification", lambda t: tiny_tuner().compile(loss="mean_squared_error"), ValueError, r"loss='mean_squared_error' is a regression loss"),
     ("mse_loss_object_for_classification", lambda t: tiny_tuner().compile(loss=keras.losses.MeanSquaredError()), ValueError, r"loss=MeanSquaredError\(\) is a regression loss"),
