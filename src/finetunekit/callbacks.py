@@ -49,11 +49,24 @@ def divergence_message(value, epoch, batch, policy=None):
     )
 
 
+def _validation_divergence_message(value, epoch, logs):
+    """The message of `TrainingDivergedError` for a NaN/inf validation loss."""
+    loss = (logs or {}).get("loss")
+    trained = "" if loss is None else f" (the training loss was {float(np.asarray(loss)):.4g})"
+    return (
+        f"Training diverged: the validation loss (val_loss) became {value} at epoch "
+        f"{epoch + 1}{trained}. Likely causes: (1) NaN/inf values or bad labels in the "
+        "validation data (a tf.data.Dataset is not checked up front); (2) the model's outputs "
+        "overflow on the validation data (try a lower learning rate, or mixed_precision=False)."
+    )
+
+
 class DivergenceGuard(keras.callbacks.Callback):
-    """Stops training as soon as the loss is NaN or infinite.
+    """Stops training as soon as the loss, or an epoch's `val_loss`, is NaN or infinite.
 
     Unlike `keras.callbacks.TerminateOnNaN`, it says why this usually
-    happens. `FineTuner.fit` adds one by default.
+    happens, and it watches the validation loss too. `FineTuner.fit` adds one
+    by default.
 
     Args:
         on_nan: `"raise"` (raise `TrainingDivergedError`) or `"warn"` (stop
@@ -88,14 +101,24 @@ class DivergenceGuard(keras.callbacks.Callback):
         value = float(np.asarray(loss))
         if math.isfinite(value):
             return
-        self.model.stop_training = True
-        message = divergence_message(
+        self._stop(divergence_message(
             value, self._epoch, batch, getattr(self.model, "policy_name", None)
-        )
+        ))
+
+    def on_epoch_end(self, epoch, logs=None):
+        """A NaN/inf `val_loss` stops training as a NaN training loss does."""
+        value = (logs or {}).get("val_loss")
+        if value is None or math.isfinite(float(np.asarray(value))):
+            return
+        self._stop(_validation_divergence_message(float(np.asarray(value)), epoch, logs))
+
+    def _stop(self, message):
+        """Stops training: raises, or (on_nan="warn") restores the epoch-start state and warns."""
+        self.model.stop_training = True
         if self.on_nan == "raise":
             raise TrainingDivergedError(message)
         warnings.warn(
-            f"{message} Training stopped. {self._restore()}", RuntimeWarning, stacklevel=2
+            f"{message} Training stopped. {self._restore()}", RuntimeWarning, stacklevel=3
         )
 
     def _restore(self):

@@ -28,7 +28,7 @@ from finetunekit.files import atomic_path, atomic_write_text, save_weights
 
 
 def diverged(logs):
-    """Whether the epoch logs hold a NaN or infinite training loss.
+    """Whether the epoch logs hold a NaN or infinite training or validation loss.
 
     Args:
         logs: dict or None. Epoch logs.
@@ -36,8 +36,11 @@ def diverged(logs):
     Returns:
         bool.
     """
-    value = (logs or {}).get("loss")
-    return value is not None and not math.isfinite(float(np.asarray(value)))
+    for key in ("loss", "val_loss"):
+        value = (logs or {}).get(key)
+        if value is not None and not math.isfinite(float(np.asarray(value))):
+            return True
+    return False
 
 
 def snapshot(model):

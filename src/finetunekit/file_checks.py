@@ -156,13 +156,15 @@ def check_save_path(filepath, zipped=None, weights=False):
         )
 
 
-def read_keras_file(path, compile=False, safe_mode=True):
+def read_keras_file(path, compile=False, safe_mode=True, unsafe_fix=None):
     """Loads an existing `.keras` file, turning a damaged archive into `CorruptFileError`.
 
     Args:
         path: str. An existing `.keras` file (or unzipped `.keras` folder).
         compile: bool. Restore the training configuration. Defaults to `False`.
         safe_mode: bool. Keras safe mode. Defaults to `True`.
+        unsafe_fix: str or None. What the caller's user can do when safe mode
+            refuses code in the file; defaults to `fk.load(path, safe_mode=False)`.
 
     Returns:
         The loaded model.
@@ -184,6 +186,11 @@ def read_keras_file(path, compile=False, safe_mode=True):
     except (zipfile.BadZipFile, EOFError) as error:
         raise corrupt_archive_error(path, f"is damaged ({error})") from error
     except ValueError as error:
+        if ("safe_mode" in str(error) or "Lambda" in str(error)) and unsafe_fix:
+            raise ValueError(
+                f"{path!r} holds code (a Lambda layer or other Python bytecode) that Keras "
+                f"safe mode will not run. {unsafe_fix}"
+            ) from error
         if "safe_mode" in str(error) or "Lambda" in str(error):
             raise ValueError(
                 f"{path!r} holds code (a Lambda layer or other Python bytecode) that Keras "

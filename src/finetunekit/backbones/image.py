@@ -6,6 +6,7 @@ import keras
 
 from finetunekit.backbones.applications import block_groups, get_application
 from finetunekit.backbones.base import BackboneKind, check_layer_decay, check_needs
+from finetunekit.backbones.downloads import download_failure_error, is_download_failure
 from finetunekit.backbones.weights import (
     clone_with_policy,
     is_model_path,
@@ -180,11 +181,16 @@ class ApplicationsBackbone(ImageBackbone):
                 f"Received: input_shape={input_shape}"
             )
         with dtype_policy_scope(policy):
-            model = spec.constructor()(
-                include_top=False,
-                weights="imagenet" if weights == "imagenet" else None,
-                input_shape=input_shape,
-            )
+            try:
+                model = spec.constructor()(
+                    include_top=False,
+                    weights="imagenet" if weights == "imagenet" else None,
+                    input_shape=input_shape,
+                )
+            except Exception as error:  # Keras raises a bare Exception for a failed download
+                if weights == "imagenet" and is_download_failure(error):
+                    raise download_failure_error(error, spec.name) from error
+                raise
         if weights not in (None, "imagenet"):
             load_weights_file(model, weights)
         return model, input_shape

@@ -28,7 +28,21 @@ def load_model_file(path, what="backbone"):
             f'A {what} file must be a ".keras" model file. Received: {path!r}. '
             'For a weights-only file use weights="path/to/file.weights.h5".'
         )
-    return read_keras_file(path, compile=False, safe_mode=True)
+    return read_keras_file(path, compile=False, safe_mode=True, unsafe_fix=_unsafe_fix(what))
+
+
+def _unsafe_fix(what):
+    """What to do with a `.keras` file safe mode refuses, for `backbone=` or `weights=`."""
+    then = (
+        "FineTuner(backbone=model, ...)" if what == "backbone" else
+        'model.save_weights("backbone.weights.h5") and pass '
+        'weights="backbone.weights.h5" (or pass the model itself as backbone=model)'
+    )
+    return (
+        f"FineTuner loads {what} files in safe mode and takes no safe_mode argument. Only if "
+        "you trust the file's source, load it yourself: model = keras.saving.load_model(path, "
+        f"safe_mode=False), then {then}."
+    )
 
 
 def load_weights_file(model, path):
@@ -51,7 +65,9 @@ def load_weights_file(model, path):
             'path of an existing ".weights.h5" or ".keras" file.'
         )
     if path.endswith(".keras"):
-        source = read_keras_file(path, compile=False, safe_mode=True)
+        source = read_keras_file(
+            path, compile=False, safe_mode=True, unsafe_fix=_unsafe_fix("weights")
+        )
         candidates = [source] + [
             layer for layer in source.layers if isinstance(layer, keras.Model)
         ]

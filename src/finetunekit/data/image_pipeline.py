@@ -4,13 +4,14 @@ import os
 
 import numpy as np
 
+from finetunekit.data.dataset_checks import check_image_dataset
+from finetunekit.data.frames import column_values, is_dataframe
 from finetunekit.data.images import (
     IMAGE_EXTENSIONS,
     as_image_array,
     check_images,
     dataframe_columns,
     decode_dataset,
-    is_dataframe,
     is_path,
     list_image_folder,
 )
@@ -54,9 +55,10 @@ class ImagePipeline:
         if is_dataframe(x):
             if isinstance(y, str):
                 y_col, y = y, None
-            x_col, y_col = dataframe_columns(x, x_col, y_col)
-            labels = x[y_col].tolist() if y_col is not None and y is None else y
-            return "paths", [os.fspath(p) for p in x[x_col].tolist()], labels, None
+            x_col, y_col, paths = dataframe_columns(x, x_col, y_col)
+            if y_col is not None and y is None:
+                y = column_values(x, y_col, "label")
+            return "paths", paths, y, None
         if is_path(x):
             return self._path_source(x, y)
         if isinstance(x, (list, tuple)) and x and all(is_path(p) for p in x):
@@ -104,6 +106,7 @@ class ImagePipeline:
             return Prepared(Batches(ds), class_names=class_names or names)
         if is_dataset(x):
             no_split_for_datasets(validation_split)
+            check_image_dataset(x, self.head, class_names)
             return Prepared(Batches(x), class_names=class_names)
         kind, inputs, labels, folder_classes = self._sources(x, y, x_col, y_col)
         if folder_classes is not None and class_names is None:

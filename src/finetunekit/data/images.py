@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from finetunekit.data.constants import IMAGE_EXTENSIONS, LABEL_COLUMNS
+from finetunekit.data.frames import check_column, column_values
 
 PATH_COLUMNS = ("path", "filepath", "file", "filename", "image", "image_path")
 
@@ -31,10 +32,6 @@ class BadImageError(ValueError):
 
 def is_path(value):
     return isinstance(value, (str, os.PathLike))
-
-
-def is_dataframe(value):
-    return type(value).__name__ == "DataFrame" and hasattr(value, "columns")
 
 
 def list_image_folder(directory):
@@ -84,7 +81,28 @@ def list_image_folder(directory):
     return paths, labels, class_names
 
 
+def decode_image(data, channels):
+    """Decodes image bytes as training does: `tf.io.decode_image`, first frame, `channels` channels.
+
+    Args:
+        data: a scalar string tensor of file bytes.
+        channels: int. 3 (RGB) or 1.
+
+    Returns:
+        A uint8 tensor of shape `(height, width, channels)`.
+    """
+    import tensorflow as tf
+
+    return tf.io.decode_image(data, channels=channels, expand_animations=False)
+
+
 def _check_one(path):
+    """Why `path` cannot be read in training, or None.
+
+    Pillow reads it first (its reasons name truncation and corruption), then
+    the decoder training uses: files Pillow reads but TensorFlow cannot (a
+    TIFF named .png, a 1-bit BMP) are reported here, not mid-epoch.
+    """
     from PIL import Image
 
     try:
@@ -92,15 +110,35 @@ def _check_one(path):
             return "empty file (0 bytes)"
         with Image.open(path) as image:
             image.load()
-        return None
+            found = f"a {image.format} image (mode {image.mode})"
     except FileNotFoundError:
         return "file not found"
     except Exception as error:  # PIL raises many types for corrupt data
         return f"{type(error).__name__}: {error}"
+    return _check_tensorflow_decodes(path, found)
+
+
+def _check_tensorflow_decodes(path, found):
+    import tensorflow as tf
+
+    try:
+        with open(path, "rb") as handle:
+            decode_image(tf.constant(handle.read()), 3)
+        return None
+    except tf.errors.OpError as error:
+        reason = error.message.split("}}")[-1].split("[Op:")[0].strip()
+        return (
+            f"{found} that Pillow reads but TensorFlow's decoder, which training uses, "
+            f"cannot ({reason}). Convert it to PNG or JPEG, e.g. "
+            'PIL.Image.open(path).convert("RGB").save("image.png")'
+        )
 
 
 def check_images(paths, on_bad_image="error"):
-    """Decodes every file once with Pillow and reports those that fail.
+    """Decodes every file up front and reports those that would fail in training.
+
+    Each file is decoded with Pillow (for precise reasons) and with
+    `tf.io.decode_image`, the decoder of the training pipeline.
 
     Args:
         paths: list of str.
@@ -129,12 +167,23 @@ def check_images(paths, on_bad_image="error"):
 
 
 def as_image_array(x):
-    """Checks an in-memory image batch and gives it a channel axis.
+    """Checks in-memory images and returns a batch with a channel axis and 0-255 values.
 
-    Accepts `(n, h, w, c)` with c in 1, 3, 4, or `(n, h, w)` grayscale.
+    Accepts a batch `(n, h, w, c)` with c in 1, 3, 4, a grayscale batch
+    `(n, h, w)`, or ONE image `(h, w, c)`: a 3-D array whose last axis is 1, 3
+    or 4 is one image (a grayscale batch of 1-, 3- or 4-pixel-wide images is
+    not worth the ambiguity). Pixel values are converted per dtype (see
+    `to_pixel_range`).
+
+    Args:
+        x: an array, a list of equally sized arrays, or a nested list.
+
+    Returns:
+        A numpy array of shape `(n, h, w, c)` holding 0-255 values.
 
     Raises:
-        ValueError: for other ranks, with the shape received.
+        ValueError: for other ranks, channel counts, strings, empty or
+            non-finite data and 0-1 floats, with what was received.
     """
     if isinstance(x, (list, tuple)) and x and all(hasattr(i, "shape") for i in x):
         shapes = sorted({tuple(i.shape) for i in x})
@@ -145,6 +194,26 @@ def as_image_array(x):
                 "or pass file paths (they are resized when read)."
             )
     x = np.asarray(x)
+    _check_not_strings(x)
+    if x.ndim == 3:
+        x = x[None] if x.shape[-1] in (1, 3, 4) else x[..., None]
+    if x.ndim != 4:
+        raise ValueError(
+            f"Expected a batch of images of shape (n, height, width, channels) or "
+            f"(n, height, width), or one image (height, width, channels); received an array "
+            f"of rank {x.ndim} with shape {x.shape}. For one grayscale image use image[None]."
+        )
+    if x.shape[-1] not in (1, 3, 4):
+        raise ValueError(
+            f"Images must have 1, 3 or 4 channels; received shape {x.shape}. "
+            "Channels-first data? Use np.moveaxis(x, 1, -1)."
+        )
+    if x.shape[0] == 0:
+        raise ValueError("The image array is empty (0 images).")
+    return to_pixel_range(x)
+
+
+def _check_not_strings(x):
     strings = x.dtype == object and x.size and isinstance(x.flat[0], (str, bytes))
     if x.dtype.kind in "US" or strings:
         raise ValueError(
@@ -156,29 +225,65 @@ def as_image_array(x):
             "Images given as an object array (different sizes?). Resize them to one size, "
             "or pass file paths."
         )
-    if x.ndim == 3:
-        x = x[..., None]
-    if x.ndim != 4:
-        raise ValueError(
-            f"Expected a batch of images of shape (n, height, width, channels) or "
-            f"(n, height, width); received an array of rank {x.ndim} with shape {x.shape}. "
-            "For one image use image[None]."
-        )
-    if x.shape[-1] not in (1, 3, 4):
-        raise ValueError(
-            f"Images must have 1, 3 or 4 channels; received shape {x.shape}. "
-            "Channels-first data? Use np.moveaxis(x, 1, -1)."
-        )
-    if x.shape[0] == 0:
-        raise ValueError("The image array is empty (0 images).")
-    if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+
+
+def to_pixel_range(x):
+    """Puts image values in the 0-255 range the model expects, decided by dtype.
+
+    - `uint8` and other integers, float 0-255: kept.
+    - `uint16` (16-bit images, 0-65535): divided by 257 (65535 -> 255), float32.
+    - `bool` (masks, 1-bit images): True -> 255, uint8.
+    - floats whose values all lie in [0, 1] (and are not all 0): refused, since
+      the model would read them as almost black; multiply by 255 first.
+
+    Args:
+        x: a numeric numpy array.
+
+    Returns:
+        The array in 0-255 values.
+
+    Raises:
+        ValueError: NaN/inf values, or 0-1 floats.
+    """
+    if x.dtype == bool:
+        return x.astype("uint8") * np.uint8(255)
+    if x.dtype == np.uint16:
+        return x.astype("float32") / np.float32(257.0)
+    if x.dtype.kind != "f":
+        return x
+    if not np.all(np.isfinite(x)):
         raise ValueError("The images contain NaN or inf values.")
+    low, high = float(x.min()), float(x.max())
+    if low >= 0.0 and high <= 1.0 and high > 0.0:
+        raise ValueError(
+            f"The images are {x.dtype} values all within [0, 1] (from {low:g} to {high:g}), "
+            "but the model expects 0-255 pixel values (as uint8 images hold) and would see "
+            "them as almost black. Pass x * 255 (or the original uint8 images); finetunekit "
+            "applies the backbone's own normalisation inside the model."
+        )
     return x
 
 
 def dataframe_columns(df, x_col=None, y_col=None):
-    """Finds the path and label columns of a DataFrame."""
+    """Finds the path and label columns of a DataFrame and reads its paths.
+
+    Args:
+        df: a DataFrame with one image path per row.
+        x_col: the path column, or None to look for one named as in `PATH_COLUMNS`.
+        y_col: the label column, or None to look for one named as in `LABEL_COLUMNS`.
+
+    Returns:
+        `(x_col, y_col, paths)`; `y_col` is None without a label column.
+
+    Raises:
+        ValueError: a named column that does not exist, no path column, or
+            rows without a path (listed).
+    """
     columns = list(df.columns)
+    if x_col is not None:
+        check_column(df, x_col, "path", "x_col=")
+    if y_col is not None:
+        check_column(df, y_col, "label", "y_col= (or y=)")
     if x_col is None:
         x_col = next((c for c in columns if str(c).lower() in PATH_COLUMNS), None)
         if x_col is None and len(columns) == 2 and y_col in columns:
@@ -190,7 +295,8 @@ def dataframe_columns(df, x_col=None, y_col=None):
             f"Cannot find the input column of the DataFrame (columns: {columns}). "
             f"Name it one of {PATH_COLUMNS} or pass x_col=..."
         )
-    return x_col, y_col
+    paths = [os.fspath(p) for p in column_values(df, x_col, "image path")]
+    return x_col, y_col, paths
 
 
 def decode_dataset(paths, labels, weights, image_size, channels, batch_size, shuffle, seed=None):
@@ -210,8 +316,7 @@ def decode_dataset(paths, labels, weights, image_size, channels, batch_size, shu
         ds = ds.shuffle(min(len(paths), 10_000), seed=seed, reshuffle_each_iteration=True)
 
     def load(path, *rest):
-        data = tf.io.read_file(path)
-        image = tf.io.decode_image(data, channels=channels, expand_animations=False)
+        image = decode_image(tf.io.read_file(path), channels)
         image = tf.image.resize(image, image_size)
         image.set_shape(tuple(image_size) + (channels,))
         return (image, *rest) if rest else image

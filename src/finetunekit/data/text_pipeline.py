@@ -11,6 +11,7 @@ Heads with per-word targets (`target_layout == "token"`) go through
 
 import numpy as np
 
+from finetunekit.data.dataset_checks import check_dataset_labels
 from finetunekit.data.pipeline import (
     Batches,
     Prepared,
@@ -209,7 +210,9 @@ class TextPipeline:
             return Prepared(Batches(ds), class_names=class_names or names)
         if is_dataset(x):
             no_split_for_datasets(validation_split)
-            return Prepared(Batches(self._from_dataset(x, batch_size, padding)), class_names=class_names)
+            check_dataset_labels(x, self.head, class_names, batched=_is_batched(x))
+            ds = self._from_dataset(x, batch_size, padding)
+            return Prepared(Batches(ds), class_names=class_names)
         if token_level:
             from finetunekit.data.token_pipeline import prepare_words
 
@@ -301,6 +304,12 @@ class TextPipeline:
         if examples >= 0:
             ds = ds.apply(tf.data.experimental.assert_cardinality(-(-examples // batch_size)))
         return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _is_batched(ds):
+    """Whether a text dataset yields batches: strings of rank >= 1, or model-input dicts."""
+    first = ds.element_spec[0] if isinstance(ds.element_spec, tuple) else ds.element_spec
+    return isinstance(first, dict) or bool(first.shape.rank)
 
 
 def check_padding(padding):

@@ -1,11 +1,12 @@
 """Text readers: strings, lists, DataFrames, CSV/TSV/JSONL/JSON/Parquet files, class folders, CoNLL."""
 
+import math
 import os
 
 import numpy as np
 
-from finetunekit.data.constants import LABEL_COLUMNS
-from finetunekit.data.images import is_dataframe
+from finetunekit.data.constants import IMAGE_EXTENSIONS, LABEL_COLUMNS
+from finetunekit.data.frames import check_column, column_values, is_dataframe
 
 TEXT_COLUMNS = (
     "text", "texts", "sentence", "sentences", "review", "content", "document", "tokens", "words",
@@ -43,6 +44,10 @@ def text_columns(df, x_col=None, y_col=None):
         `(x_col, y_col)`; `y_col` is None when there is no label column.
     """
     columns = list(df.columns)
+    if x_col is not None:
+        check_column(df, x_col, "text", "x_col=")
+    if y_col is not None:
+        check_column(df, y_col, "label", "y_col= (or y=)")
     if y_col is None:
         y_col = next((c for c in columns if str(c).lower() in LABEL_COLUMNS), None)
     if x_col is None:
@@ -56,8 +61,6 @@ def text_columns(df, x_col=None, y_col=None):
             f"Cannot find the text column of the DataFrame (columns: {columns}). "
             f"Name it one of {TEXT_COLUMNS} or pass x_col=..."
         )
-    if y_col is not None and y_col not in columns:
-        raise ValueError(f"No label column {y_col!r} in the DataFrame (columns: {columns}).")
     return x_col, y_col
 
 
@@ -108,10 +111,11 @@ def text_sources(x, y=None, x_col=None, y_col=None):
         if isinstance(y, str):
             y_col, y = y, None
         x_col, y_col = text_columns(x, x_col, y_col)
-        labels = x[y_col].tolist() if (y is None and y_col is not None) else y
-        return list(x[x_col].tolist()), labels, None
+        labels = column_values(x, y_col, "label") if (y is None and y_col is not None) else y
+        return check_text_items(column_values(x, x_col, "text")), labels, None
     if isinstance(x, (str, bytes)):
-        return [x], y, None
+        return check_text_items([x]), y, None
+    _check_not_numeric(x)
     if hasattr(x, "tolist") and not isinstance(x, list):
         x = x.tolist()
     if not isinstance(x, (list, tuple)):
@@ -119,7 +123,82 @@ def text_sources(x, y=None, x_col=None, y_col=None):
             "Text input must be a string, a list of strings, a DataFrame, a CSV/JSONL file or a "
             f"folder of class sub-folders. Received: {type(x).__name__}"
         )
-    return list(x), y, None
+    return check_text_items(list(x)), y, None
+
+
+USE_AN_IMAGE_BACKBONE = 'for images use an image backbone, e.g. FineTuner("resnet50", ...)'
+
+
+def _check_not_numeric(x):
+    """Refuses numeric arrays of rank >= 2 (images, features): they are not texts."""
+    shape = getattr(x, "shape", None)
+    if shape is not None and len(shape) >= 2 and _is_numeric_array(x):
+        raise ValueError(
+            "This is a text model: x must be texts (strings), a DataFrame, a CSV/JSONL file "
+            f"or a folder; received a numeric array of shape {tuple(shape)}. Pass texts; "
+            f"{USE_AN_IMAGE_BACKBONE}."
+        )
+
+
+def _positions(indices):
+    return "[" + ", ".join(map(str, indices[:10])) + (", ..." if len(indices) > 10 else "") + "]"
+
+
+def check_text_items(items):
+    """Refuses items a text model would silently read as words.
+
+    None and NaN would become the texts "None" and "nan"; image arrays and
+    existing image files would become their printed values or file names.
+
+    Args:
+        items: list of texts (str or bytes) or word lists.
+
+    Returns:
+        `items`, unchanged.
+
+    Raises:
+        ValueError: naming the positions of the bad items and the fix.
+    """
+    missing = [i for i, t in enumerate(items) if t is None or _is_nan(t)]
+    if missing:
+        raise ValueError(
+            f"Texts at positions {_positions(missing)} are None or NaN ({len(missing)} of "
+            f"{len(items)}); a text model would read them as the words 'None' or 'nan'. Drop "
+            'them, or replace them with "" (an empty text).'
+        )
+    arrays = [i for i, t in enumerate(items) if _is_numeric_array(t)]
+    if arrays:
+        raise ValueError(
+            f"This is a text model, but the items at positions {_positions(arrays)} are numeric "
+            f"arrays (of shape {tuple(np.shape(items[arrays[0]]))}), not texts. Pass texts; "
+            f"{USE_AN_IMAGE_BACKBONE}."
+        )
+    images = [i for i, t in enumerate(items) if _is_image_file(t)]
+    if images:
+        names = ", ".join(repr(os.fspath(items[i])) for i in images[:3])
+        raise ValueError(
+            f"This is a text model, but x holds paths of image files ({names}"
+            f"{', ...' if len(images) > 3 else ''}; positions {_positions(images)}). Pass "
+            f"texts; {USE_AN_IMAGE_BACKBONE}."
+        )
+    return items
+
+
+def _is_numeric_array(value):
+    """True for a numeric array of rank >= 1 (not for a numeric scalar)."""
+    kind = getattr(getattr(value, "dtype", None), "kind", "O")
+    return kind in "iufcb" and getattr(value, "ndim", 0) >= 1
+
+
+def _is_nan(value):
+    return isinstance(value, (float, np.floating)) and math.isnan(value)
+
+
+def _is_image_file(value):
+    if not isinstance(value, (str, os.PathLike)):
+        return False
+    name = os.fspath(value)
+    return name.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(name)
 
 
 def as_words(sentence):

@@ -88,6 +88,32 @@ class ClassificationHead(PooledHead):
             return SparseCategoricalCrossentropyWithSmoothing(label_smoothing=label_smoothing)
         return keras.losses.SparseCategoricalCrossentropy()
 
+    def check_loss(self, loss):
+        """Refuses regression losses (`"mse"`, `keras.losses.MeanAbsoluteError()`, ...).
+
+        Args:
+            loss: the `compile(loss=...)` value.
+
+        Returns:
+            `loss`, when it can train class probabilities.
+
+        Raises:
+            ValueError: a regression loss, naming this head's default loss.
+        """
+        names = {_loss_name(loss), _loss_name(type(loss))} - {None}
+        if names & REGRESSION_LOSSES:
+            default = type(self.default_loss()).__name__
+            shown = repr(loss) if isinstance(loss, str) else getattr(
+                loss, "__name__", f"{type(loss).__name__}()"
+            )
+            raise ValueError(
+                f"loss={shown} is a regression loss, but a ClassificationHead outputs class "
+                f"probabilities ({'sigmoid' if self.multi_label else 'softmax'}) trained "
+                f"against class labels. Use loss=\"auto\" (this head's default, "
+                f"keras.losses.{default}), or fk.RegressionHead() for continuous targets."
+            )
+        return loss
+
     def default_metrics(self):
         if self.multi_label:
             return [keras.metrics.BinaryAccuracy(name="binary_accuracy")]
@@ -306,6 +332,20 @@ def _class_weight_dict(weights, num_classes, class_names):
             )
         result[int(key)] = float(value)
     return result
+
+
+#: Names (lower case, without "_") of Keras regression losses, as strings, functions or classes.
+REGRESSION_LOSSES = {
+    "mse", "meansquarederror", "mae", "meanabsoluteerror", "mape",
+    "meanabsolutepercentageerror", "msle", "meansquaredlogarithmicerror", "huber", "huberloss",
+    "logcosh",
+}
+
+
+def _loss_name(loss):
+    """A loss' name, lower case without "_": "mse", "meansquarederror", ... or None."""
+    name = loss if isinstance(loss, str) else getattr(loss, "__name__", None)
+    return name.lower().replace("_", "") if isinstance(name, str) else None
 
 
 def _as_array(y):

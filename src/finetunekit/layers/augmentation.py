@@ -16,7 +16,7 @@ AUGMENT_KEYWORDS = {
     "width_shift_range": "fraction of the width, e.g. 0.1",
     "height_shift_range": "fraction of the height, e.g. 0.1",
     "shear_range": "shear angle in degrees, e.g. 10",
-    "zoom_range": "float z for [1-z, 1+z], or [low, high]",
+    "zoom_range": "float z in [0, 1) for scales [1-z, 1+z], or [low, high] scales",
     "horizontal_flip": "bool",
     "vertical_flip": "bool",
     "brightness_range": "[low, high] multipliers, e.g. [0.8, 1.2]",
@@ -97,12 +97,75 @@ class RandomChannelShift(keras.layers.Layer):
         return config
 
 
-def _pair(value, name):
-    if isinstance(value, (list, tuple)):
-        if len(value) != 2:
-            raise ValueError(f"`{name}` must be a number or [low, high]. Received: {name}={value}")
-        return float(value[0]), float(value[1])
-    return None
+#: Keyword -> (low, high, high excluded, what a valid value is): the numeric keywords.
+NUMBER_RULES = {
+    "rotation_range": (0, 180, False, "a maximum rotation in degrees, a number in [0, 180] "
+                       "(e.g. 20: rotations of up to 20 degrees either way)"),
+    "width_shift_range": (0, 1, True, "a fraction of the image width, a number in [0, 1) "
+                          "(e.g. 0.1). For a shift in pixels, divide it by the width"),
+    "height_shift_range": (0, 1, True, "a fraction of the image height, a number in [0, 1) "
+                           "(e.g. 0.1). For a shift in pixels, divide it by the height"),
+    "shear_range": (0, 45, False, "a maximum shear angle in degrees, a number in [0, 45] "
+                    "(e.g. 10)"),
+    "contrast_range": (0, 1, False, "a number in [0, 1] (e.g. 0.2: contrast scaled by "
+                       "0.8 to 1.2)"),
+    "channel_shift_range": (0, 255, False, "a maximum intensity shift in 0-255 pixel units, "
+                            "a number in [0, 255] (e.g. 20)"),
+    "cval": (-np.inf, np.inf, False, "the fill value of fill_mode=\"constant\", a number"),
+}
+#: Keyword -> (number z gives [1-z, 1+z] when z is in [0, max), pair bounds, what a valid value is).
+RANGE_RULES = {
+    "zoom_range": (1, (0, np.inf), "a number z in [0, 1) (scales from 1-z to 1+z; e.g. 0.2) "
+                   "or a pair [low, high] of positive scales with low <= high (e.g. [0.8, 1.2])"),
+    "brightness_range": (1, (0, 2), "a pair [low, high] of multipliers with 0 <= low <= high "
+                         "<= 2 (e.g. [0.8, 1.2]), or a number b in [0, 1) for [1-b, 1+b]"),
+}
+FILL_MODES = ("constant", "nearest", "reflect", "wrap")
+
+
+def _is_number(value):
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
+    )
+
+
+def _in_range(value, low, high, high_excluded=False):
+    if not _is_number(value) or np.isnan(value) or value < low:
+        return False
+    return value < high if high_excluded else value <= high
+
+
+def _scale_range(key, value):
+    """`zoom_range` / `brightness_range` as `(low, high)` scales, checked; None when unset."""
+    number_max, (low_bound, high_bound), meaning = RANGE_RULES[key]
+    if value is None or (_is_number(value) and value == 0):
+        return None
+    if _in_range(value, 0, number_max, high_excluded=True):
+        return 1.0 - float(value), 1.0 + float(value)
+    pair = value if isinstance(value, (list, tuple)) and len(value) == 2 else None
+    if pair is not None and all(_in_range(v, low_bound, high_bound) for v in pair):
+        low, high = float(pair[0]), float(pair[1])
+        if low <= high and (low > 0 or key != "zoom_range"):
+            return low, high
+    raise ValueError(f"`{key}` must be {meaning}. Received: {key}={value!r}")
+
+
+def _check_values(augment):
+    """Checks keyword values in ImageDataGenerator's own terms (degrees, fractions, scales)."""
+    for key, (low, high, excluded, meaning) in NUMBER_RULES.items():
+        if key in augment and augment[key] is not None:
+            if not _in_range(augment[key], low, high, excluded):
+                raise ValueError(f"`{key}` must be {meaning}. Received: {key}={augment[key]!r}")
+    for key in RANGE_RULES:
+        _scale_range(key, augment.get(key))
+    if augment.get("fill_mode", "nearest") not in FILL_MODES:
+        raise ValueError(
+            f"`fill_mode` must be one of {', '.join(map(repr, FILL_MODES))}. "
+            f"Received: fill_mode={augment['fill_mode']!r}"
+        )
+    seed = augment.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+        raise ValueError(f"`seed` must be a whole number or None. Received: seed={seed!r}")
 
 
 def build_augmentation(augment):
@@ -165,6 +228,7 @@ def _keywords(augment):
             raise ValueError(
                 f"`{key}` must be True or False. Received: {key}={augment[key]!r}"
             )
+    _check_values(augment)
     return augment
 
 
@@ -190,26 +254,19 @@ def _keyword_layers(augment):
         # ImageDataGenerator shears by an angle; RandomShear by tan(angle).
         import math
 
-        factor = min(abs(math.tan(math.radians(shear))), 1.0)
+        factor = math.tan(math.radians(shear))  # shear_range <= 45 degrees: factor <= 1
         layers.append(keras.layers.RandomShear(x_factor=factor, y_factor=0.0, **geometric))
-    zoom = augment.get("zoom_range", 0) or 0
-    zoom_pair = _pair(zoom, "zoom_range")
-    if zoom_pair is None and zoom:
-        zoom_pair = (1.0 - float(zoom), 1.0 + float(zoom))
+    zoom_pair = _scale_range("zoom_range", augment.get("zoom_range"))
     if zoom_pair and zoom_pair != (1.0, 1.0):
         # ImageDataGenerator scale s > 1 shows a smaller image (zoom out), as
         # RandomZoom's positive factors do.
         factor = (zoom_pair[0] - 1.0, zoom_pair[1] - 1.0)
         layers.append(keras.layers.RandomZoom(factor, **geometric))
-    brightness = augment.get("brightness_range")
+    brightness = _scale_range("brightness_range", augment.get("brightness_range"))
     if brightness is not None:
-        low, high = _pair(brightness, "brightness_range") or (1 - brightness, 1 + brightness)
-        if low < 0 or high < low:
-            raise ValueError(
-                f"`brightness_range` must be [low, high] with 0 <= low <= high. Received: {brightness}"
-            )
         # Keras' RandomBrightness adds factor * 255; multipliers around 1 map
         # onto that additive range for mid-grey pixels.
+        low, high = brightness
         layers.append(keras.layers.RandomBrightness((low - 1.0, high - 1.0), seed=seed))
     contrast = float(augment.get("contrast_range", 0) or 0)
     if contrast:

@@ -1,6 +1,9 @@
 """The optimizer factory behind `FineTuner.compile(optimizer="auto")`."""
 
+import math
+
 import keras
+import numpy as np
 
 from finetunekit.schedules import build_learning_rate
 
@@ -9,8 +12,39 @@ AUTO_OPTIMIZER_OPTIONS = ("clipnorm", "gradient_accumulation_steps", "use_ema")
 
 
 def check_optimizer_options(optimizer, schedule, **options):
-    """Raises when `"auto"`-only options come with a user's own optimizer; returns those set."""
-    chosen = {key: value for key, value in options.items() if value not in (None, False)}
+    """Checks the `"auto"` optimizer's options; returns those set.
+
+    `gradient_accumulation_steps` must be a whole number >= 1 (1, like None,
+    updates the weights every step); `clipnorm` a number > 0.
+
+    Args:
+        optimizer: `"auto"` or the user's optimizer.
+        schedule: the `compile(schedule=...)` argument.
+        **options: `clipnorm`, `gradient_accumulation_steps`, `use_ema`.
+
+    Returns:
+        A dict of the options that are set.
+
+    Raises:
+        ValueError: a value out of range, or `"auto"`-only options with a
+            user's own optimizer.
+    """
+    steps = options.get("gradient_accumulation_steps")
+    if steps is not None:
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+            raise ValueError(
+                "`gradient_accumulation_steps` must be a whole number >= 1: the number of "
+                "batches whose gradients are summed before each weight update (None or 1: "
+                f"update every batch). Received: gradient_accumulation_steps={steps!r}"
+            )
+        options["gradient_accumulation_steps"] = int(steps) if steps > 1 else None
+    clipnorm = options.get("clipnorm")
+    if clipnorm is not None and not _positive_number(clipnorm):
+        raise ValueError(
+            "`clipnorm` must be a number > 0 (the largest gradient norm kept), or None for no "
+            f"clipping. Received: clipnorm={clipnorm!r}"
+        )
+    chosen = {key: value for key, value in options.items() if value is not None and value is not False}
     auto = isinstance(optimizer, str) and optimizer == "auto"
     if not auto and (chosen or schedule):
         names = sorted(chosen) + (["schedule"] if schedule else [])
@@ -19,6 +53,35 @@ def check_optimizer_options(optimizer, schedule, **options):
             f"optimizer instead. Received: optimizer={optimizer!r}"
         )
     return chosen
+
+
+def _positive_number(value):
+    return (
+        isinstance(value, (int, float, np.integer, np.floating))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
+
+
+def check_learning_rate(learning_rate, name="learning_rate"):
+    """Raises unless `learning_rate` is None, a schedule, or a finite number > 0.
+
+    Args:
+        learning_rate: the value passed.
+        name: str. The argument's name in the message.
+
+    Raises:
+        ValueError: zero, negative, NaN/inf or non-numeric rates.
+    """
+    if learning_rate is None or callable(learning_rate):
+        return  # the default, or a keras.optimizers.schedules.LearningRateSchedule
+    if not _positive_number(learning_rate):
+        raise ValueError(
+            f"`{name}` must be a number > 0 (typical fine-tuning rates are 1e-5 to 1e-3); "
+            "a zero rate trains nothing and a negative one climbs the loss. "
+            f"Received: {name}={learning_rate!r}"
+        )
 
 
 def build_optimizer(
@@ -70,6 +133,7 @@ def resolve_compile(
     Returns:
         `(optimizer, loss, metrics)`.
     """
+    check_learning_rate(learning_rate)
     options = check_optimizer_options(optimizer, schedule, **optimizer_options)
     if isinstance(optimizer, str) and optimizer == "auto":
         if learning_rate is None:

@@ -3,6 +3,7 @@
 import dataclasses
 import os
 
+from finetunekit.training.optimizer import check_learning_rate
 from finetunekit.training.stages import StageOptions, check_epochs, pop_data_options, run_stage
 
 #: `fine_tune` stage folders inside `checkpoint_dir`, and the weights that mark stage one done.
@@ -66,6 +67,8 @@ def fine_tune_stages(
         A list of `Stage` (empty stages left out).
     """
     check_epochs(epochs)
+    check_learning_rate(learning_rate)
+    check_learning_rate(fine_tune_learning_rate, "fine_tune_learning_rate")
     if isinstance(freeze_epochs, bool) or not 0 <= int(freeze_epochs) <= epochs:
         raise ValueError(
             f"`freeze_epochs` must be between 0 and epochs={epochs}. "
