@@ -20,6 +20,7 @@ import pytest
 import finetunekit as fk
 from finetunekit.data import BadImageError
 from finetunekit.data.images import as_image_array
+from tests.catalogue import undocumented
 from tests.conftest import tiny_cnn, tiny_tuner, write_images
 
 X4 = np.random.default_rng(0).integers(0, 255, (4, 16, 16, 3)).astype("uint8")
@@ -225,11 +226,4 @@ def test_bad_input(tmp_path, case_id, run, error, fragment):
 
 
 def test_rows_are_documented():
-    ids = [c[0] for c in CASES]
-    assert len(ids) == len(set(ids))
-    doc = os.path.join(os.path.dirname(__file__), "..", "docs", "errors.md")
-    with open(doc, encoding="utf-8") as f:
-        text = f.read()
-    section = text[text.index("## Data, models and training arguments (issue 9)") :]
-    missing = [i for i in ids if f"`{i}`" not in section]
-    assert missing == [], f"cases missing from docs/errors.md: {missing}"
+    assert undocumented([c[0] for c in CASES], "Data, models and training arguments (issue 9)") == []
