@@ -213,13 +213,14 @@ def test_catalogue_is_large_and_documented():
 def test_whole_catalogue_is_past_one_hundred_cases():
     """Every catalogue file together: well past 100 documented cases, no id used twice."""
     from tests import (
-        test_bad_inputs,
         test_bad_inputs_cli,
         test_bad_inputs_data,
         test_bad_inputs_saving,
+        test_bad_inputs_seams,
     )
 
-    ids = [c[0] for c in test_bad_inputs.CASES + test_bad_inputs.TEXT_CASES]
-    for module in (test_bad_inputs_cli, test_bad_inputs_data, test_bad_inputs_saving):
+    ids = [c[0] for c in CASES + TEXT_CASES]
+    for module in (test_bad_inputs_cli, test_bad_inputs_data, test_bad_inputs_saving,
+                   test_bad_inputs_seams):
         ids += [c[0] for c in module.CASES]
     assert len(ids) >= 100 and undocumented(ids) == []
