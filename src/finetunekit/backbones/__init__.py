@@ -10,6 +10,7 @@ from finetunekit.backbones.applications import (
 from finetunekit.backbones.base import (
     BACKBONE_OUTPUTS,
     BackboneKind,
+    NoBackboneKind,
     backbone_kinds,
     register_backbone_kind,
 )
@@ -42,14 +43,18 @@ def resolve_backbone(backbone, **options):
         ValueError: no kind accepts `backbone`; for a name, with the closest
             `keras.applications` names and keras-hub presets.
     """
-    if isinstance(backbone, str) and not any(k.matches(backbone) for k in backbone_kinds()):
-        try:
+    try:
+        return _resolve(backbone, **options)
+    except NoBackboneKind as unknown:
+        if not isinstance(backbone, str):
+            raise
+        try:  # an unknown name: the table's suggestions, and close keras-hub presets
             get_application(backbone)
         except ValueError as error:
             presets = close_preset_names(backbone)
             hint = f" Close keras-hub presets: {', '.join(presets)}." if presets else ""
             raise ValueError(f"{error}{hint}") from None
-    return _resolve(backbone, **options)
+        raise unknown
 
 
 __all__ = [
@@ -58,6 +63,7 @@ __all__ = [
     "BACKBONE_OUTPUTS",
     "BackboneKind",
     "BackboneSpec",
+    "NoBackboneKind",
     "BlockPattern",
     "ImageBackbone",
     "KerasModelBackbone",

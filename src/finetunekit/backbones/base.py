@@ -23,6 +23,10 @@ BACKBONE_OUTPUTS = ("features", "padding_mask", "pyramid")
 _REGISTRY = []
 
 
+class NoBackboneKind(ValueError):
+    """No registered backbone kind accepts the `backbone=` value."""
+
+
 def register_backbone_kind(cls, first=False):
     """Registers a backbone kind (a `BackboneKind` subclass) with `resolve_backbone`.
 
@@ -73,13 +77,13 @@ def resolve_backbone(backbone, **options):
         A `BackboneKind` instance.
 
     Raises:
-        ValueError: no registered kind accepts `backbone`.
+        NoBackboneKind: no registered kind accepts `backbone`.
     """
     for kind in _REGISTRY:
         if kind.matches(backbone):
             return kind(backbone, **options)
     names = ", ".join(kind.description for kind in _REGISTRY)
-    raise ValueError(
+    raise NoBackboneKind(
         f"`backbone` must be one of: {names}. Received: {backbone!r} of type "
         f"{type(backbone).__name__}"
     )
