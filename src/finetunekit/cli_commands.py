@@ -143,23 +143,27 @@ def _exception_chain(error):
 
 
 def download_failure(error):
-    """Returns the URL of a failed download behind `error` ('' if unknown), or None."""
-    import socket
-    import urllib.error
+    """Returns the URL of a failed download behind `error` ('' if unknown), or None.
+
+    Uses the library's own recognition of Keras' download failures
+    (`finetunekit.backbones.downloads`), over the whole exception chain.
+    """
+    from finetunekit.backbones.downloads import FETCH_FAILURE, is_download_failure
 
     for link in _exception_chain(error):
-        match = re.search(r"URL fetch failure on (\S+): ", str(link))
+        match = FETCH_FAILURE.search(str(link))
         if match:
             return match.group(1)
-        if isinstance(link, (urllib.error.URLError, socket.gaierror, ConnectionError)):
+        if is_download_failure(link):
             return ""
     return None
 
 
 def no_network_message(url):
     """What to do when Keras cannot download the ImageNet weights."""
-    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    cache = os.path.join(home, "models") + os.sep
+    from finetunekit.backbones.downloads import keras_models_folder
+
+    cache = keras_models_folder() + os.sep
     name = url.rsplit("/", 1)[-1] if url else ""
     where = f" from {url}" if url else ""
     wanted = f"under the name {name!r}" if name else "under the file name Keras expects"

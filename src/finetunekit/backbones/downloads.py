@@ -2,6 +2,7 @@
 
 import os
 import re
+import socket
 import urllib.error
 
 #: How Keras' `get_file` words a failed download ("URL fetch failure on URL: code -- reason").
@@ -10,7 +11,7 @@ FETCH_FAILURE = re.compile(r"URL fetch failure on (\S+?):? ")
 
 def is_download_failure(error):
     """True for the exception Keras' `get_file` raises when a download fails (no network, ...)."""
-    return isinstance(error, (urllib.error.URLError, ConnectionError)) or bool(
+    return isinstance(error, (urllib.error.URLError, ConnectionError, socket.gaierror)) or bool(
         FETCH_FAILURE.search(str(error))
     )
 
