@@ -26,6 +26,24 @@ def check_column(df, column, role, keyword):
         )
 
 
+def find_column(df, column, names, role, keyword):
+    """`column` if given (checked to exist), else the first column named as in `names`, or None.
+
+    Args:
+        df: a DataFrame.
+        column: the column the user named, or None.
+        names: tuple of str. Lower-case names to look for when `column` is None.
+        role, keyword: as for `check_column`.
+
+    Returns:
+        A column name, or None when none is named as in `names`.
+    """
+    if column is not None:
+        check_column(df, column, role, keyword)
+        return column
+    return next((c for c in df.columns if str(c).lower() in names), None)
+
+
 def column_values(df, column, what):
     """The values of `df[column]` as a list, refusing missing (NaN/None) cells.
 

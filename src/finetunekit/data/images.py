@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from finetunekit.data.constants import IMAGE_EXTENSIONS, LABEL_COLUMNS
-from finetunekit.data.frames import check_column, column_values
+from finetunekit.data.frames import column_values, find_column
 
 PATH_COLUMNS = ("path", "filepath", "file", "filename", "image", "image_path")
 
@@ -280,16 +280,11 @@ def dataframe_columns(df, x_col=None, y_col=None):
             rows without a path (listed).
     """
     columns = list(df.columns)
-    if x_col is not None:
-        check_column(df, x_col, "path", "x_col=")
-    if y_col is not None:
-        check_column(df, y_col, "label", "y_col= (or y=)")
-    if x_col is None:
-        x_col = next((c for c in columns if str(c).lower() in PATH_COLUMNS), None)
-        if x_col is None and len(columns) == 2 and y_col in columns:
-            x_col = next(c for c in columns if c != y_col)
-    if y_col is None:
-        y_col = next((c for c in columns if str(c).lower() in LABEL_COLUMNS), None)
+    given_y = y_col
+    x_col = find_column(df, x_col, PATH_COLUMNS, "path", "x_col=")
+    y_col = find_column(df, y_col, LABEL_COLUMNS, "label", "y_col= (or y=)")
+    if x_col is None and len(columns) == 2 and given_y in columns:
+        x_col = next(c for c in columns if c != given_y)
     if x_col not in columns:
         raise ValueError(
             f"Cannot find the input column of the DataFrame (columns: {columns}). "

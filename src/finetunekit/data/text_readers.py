@@ -6,7 +6,7 @@ import os
 import numpy as np
 
 from finetunekit.data.constants import IMAGE_EXTENSIONS, LABEL_COLUMNS
-from finetunekit.data.frames import check_column, column_values, is_dataframe
+from finetunekit.data.frames import column_values, find_column, is_dataframe
 
 TEXT_COLUMNS = (
     "text", "texts", "sentence", "sentences", "review", "content", "document", "tokens", "words",
@@ -44,18 +44,12 @@ def text_columns(df, x_col=None, y_col=None):
         `(x_col, y_col)`; `y_col` is None when there is no label column.
     """
     columns = list(df.columns)
-    if x_col is not None:
-        check_column(df, x_col, "text", "x_col=")
-    if y_col is not None:
-        check_column(df, y_col, "label", "y_col= (or y=)")
-    if y_col is None:
-        y_col = next((c for c in columns if str(c).lower() in LABEL_COLUMNS), None)
-    if x_col is None:
-        x_col = next((c for c in columns if str(c).lower() in TEXT_COLUMNS), None)
-        if x_col is None:
-            rest = [c for c in columns if c != y_col]
-            if len(rest) == 1:
-                x_col = rest[0]
+    x_col = find_column(df, x_col, TEXT_COLUMNS, "text", "x_col=")
+    y_col = find_column(df, y_col, LABEL_COLUMNS, "label", "y_col= (or y=)")
+    if x_col is None:  # no named text column: the one column that is not the label
+        rest = [c for c in columns if c != y_col]
+        if len(rest) == 1:
+            x_col = rest[0]
     if x_col not in columns:
         raise ValueError(
             f"Cannot find the text column of the DataFrame (columns: {columns}). "
