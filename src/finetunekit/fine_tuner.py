@@ -117,7 +117,8 @@ class FineTuner(SymbolicBuildFromOneReplica, InferenceMixin, keras.Model):
                 preprocessing=preprocessing, policy=policy, architecture=architecture, **options,
             )
             augmentation_layers = build_augmentation(augment)
-            inputs, outputs = kind.build(head.needs, augmentation_layers)
+            in_model = augmentation_layers if head.augment_in_model else ()
+            inputs, outputs = kind.build(head.needs, in_model)
             predictions = head({name: outputs[name] for name in head.needs if name in outputs})
             super().__init__(inputs=inputs, outputs=predictions, **kwargs)
         self.backbone_kind = kind
@@ -242,7 +243,7 @@ class FineTuner(SymbolicBuildFromOneReplica, InferenceMixin, keras.Model):
     def _prepare(self, x, y=None, batch_size=None, **options):
         """Runs the backbone kind's data pipeline for the head; returns a `Prepared`."""
         check_batch_size(batch_size)
-        pipeline = self.backbone_kind.data_pipeline(self.head)
+        pipeline = self.backbone_kind.data_pipeline(self.head, self.augmentation_layers)
         return pipeline.prepare(
             x, y, class_names=self.class_names, batch_size=batch_size or 32, **options
         )

@@ -13,7 +13,7 @@ family it holds:
   asks for.
 - `groups()`: ordered `(block_name, layers)` for freezing and layer-wise
   learning rates; `apply_unfreeze(unfreeze)`.
-- `data_pipeline(head)`: the reader + preprocessing that turn user data into
+- `data_pipeline(head, augmentation)`: the reader + preprocessing that turn user data into
   model inputs.
 - `config()`: the `FineTuner` arguments that rebuild it; `serving_signature()`.
 """
@@ -123,7 +123,9 @@ class BackboneKind:
     def groups(self):  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def data_pipeline(self, head):  # pragma: no cover - abstract
+    def data_pipeline(self, head, augmentation=()):  # pragma: no cover - abstract
+        """The pipeline for `head`; `augmentation` layers run in it when the head
+        augments its targets with the inputs (`head.augment_in_model` False)."""
         raise NotImplementedError
 
     def apply_unfreeze(self, unfreeze):

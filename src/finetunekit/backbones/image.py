@@ -97,7 +97,11 @@ class ImageBackbone(BackboneKind):
         """Ordered `(block_name, layers)` of the backbone (the table's block pattern)."""
         return block_groups(self.model, self.spec.blocks if self.spec is not None else None)
 
-    def data_pipeline(self, head):
+    def data_pipeline(self, head, augmentation=()):
+        if head.target_layout == "spatial":
+            from finetunekit.data.spatial_pipeline import SpatialPipeline
+
+            return SpatialPipeline(head, self.input_shape, augmentation)
         from finetunekit.data.image_pipeline import ImagePipeline
 
         return ImagePipeline(head, self.input_shape)

@@ -205,7 +205,7 @@ class TextEncoderBackbone(BackboneKind):
             variable.trainable = variable.path in keep
         return ["lora"]
 
-    def data_pipeline(self, head):
+    def data_pipeline(self, head, augmentation=()):
         """The pipeline that tokenises user text for `head`."""
         from finetunekit.data.text_pipeline import TextPipeline
 

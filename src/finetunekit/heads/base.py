@@ -17,6 +17,9 @@ A head is a Keras layer called on the backbone's outputs dict (see
 - `class_weight(labels, mode, class_names)`: `fit(class_weight=...)`.
 - `task_methods`: names of extra `FineTuner` methods the head provides
   (`predict_entities`, ...): `ft.NAME(...)` calls `head.NAME(ft, ...)`.
+- `augment_in_model`: True when augmentation layers run inside the model on
+  inputs alone; spatial heads (`finetunekit.heads.spatial`) set it False and
+  the data pipeline augments inputs and targets together.
 """
 
 import keras
@@ -42,6 +45,7 @@ class Head(keras.layers.Layer):
     needs = ("features",)
     target_layout = "example"
     task_methods = ()
+    augment_in_model = True
 
     def default_loss(self, label_smoothing=0.0):  # pragma: no cover - abstract
         raise NotImplementedError

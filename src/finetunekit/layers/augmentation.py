@@ -62,6 +62,9 @@ class RandomChannelShift(keras.layers.Layer):
     ```
     """
 
+    #: Changes pixel values only: masks and boxes stay where they are.
+    pixel_only = True
+
     def __init__(self, intensity, value_range=(0.0, 255.0), seed=None, **kwargs):
         super().__init__(**kwargs)
         if intensity < 0:
