@@ -136,3 +136,50 @@ def test_custom_head_caches_raw_features():
     ft.compile()
     history = ft.fit(x, y, epochs=1, verbose=0)
     assert history.feature_cache["feature_shape"] == (8, 8, 8)
+
+
+def _text_tuner_without_dropout(head):
+    import keras_hub
+
+    from tests.test_text import tiny_bert
+
+    backbone, preprocessor = tiny_bert()
+    backbone = keras_hub.models.BertBackbone.from_config({**backbone.get_config(), "dropout": 0.0})
+    return fk.FineTuner(backbone=backbone, preprocessor=preprocessor, head=head)
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_frozen_text_encoder_trains_its_head_on_cached_features(pooling):
+    # The cache computes features once in inference mode; an encoder without
+    # dropout gives the same features in training, so both runs must agree.
+    from tests.test_text import TEXTS
+
+    texts = list(TEXTS) * 2
+    labels = np.arange(len(texts)) % 2
+    head = fk.ClassificationHead(2, hidden_units=(8,), dropout=0.0, pooling=pooling)
+    ft = _text_tuner_without_dropout(head)
+    start, initial = ft.get_weights(), [w.copy() for w in ft.head.get_weights()]
+    results = []
+    for cache in (False, True):
+        ft.set_weights(start)
+        ft.compile(learning_rate=1e-2)
+        history = ft.fit(texts, labels, epochs=2, batch_size=4, shuffle=False, verbose=0,
+                         validation_data=(texts[:4], labels[:4]), cache_features=cache)
+        assert hasattr(history, "feature_cache") is cache
+        results.append(([w.copy() for w in ft.head.get_weights()], history.history))
+    (slow, h_slow), (fast, h_fast) = results
+    assert not np.allclose(slow[0], initial[0])  # the head trained
+    for a, b in zip(slow, fast, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    np.testing.assert_allclose(h_slow["val_loss"], h_fast["val_loss"], rtol=1e-4)
+
+
+def test_text_lora_is_not_cached_and_says_why():
+    from tests.test_text import TEXTS, text_tuner
+
+    ft = text_tuner(lora_rank=2)
+    reason = ft.backbone_kind.cache_blocker()
+    assert reason == "LoRA adapters in the encoder train"
+    labels = np.arange(len(TEXTS)) % 2
+    history = ft.fit(list(TEXTS), labels, epochs=1, batch_size=4, verbose=0)
+    assert not hasattr(history, "feature_cache")

@@ -208,7 +208,8 @@ def fit_on_cached_features(
         callbacks = list(callbacks.callbacks)
     batch_size = batch_size or 32
     if train.is_dataset:
-        batch_size = int(keras.ops.shape(unpack(next(iter(train.x.take(1))))[0])[0])
+        first = keras.tree.flatten(unpack(next(iter(train.x.take(1))))[0])[0]
+        batch_size = int(keras.ops.shape(first)[0])
     cache = FeatureCache(model, memory_budget)
     try:
         copies = _extract_copies(model, cache, train, batch_size, augmented_copies)

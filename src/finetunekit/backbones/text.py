@@ -218,7 +218,9 @@ class TextEncoderBackbone(BackboneKind):
         )
 
     def cache_blocker(self):
-        return "feature caching supports image backbones only"
+        if self.lora_rank:
+            return "LoRA adapters in the encoder train"
+        return None
 
     def config(self):
         """Constructor arguments of FineTuner specific to text backbones."""
