@@ -10,9 +10,15 @@ memory: resident set size (`resource.getrusage`, whole process) and the peak of
 Python/numpy allocations during `fit` (`tracemalloc`; TensorFlow's own buffers
 are not seen by tracemalloc).
 
+With `--unfreeze N`, the last N blocks train too: the cached run stores the
+activations at the frozen/trainable boundary (float16) once and trains the
+unfrozen blocks and the head on them (boundary caching, target >= 3x for 10
+epochs at equal loss).
+
 Usage:
     python benchmarks/image_feature_cache.py --size 96 --examples 512 --epochs 10
     python benchmarks/image_feature_cache.py --budget 0   # cache on disk (np.memmap)
+    python benchmarks/image_feature_cache.py --unfreeze 1  # boundary caching
 """
 
 import argparse
@@ -46,6 +52,7 @@ def run_one(args):
             weights=None,
             input_shape=(args.size, args.size, 3),
             mixed_precision=False,
+            unfreeze=args.unfreeze,
         )
         ft.compile(learning_rate=1e-3)
         start = time.perf_counter()
@@ -85,6 +92,7 @@ def main():
     parser.add_argument("--classes", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--budget", type=int, default=2 * 1024**3, help="cache memory budget")
+    parser.add_argument("--unfreeze", type=int, default=0, help="blocks that train (0: frozen)")
     parser.add_argument("--child", choices=["cached", "uncached"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -98,8 +106,9 @@ def main():
         ]
         out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         results[mode] = json.loads(out.strip().splitlines()[-1])
+    state = f"unfreeze={args.unfreeze}" if args.unfreeze else "frozen"
     print(
-        f"MobileNetV2 {args.size}x{args.size} frozen, {args.examples} examples, batch "
+        f"MobileNetV2 {args.size}x{args.size} {state}, {args.examples} examples, batch "
         f"{args.batch_size}, {args.epochs} epochs"
     )
     for mode, r in results.items():
@@ -114,7 +123,8 @@ def main():
         f"{cache['bytes'] / 2**20:.2f} MiB, on disk: {cache['on_disk']}"
     )
     speedup = results["uncached"]["wall_s"] / results["cached"]["wall_s"]
-    print(f"speed-up {speedup:.1f}x (target >= 5x)")
+    target = "3x (boundary cache)" if args.unfreeze else "5x"
+    print(f"speed-up {speedup:.1f}x (target >= {target})")
 
 
 if __name__ == "__main__":

@@ -87,7 +87,7 @@ def test_auto_caches_only_when_applicable(tmp_path):
     ft = _tuner()
     ft.compile()
     assert hasattr(ft.fit(x, y, epochs=1, verbose=0), "feature_cache")  # default "auto"
-    ft.set_unfreeze(1)
+    ft.set_unfreeze("all")
     ft.compile()
     assert not hasattr(ft.fit(x, y, epochs=1, verbose=0), "feature_cache")
     with pytest.raises(ValueError, match="backbone trains"):
@@ -183,3 +183,43 @@ def test_text_lora_is_not_cached_and_says_why():
     labels = np.arange(len(TEXTS)) % 2
     history = ft.fit(list(TEXTS), labels, epochs=1, batch_size=4, verbose=0)
     assert not hasattr(history, "feature_cache")
+
+
+def test_boundary_cache_trains_the_unfrozen_block_like_the_full_model():
+    # unfreeze=1 on tiny_cnn: block2 and the head train on cached block1 activations.
+    x, y = _data(24)
+    ft = _tuner()
+    ft.set_unfreeze(1)
+    block2 = ft.backbone.get_layer("block2_conv")
+    start = ft.get_weights()
+    initial = [w.copy() for w in block2.get_weights()]
+    results = []
+    for cache in (False, True):
+        ft.set_weights(start)
+        ft.compile(learning_rate=1e-2)
+        history = ft.fit(x, y, epochs=3, batch_size=8, shuffle=False, verbose=0,
+                         validation_data=(x[:8], y[:8]), cache_features=cache)
+        assert hasattr(history, "feature_cache") is cache
+        results.append(([w.copy() for w in block2.get_weights() + ft.head.get_weights()],
+                        history.history))
+    (slow, h_slow), (fast, h_fast) = results
+    assert not np.allclose(slow[0], initial[0], atol=1e-4)  # the unfrozen block trained
+    assert not np.allclose(fast[0], initial[0], atol=1e-4)
+    for a, b in zip(slow, fast, strict=True):  # float16 storage of the boundary activations
+        np.testing.assert_allclose(a, b, atol=2e-3, rtol=1e-2)
+    np.testing.assert_allclose(h_slow["val_loss"], h_fast["val_loss"], rtol=1e-2)
+    assert history.feature_cache["boundary"] is True
+    assert history.feature_cache["feature_shape"] == (16, 16, 4)  # block1's output
+    frozen = ft.backbone.get_layer("block1_conv").get_weights()
+    np.testing.assert_array_equal(frozen[0], [w for w in start if w.shape == frozen[0].shape][0])
+
+
+def test_boundary_cache_reasons_are_logged(caplog):
+    x, y = _data(16)
+    ft = _tuner(augment={"horizontal_flip": True})
+    ft.set_unfreeze(1)
+    ft.compile()
+    with caplog.at_level("INFO", logger="finetunekit"):
+        history = ft.fit(x, y, epochs=1, verbose=0)
+    assert not hasattr(history, "feature_cache")
+    assert "Training without the feature cache: augmentation is active" in caplog.text

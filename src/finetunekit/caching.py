@@ -11,6 +11,14 @@ weights and optimizer state are the trained ones; callbacks see the FineTuner.
 
 With augmentation, `cache_augmented_copies=K` caches K augmented passes over
 the training data; epoch `e` trains on copy `e % K`.
+
+Boundary caching: with `unfreeze=N` the same holds for the frozen front of the
+backbone. The backbone is cut where the frozen layers meet the trainable ones
+(`finetunekit.backbones.boundary`); the front runs once and its activations
+are stored as float16, and a model of the trainable back and the head trains
+on them, sharing the FineTuner's layers and optimizer. `fine_tune`'s second
+stage takes this path too. When `cache_features="auto"` finds no cache
+possible, the reason is logged (logger `"finetunekit"`, level INFO).
 """
 
 import keras
@@ -81,12 +89,14 @@ def cache_blocker(model, train, augmented_copies, callbacks=()):
     if any(getattr(c, "changes_trainable", False) for c in callbacks or ()):
         return "a callback changes which layers train (e.g. GradualUnfreezing)"
     reason = model.backbone_kind.cache_blocker()
+    if reason is None and backbone_trains(model):
+        reason = _boundary_blocker(model)
+    elif reason is None and model.head.cache_input(model.backbone_outputs) is None:
+        reason = f"{type(model.head).__name__} cannot train on cached features"
     if reason is not None:
         return reason
-    if model.unfreeze != 0 or model.backbone.trainable_weights:
-        return "the backbone trains (unfreeze != 0)"
-    if model.head.cache_input(model.backbone_outputs) is None:
-        return f"{type(model.head).__name__} cannot train on cached features"
+    if model.augmentation_layers and not model.head.augment_in_model:
+        return f"{type(model.head).__name__} augments its targets in the data pipeline"
     if model.augmentation_layers and not augmented_copies:
         return "augmentation is active (pass cache_augmented_copies=K to cache K augmented passes)"
     if getattr(keras.distribution, "distribution", lambda: None)() is not None:
@@ -98,11 +108,31 @@ def cache_blocker(model, train, augmented_copies, callbacks=()):
     return None
 
 
+def backbone_trains(model):
+    """True when some backbone weights train (`unfreeze != 0`)."""
+    return model.unfreeze != 0 or bool(model.backbone.trainable_weights)
+
+
+def _boundary_blocker(model):
+    """Why the frozen front of a training backbone cannot be cached, or None."""
+    extra = [n for n in model.head.needs if n != "features" and n in model.backbone_outputs]
+    if extra:
+        return f"{type(model.head).__name__} reads {', '.join(extra)} besides the features"
+    split = model.backbone_kind.boundary_split()
+    if isinstance(split, str):
+        return f"the backbone trains (unfreeze={model.unfreeze!r}) and {split}"
+    return None
+
+
 def feature_function(model, training):
     """A `tf.function` mapping a batch of raw inputs to what the head trains on (`Head.cache_input`)."""
     import tensorflow as tf
 
-    cached = model.head.cache_input(model.backbone_outputs)
+    if backbone_trains(model):
+        front, _ = model.backbone_kind.boundary_split()
+        cached = keras.ops.cast(front(model.backbone_kind.backbone_input), "float16")
+    else:
+        cached = model.head.cache_input(model.backbone_outputs)
     extractor = keras.Model(model.inputs, cached, name="feature_extractor")
 
     @tf.function(reduce_retracing=True)
@@ -121,6 +151,19 @@ class _HeadModel(keras.Model):
 
     def call(self, features, training=None):
         return self.head.call_cached(features, training=training)
+
+
+class _BackModel(keras.Model):
+    """The trainable back of the backbone and the head, on cached boundary activations."""
+
+    def __init__(self, back, head, **kwargs):
+        super().__init__(**kwargs)
+        self.back = back
+        self.head = head
+
+    def call(self, boundary, training=None):
+        boundary = keras.ops.cast(boundary, self.back.compute_dtype)
+        return self.head({"features": self.back(boundary, training=training)}, training=training)
 
 
 class _ForwardCallbacks(keras.callbacks.Callback):
@@ -233,6 +276,7 @@ def fit_on_cached_features(
             "feature_shape": tuple(copies[0][0].shape[1:]),
             "bytes": cache.nbytes,
             "on_disk": cache.on_disk,
+            "boundary": backbone_trains(model),
         }
         model.history = history
         return history
@@ -270,7 +314,11 @@ def _compiled_head_model(model):
     args = dict(model.compile_arguments)
     # The head trains under the FineTuner's distribution strategy, if any.
     with strategy_scope(distribute_strategy(model)):
-        head_model = _HeadModel(model.head, name=f"{model.name}_head")
+        if backbone_trains(model):
+            _, back = model.backbone_kind.boundary_split()
+            head_model = _BackModel(back, model.head, name=f"{model.name}_back")
+        else:
+            head_model = _HeadModel(model.head, name=f"{model.name}_head")
         head_model.compile(
             optimizer=model.optimizer,
             loss=model.loss,

@@ -154,6 +154,15 @@ class BackboneKind:
         """Why backbone features cannot be cached for this kind, or None."""
         return None
 
+    def boundary_split(self):
+        """`(front, back)` models cut at the freezing boundary, or why not (a str).
+
+        Boundary caching (`fit` with `unfreeze=N`) stores the front's output
+        once and trains the back and the head on it; `backbone_input` is the
+        model's tensor that the front is called on.
+        """
+        return f"{type(self).__name__} backbones are not cut at the freezing boundary"
+
     def learning_rate_multipliers(self):
         """`{variable.path: multiplier}` of layer-wise learning-rate decay, or `{}`.
 

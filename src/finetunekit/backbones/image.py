@@ -127,6 +127,7 @@ class ImageBackbone(BackboneKind):
         for layer in augmentation:
             x = layer(x)
         x = ImageNormalization(self.preprocessing, name="image_normalization")(x)
+        self.backbone_input = x  # where boundary caching cuts in (see boundary_split)
         if "pyramid" not in needs:
             return inputs, {"features": self.model(x)}
         levels = pyramid_layers(self.model, self.input_shape[0])
@@ -140,6 +141,14 @@ class ImageBackbone(BackboneKind):
             "features": outputs["features"],
             "pyramid": {level: outputs[level] for level in levels},
         }
+
+    def boundary_split(self):
+        """`(front, back)` of the backbone at its freezing boundary, or why not (a str)."""
+        from finetunekit.backbones.boundary import split_at_boundary
+
+        if getattr(self, "backbone_input", None) is None:
+            return "the model is not built"
+        return split_at_boundary(self.model)
 
     def _load(self, backbone, weights, input_shape, policy):  # pragma: no cover - abstract
         raise NotImplementedError

@@ -8,6 +8,7 @@ either the head alone on cached backbone features or the whole model with
 
 import copy
 import dataclasses
+import logging
 
 import keras
 import numpy as np
@@ -125,6 +126,7 @@ def _cached_fit(model, prepared, validation, epochs, options, kwargs):
     if blocker is not None:
         if options.cache_features is True:
             raise ValueError(f"Cannot cache features: {blocker}. Use cache_features=False.")
+        logging.getLogger("finetunekit").info("Training without the feature cache: %s.", blocker)
         return None
     return caching.fit_on_cached_features(
         model, train, validation, batch_size=options.batch_size, epochs=epochs,
