@@ -85,6 +85,16 @@ def _token_classification():
     return fk.TokenClassificationHead(num_tags=3)
 
 
+def _segmentation():
+    import finetunekit as fk
+
+    return fk.SegmentationHead(num_classes=3, filters=8)
+
+
+def _masks(rng, images):
+    return rng.integers(0, 3, images.shape[:3])
+
+
 def _word_tags(rng, texts):
     names = ["O", "B-X", "I-X"]
     return [[names[i % 3] for i, _ in enumerate(t.split())] for t in texts]
@@ -97,6 +107,7 @@ HEAD_CASES = {
     ),
     "RegressionHead": HeadCase(_regression, lambda rng, x: rng.random((N, 2)).astype("float32")),
     "TokenClassificationHead": HeadCase(_token_classification, _word_tags, ("text",)),
+    "SegmentationHead": HeadCase(_segmentation, _masks, ("image",)),
 }
 
 

@@ -23,6 +23,7 @@ _EXPORTS = {
     "ClassificationHead": "finetunekit.heads",
     "RegressionHead": "finetunekit.heads",
     "TokenClassificationHead": "finetunekit.heads",
+    "SegmentationHead": "finetunekit.heads",
     "Report": "finetunekit.reports",
     "plot_history": "finetunekit.reports",
     "report": "finetunekit.reports",
@@ -54,6 +55,7 @@ __all__ = [  # = _EXPORTS, _SUBMODULES and __version__ (tests/test_startup.py ch
     "Report",
     "TokenClassificationHead",
     "TrainingDivergedError",
+    "SegmentationHead",
     "__version__",
     "backbones",
     "caching",
@@ -90,6 +92,7 @@ if TYPE_CHECKING:  # static analysis (IDEs, type checkers, mkdocstrings) sees th
     from finetunekit.callbacks import AtomicModelCheckpoint, DivergenceGuard, TrainingDivergedError
     from finetunekit.fine_tuner import FineTuner
     from finetunekit.heads import ClassificationHead, RegressionHead, TokenClassificationHead
+    from finetunekit.heads import SegmentationHead
     from finetunekit.reports import Report, plot_history, report
     from finetunekit.saving import load
     from finetunekit.schedules import GradualUnfreezing

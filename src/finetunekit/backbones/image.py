@@ -117,7 +117,9 @@ class ImageBackbone(BackboneKind):
         Returns:
             `(inputs, outputs)`: the `"images"` input and a dict with
             `"features"` (the backbone's last feature map) and, when `needs`
-            holds `"pyramid"`, `{"P2": ..., "P5": ...}` stage outputs.
+            holds `"pyramid"`, `{"P2": ..., "P5": ...}` stage outputs; with
+            `"images"`, the normalised images at the input size (what a
+            decoder upsamples its masks to).
         """
         check_needs(self, needs)
         inputs = keras.Input(shape=(None, None, None), name="images")
@@ -127,8 +129,9 @@ class ImageBackbone(BackboneKind):
         for layer in augmentation:
             x = layer(x)
         x = ImageNormalization(self.preprocessing, name="image_normalization")(x)
+        images = {"images": x} if "images" in needs else {}
         if "pyramid" not in needs:
-            return inputs, {"features": self.model(x)}
+            return inputs, {"features": self.model(x), **images}
         levels = pyramid_layers(self.model, self.input_shape[0])
         extractor = keras.Model(
             self.model.inputs,
@@ -139,6 +142,7 @@ class ImageBackbone(BackboneKind):
         return inputs, {
             "features": outputs["features"],
             "pyramid": {level: outputs[level] for level in levels},
+            **images,
         }
 
     def _load(self, backbone, weights, input_shape, policy):  # pragma: no cover - abstract
