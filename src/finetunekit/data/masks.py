@@ -35,11 +35,15 @@ def check_masks(y, num_classes):
     if isinstance(y, np.ndarray) and y.ndim in (3, 4) or hasattr(y, "numpy"):
         y = list(np.asarray(y))
     if not isinstance(y, (list, tuple)):
-        raise ValueError(
-            "Segmentation targets must be masks: an (n, height, width) array of class ids, a "
-            f"list of (height, width) arrays, or a folder of PNG masks. Received: {type(y).__name__}"
-        )
+        _not_masks(y)
     return [_check_mask(mask, index, num_classes) for index, mask in enumerate(y)]
+
+
+def _not_masks(y):
+    raise ValueError(
+        "Segmentation targets must be masks: an (n, height, width) array of class ids, a "
+        f"list of (height, width) arrays, or a folder of PNG masks. Received: {type(y).__name__}"
+    )
 
 
 def _check_mask(mask, index, num_classes):
@@ -167,6 +171,9 @@ def read_mask_data(x, y):
     Returns:
         `(x, y)` with folders listed and mask files read.
     """
+    if y is not None and not (is_path(y) or isinstance(y, (list, tuple, np.ndarray))
+                              or hasattr(y, "numpy")):
+        _not_masks(y)
     if is_path(y) and os.path.isdir(y):
         if not (is_path(x) and os.path.isdir(x)):
             raise ValueError(
