@@ -48,6 +48,16 @@ def _text_options():
     return {"backbone": backbone, "preprocessor": preprocessor}
 
 
+def tiny_hub_resnet():
+    """A keras-hub ResNetBackbone (a FeaturePyramidBackbone) with random weights, 2 small stages."""
+    import keras_hub
+
+    return keras_hub.models.ResNetBackbone(
+        input_conv_filters=[64], input_conv_kernel_sizes=[3], stackwise_num_filters=[64, 8],
+        stackwise_num_blocks=[1, 1], stackwise_num_strides=[1, 2], block_type="basic_block",
+    )
+
+
 BACKBONE_CASES = {
     "applications": BackboneCase(
         "image",
@@ -58,6 +68,9 @@ BACKBONE_CASES = {
         "image", lambda: {"backbone": tiny_cnn((32, 32, 3)), "preprocessing": "zero_one"}, _images
     ),
     "text_encoder": BackboneCase("text", _text_options, _texts),
+    "keras_hub_image": BackboneCase(
+        "image", lambda: {"backbone": tiny_hub_resnet(), "input_shape": (32, 32, 3)}, _images
+    ),
 }
 
 

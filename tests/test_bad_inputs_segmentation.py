@@ -49,6 +49,12 @@ def fit_folders(tmp, **kwargs):
     return fit(*folders(tmp, **kwargs))
 
 
+def hub_backbone_without_size(tmp):
+    from tests.harness import tiny_hub_resnet
+
+    return fk.FineTuner(backbone=tiny_hub_resnet(), head=fk.SegmentationHead(2))
+
+
 def plot_wrong_size(tmp):
     return fk.plot_masks(X4[0], MASKS[0, :10], str(tmp / "m.png"))
 
@@ -71,6 +77,7 @@ CASES = [
     ("segmentation_class_names_count", lambda t: fit(class_names=["sky", "road"]), ValueError, r"2 class names \(\['sky', 'road'\]\) for a SegmentationHead with num_classes=3"),
     ("segmentation_one_class", lambda t: fk.SegmentationHead(1), ValueError, r"`num_classes` must be a whole number >= 2 \(background counts as a class\)\. Received: num_classes=1"),
     ("unknown_decoder", lambda t: fk.SegmentationHead(3, decoder="deeplab"), ValueError, r'Unknown decoder "deeplab"\. Expected one of "unet", "fpn"'),
+    ("hub_backbone_without_input_shape", hub_backbone_without_size, ValueError, r"The keras-hub backbone 'res_net_backbone\w*' takes images of any size; pass input_shape=\(height, width, 3\)"),
     ("plot_masks_wrong_size", plot_wrong_size, ValueError, r"The mask has shape \(10, 24\) but the image is \(20, 24\)"),
 ]
 # fmt: on

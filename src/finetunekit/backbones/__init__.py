@@ -21,11 +21,13 @@ from finetunekit.backbones.image import (
     KerasModelBackbone,
     pyramid_layers,
 )
+from finetunekit.backbones.hub_image import KerasHubImageBackbone
 from finetunekit.backbones.text import TextEncoderBackbone, close_preset_names
 
 register_backbone_kind(ApplicationsBackbone)
 register_backbone_kind(TextEncoderBackbone)
 register_backbone_kind(KerasModelBackbone)
+register_backbone_kind(KerasHubImageBackbone, first=True)  # before the text kind's preset folders
 
 
 def resolve_backbone(backbone, **options):
@@ -66,6 +68,7 @@ __all__ = [
     "NoBackboneKind",
     "BlockPattern",
     "ImageBackbone",
+    "KerasHubImageBackbone",
     "KerasModelBackbone",
     "TextEncoderBackbone",
     "backbone_kinds",

@@ -132,10 +132,9 @@ class ImageBackbone(BackboneKind):
         images = {"images": x} if "images" in needs else {}
         if "pyramid" not in needs:
             return inputs, {"features": self.model(x), **images}
-        levels = pyramid_layers(self.model, self.input_shape[0])
+        levels = self.pyramid_outputs()
         extractor = keras.Model(
-            self.model.inputs,
-            {"features": self.model.outputs[0], **{k: v.output for k, v in levels.items()}},
+            self.model.inputs, {"features": self.model.outputs[0], **levels},
             name=f"{self.model.name}_pyramid",
         )
         outputs = extractor(x)
@@ -144,6 +143,11 @@ class ImageBackbone(BackboneKind):
             "pyramid": {level: outputs[level] for level in levels},
             **images,
         }
+
+    def pyramid_outputs(self):
+        """`{"P2": tensor, ...}`: stage outputs of the backbone's graph (see `pyramid_layers`)."""
+        levels = pyramid_layers(self.model, self.input_shape[0])
+        return {level: layer.output for level, layer in levels.items()}
 
     def _load(self, backbone, weights, input_shape, policy):  # pragma: no cover - abstract
         raise NotImplementedError

@@ -102,7 +102,7 @@ class SegmentationHead(SpatialHead):
         blocks, width = [], channels[0]
         for index, level in enumerate(self.levels if self.decoder == "unet" else ["top"] + self.levels):
             if self.decoder == "unet":
-                out = self.filters * min(2 ** (int(level[1:]) - 2), 8)
+                out = self.filters * 2 ** min(max(int(level[1:]) - 2, 0), 3)
                 first = keras.layers.Conv2D(out, 3, name=f"{level}_conv1", **conv)
                 second = keras.layers.Conv2D(out, 3, name=f"{level}_conv2", **conv)
                 first.build((None, None, None, width + channels[index + 1]))
