@@ -15,13 +15,13 @@ from finetunekit.backbones.base import (
     register_backbone_kind,
 )
 from finetunekit.backbones.base import resolve_backbone as _resolve
+from finetunekit.backbones.hub_image import KerasHubImageBackbone
 from finetunekit.backbones.image import (
     ApplicationsBackbone,
     ImageBackbone,
     KerasModelBackbone,
     pyramid_layers,
 )
-from finetunekit.backbones.hub_image import KerasHubImageBackbone
 from finetunekit.backbones.text import TextEncoderBackbone, close_preset_names
 
 register_backbone_kind(ApplicationsBackbone)
