@@ -100,5 +100,5 @@ def _as_mask(mask, picture, name):
 def _colours(count):
     from matplotlib import colormaps
 
-    table = colormaps["tab20"](np.arange(max(count, 1)) % 20)
+    table = colormaps["tab10"](np.arange(max(count, 1)) % 10)
     return np.asarray(table, "float32")
