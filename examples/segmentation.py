@@ -102,13 +102,16 @@ def run(images_dir, masks_dir, num_classes, class_names, smoke, plot, workdir):
     masks = [read_mask(p) for p in mask_paths]
     (train_x, train_y), (test_x, test_y) = split(paths, masks)
     if smoke:
+        import keras
+
         import finetunekit as fk
 
+        keras.utils.set_random_seed(0)
         ft = fk.FineTuner(tiny_backbone(32), preprocessing="zero_one", unfreeze="all",
                           head=fk.SegmentationHead(num_classes, filters=16), augment=AUGMENT,
                           class_names=class_names)
         ft.compile(learning_rate=1e-2)
-        ft.fit(train_x, train_y, epochs=15, batch_size=8, verbose=0)
+        ft.fit(train_x, train_y, epochs=20, batch_size=8, verbose=0, seed=0)
     else:
         ft = build_model(num_classes, class_names)
         ft.fine_tune(train_x, train_y, epochs=12, freeze_epochs=4, unfreeze=2, batch_size=8,
