@@ -138,3 +138,18 @@ def test_plot_masks_writes_a_picture(tmp_path):
                          prediction=1 - masks[0], class_names=["bg", "square"])
     assert os.path.getsize(path) > 1000
     assert not [n for n in os.listdir(tmp_path) if n != "masks.png"]  # written atomically
+
+
+def test_tflite_export_gives_the_models_logits(tmp_path):
+    import tensorflow as tf
+
+    ft = fk.FineTuner(pyramid_cnn(), preprocessing="zero_one", head=fk.SegmentationHead(2, filters=4))
+    path = ft.export(str(tmp_path / "lite"), format="tflite")
+    interpreter = tf.lite.Interpreter(model_path=path)
+    interpreter.allocate_tensors()
+    images, _ = squares(1, size=16)
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], images.astype("float32"))
+    interpreter.invoke()
+    logits = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    assert logits.shape == (1, 16, 16, 2)
+    np.testing.assert_allclose(logits, ft.predict(images, verbose=0), atol=0.05)

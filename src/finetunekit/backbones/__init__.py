@@ -25,9 +25,9 @@ from finetunekit.backbones.image import (
 from finetunekit.backbones.text import TextEncoderBackbone, close_preset_names
 
 register_backbone_kind(ApplicationsBackbone)
+register_backbone_kind(KerasHubImageBackbone)  # before the text kind, which takes any preset folder
 register_backbone_kind(TextEncoderBackbone)
 register_backbone_kind(KerasModelBackbone)
-register_backbone_kind(KerasHubImageBackbone, first=True)  # before the text kind's preset folders
 
 
 def resolve_backbone(backbone, **options):
