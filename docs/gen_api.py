@@ -38,7 +38,8 @@ DESCRIPTIONS = {
     "finetunekit.backbones.APPLICATIONS": "The backbone table (the same object as "
     "`fk.APPLICATIONS`).",
     "finetunekit.backbones.BACKBONE_OUTPUTS": "The named outputs a backbone kind can give a "
-    "head: `\"features\"`, `\"padding_mask\"` and `\"pyramid\"` (`P2`..`P5`).",
+    "head: `\"features\"`, `\"padding_mask\"`, `\"pyramid\"` (`P2`..`P5`) and `\"images\"` "
+    "(the preprocessed input of an image backbone).",
     "finetunekit.heads.TARGET_LAYOUTS": "How a head's targets are laid out: `\"example\"`, "
     "`\"token\"` (one per word, aligned to sub-words) or `\"spatial\"` (masks, boxes).",
     "finetunekit.callbacks.ON_NAN_MODES": "The values `fit(on_nan=...)` accepts: `\"raise\"` "

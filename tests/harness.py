@@ -48,6 +48,16 @@ def _text_options():
     return {"backbone": backbone, "preprocessor": preprocessor}
 
 
+def tiny_hub_resnet():
+    """A keras-hub ResNetBackbone (a FeaturePyramidBackbone) with random weights, 2 small stages."""
+    import keras_hub
+
+    return keras_hub.models.ResNetBackbone(
+        input_conv_filters=[64], input_conv_kernel_sizes=[3], stackwise_num_filters=[64, 8],
+        stackwise_num_blocks=[1, 1], stackwise_num_strides=[1, 2], block_type="basic_block",
+    )
+
+
 BACKBONE_CASES = {
     "applications": BackboneCase(
         "image",
@@ -58,6 +68,9 @@ BACKBONE_CASES = {
         "image", lambda: {"backbone": tiny_cnn((32, 32, 3)), "preprocessing": "zero_one"}, _images
     ),
     "text_encoder": BackboneCase("text", _text_options, _texts),
+    "keras_hub_image": BackboneCase(
+        "image", lambda: {"backbone": tiny_hub_resnet(), "input_shape": (32, 32, 3)}, _images
+    ),
 }
 
 
@@ -85,6 +98,16 @@ def _token_classification():
     return fk.TokenClassificationHead(num_tags=3)
 
 
+def _segmentation():
+    import finetunekit as fk
+
+    return fk.SegmentationHead(num_classes=3, filters=8)
+
+
+def _masks(rng, images):
+    return rng.integers(0, 3, images.shape[:3])
+
+
 def _word_tags(rng, texts):
     names = ["O", "B-X", "I-X"]
     return [[names[i % 3] for i, _ in enumerate(t.split())] for t in texts]
@@ -97,6 +120,7 @@ HEAD_CASES = {
     ),
     "RegressionHead": HeadCase(_regression, lambda rng, x: rng.random((N, 2)).astype("float32")),
     "TokenClassificationHead": HeadCase(_token_classification, _word_tags, ("text",)),
+    "SegmentationHead": HeadCase(_segmentation, _masks, ("image",)),
 }
 
 

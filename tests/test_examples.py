@@ -66,3 +66,15 @@ def test_bert_sentiment_smoke_offline_without_minilm(tmp_path):
     assert lines[0].startswith("backbone: a tiny random BERT"), lines[0]
     assert lines[-1] == f"reloaded: {lines[-2]}", lines[-2:]
     assert lines[-2].strip("[]'\" ") in ("positive", "negative", "neutral")
+
+
+def test_segmentation_smoke(tmp_path):
+    picture = tmp_path / "masks.png"
+    done = _run_example("segmentation.py", "--smoke", "--plot", str(picture))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = done.stdout
+    assert "smoke test passed" in out and picture.stat().st_size > 1000
+    assert "predicted 8 masks at their images' own sizes: True" in out
+    assert "reloaded model predicts the same masks: True" in out
+    for word in ("mean_iou", "pixel_accuracy", "square", "disc"):
+        assert word in out

@@ -23,6 +23,8 @@ _EXPORTS = {
     "ClassificationHead": "finetunekit.heads",
     "RegressionHead": "finetunekit.heads",
     "TokenClassificationHead": "finetunekit.heads",
+    "SegmentationHead": "finetunekit.heads",
+    "plot_masks": "finetunekit.segmentation_plots",
     "Report": "finetunekit.reports",
     "plot_history": "finetunekit.reports",
     "report": "finetunekit.reports",
@@ -54,6 +56,8 @@ __all__ = [  # = _EXPORTS, _SUBMODULES and __version__ (tests/test_startup.py ch
     "Report",
     "TokenClassificationHead",
     "TrainingDivergedError",
+    "SegmentationHead",
+    "plot_masks",
     "__version__",
     "backbones",
     "caching",
@@ -89,10 +93,16 @@ if TYPE_CHECKING:  # static analysis (IDEs, type checkers, mkdocstrings) sees th
     from finetunekit.backbones import APPLICATIONS, get_application
     from finetunekit.callbacks import AtomicModelCheckpoint, DivergenceGuard, TrainingDivergedError
     from finetunekit.fine_tuner import FineTuner
-    from finetunekit.heads import ClassificationHead, RegressionHead, TokenClassificationHead
+    from finetunekit.heads import (
+        ClassificationHead,
+        RegressionHead,
+        SegmentationHead,
+        TokenClassificationHead,
+    )
     from finetunekit.reports import Report, plot_history, report
     from finetunekit.saving import load
     from finetunekit.schedules import GradualUnfreezing
+    from finetunekit.segmentation_plots import plot_masks
 
 
 # Modules that register Keras serializables: imported together on the first

@@ -15,6 +15,7 @@ from finetunekit.backbones.base import (
     register_backbone_kind,
 )
 from finetunekit.backbones.base import resolve_backbone as _resolve
+from finetunekit.backbones.hub_image import KerasHubImageBackbone
 from finetunekit.backbones.image import (
     ApplicationsBackbone,
     ImageBackbone,
@@ -24,6 +25,7 @@ from finetunekit.backbones.image import (
 from finetunekit.backbones.text import TextEncoderBackbone, close_preset_names
 
 register_backbone_kind(ApplicationsBackbone)
+register_backbone_kind(KerasHubImageBackbone)  # before the text kind, which takes any preset folder
 register_backbone_kind(TextEncoderBackbone)
 register_backbone_kind(KerasModelBackbone)
 
@@ -66,6 +68,7 @@ __all__ = [
     "NoBackboneKind",
     "BlockPattern",
     "ImageBackbone",
+    "KerasHubImageBackbone",
     "KerasModelBackbone",
     "TextEncoderBackbone",
     "backbone_kinds",

@@ -9,8 +9,9 @@ family it holds:
   `backbone=` value? `resolve_backbone` asks every registered kind in order.
 - `build(needs, augmentation)`: named Keras inputs and a dict of named outputs
   (`"features"`, optionally `"padding_mask"` and a `"pyramid"` dict of
-  multi-scale features keyed `"P2"`..`"P5"`); `needs` are the outputs the head
-  asks for.
+  multi-scale features keyed `"P2"`..`"P5"`, and for image kinds `"images"`:
+  the preprocessed images at the backbone's input size); `needs` are the
+  outputs the head asks for.
 - `groups()`: ordered `(block_name, layers)` for freezing and layer-wise
   learning rates; `apply_unfreeze(unfreeze)`.
 - `data_pipeline(head, augmentation)`: the reader + preprocessing that turn user data into
@@ -18,7 +19,7 @@ family it holds:
 - `config()`: the `FineTuner` arguments that rebuild it; `serving_signature()`.
 """
 
-BACKBONE_OUTPUTS = ("features", "padding_mask", "pyramid")
+BACKBONE_OUTPUTS = ("features", "padding_mask", "pyramid", "images")
 
 _REGISTRY = []
 
@@ -205,4 +206,9 @@ def check_needs(kind, needs):
         raise ValueError(
             f"This head needs multi-scale (pyramid) features, which a {kind.modality} backbone "
             f"({kind.name}) does not provide. Use a convolutional image backbone."
+        )
+    if "images" in needs and getattr(kind, "modality", None) != "image":
+        raise ValueError(
+            f"This head needs the input images, which a {kind.modality} backbone "
+            f"({kind.name}) does not provide. Use an image backbone."
         )

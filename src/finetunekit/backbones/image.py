@@ -117,7 +117,9 @@ class ImageBackbone(BackboneKind):
         Returns:
             `(inputs, outputs)`: the `"images"` input and a dict with
             `"features"` (the backbone's last feature map) and, when `needs`
-            holds `"pyramid"`, `{"P2": ..., "P5": ...}` stage outputs.
+            holds `"pyramid"`, `{"P2": ..., "P5": ...}` stage outputs; with
+            `"images"`, the normalised images at the input size (what a
+            decoder upsamples its masks to).
         """
         check_needs(self, needs)
         inputs = keras.Input(shape=(None, None, None), name="images")
@@ -128,18 +130,19 @@ class ImageBackbone(BackboneKind):
             x = layer(x)
         x = ImageNormalization(self.preprocessing, name="image_normalization")(x)
         self.backbone_input = x  # where boundary caching cuts in (see boundary_split)
+        images = {"images": x} if "images" in needs else {}
         if "pyramid" not in needs:
-            return inputs, {"features": self.model(x)}
-        levels = pyramid_layers(self.model, self.input_shape[0])
+            return inputs, {"features": self.model(x), **images}
+        levels = self.pyramid_outputs()
         extractor = keras.Model(
-            self.model.inputs,
-            {"features": self.model.outputs[0], **{k: v.output for k, v in levels.items()}},
+            self.model.inputs, {"features": self.model.outputs[0], **levels},
             name=f"{self.model.name}_pyramid",
         )
         outputs = extractor(x)
         return inputs, {
             "features": outputs["features"],
             "pyramid": {level: outputs[level] for level in levels},
+            **images,
         }
 
     def boundary_split(self):
@@ -149,6 +152,11 @@ class ImageBackbone(BackboneKind):
         if getattr(self, "backbone_input", None) is None:
             return "the model is not built"
         return split_at_boundary(self.model)
+
+    def pyramid_outputs(self):
+        """`{"P2": tensor, ...}`: stage outputs of the backbone's graph (see `pyramid_layers`)."""
+        levels = pyramid_layers(self.model, self.input_shape[0])
+        return {level: layer.output for level, layer in levels.items()}
 
     def _load(self, backbone, weights, input_shape, policy):  # pragma: no cover - abstract
         raise NotImplementedError

@@ -3,6 +3,8 @@ from finetunekit.heads.classification import ClassificationHead
 from finetunekit.heads.pooled import PooledHead, Pooling, pool_features
 from finetunekit.heads.regression import RegressionHead
 from finetunekit.heads.scores import Report
+from finetunekit.heads.segmentation import SegmentationHead
+from finetunekit.heads.segmentation_scores import SegmentationLoss
 from finetunekit.heads.token_classification import (
     TokenClassificationHead,
     entity_scores,
@@ -18,6 +20,8 @@ __all__ = [
     "Report",
     "TARGET_LAYOUTS",
     "TokenClassificationHead",
+    "SegmentationHead",
+    "SegmentationLoss",
     "entity_scores",
     "entity_spans",
     "pool_features",

@@ -11,6 +11,12 @@ import numpy as np
 
 from finetunekit.plotting import figure, save_figure
 
+#: Per-class columns of `str(report)` by task (others: precision, recall, f1, support).
+TABLE_COLUMNS = {
+    "regression": ["mae", "rmse", "r2"],
+    "segmentation": ["iou", "dice", "precision", "recall", "support"],
+}
+
 
 class Report:
     """Scores of a model on labelled data.
@@ -18,7 +24,9 @@ class Report:
     Build one with `fk.report(ft, x, y)` or `ft.evaluate(x, y, report=True)`.
 
     Attributes:
-        task: str. `"classification"`, `"multi_label"` or `"regression"`.
+        task: str. `"classification"`, `"multi_label"`, `"regression"` or
+            `"segmentation"` (`mean_iou`, `pixel_accuracy`, `mean_dice`; per
+            class `iou`, `dice`, ...; the pixel confusion matrix).
         metrics: dict. Overall scores, e.g. `accuracy`, `macro_f1`,
             `weighted_precision` (classification); `micro_f1`, `macro_f1`,
             `subset_accuracy`, `hamming_loss` (multi-label); `mae`, `rmse`,
@@ -74,11 +82,7 @@ class Report:
 
     def __str__(self):
         lines = [f"{self.task} report on {self.num_examples} examples", ""]
-        columns = (
-            ["mae", "rmse", "r2"]
-            if self.task == "regression"
-            else ["precision", "recall", "f1", "support"]
-        )
+        columns = TABLE_COLUMNS.get(self.task, ["precision", "recall", "f1", "support"])
         width = max([len(str(n)) for n in self.per_class] + [12])
         lines.append(" " * width + "".join(f"{c:>11}" for c in columns))
         for name, scores in self.per_class.items():
