@@ -21,6 +21,7 @@ _EXPORTS = {
     "TrainingDivergedError": "finetunekit.callbacks",
     "FineTuner": "finetunekit.fine_tuner",
     "ClassificationHead": "finetunekit.heads",
+    "DetectionHead": "finetunekit.heads",
     "RegressionHead": "finetunekit.heads",
     "TokenClassificationHead": "finetunekit.heads",
     "Report": "finetunekit.reports",
@@ -47,6 +48,7 @@ __all__ = [  # = _EXPORTS, _SUBMODULES and __version__ (tests/test_startup.py ch
     "APPLICATIONS",
     "AtomicModelCheckpoint",
     "ClassificationHead",
+    "DetectionHead",
     "DivergenceGuard",
     "FineTuner",
     "GradualUnfreezing",
@@ -89,7 +91,12 @@ if TYPE_CHECKING:  # static analysis (IDEs, type checkers, mkdocstrings) sees th
     from finetunekit.backbones import APPLICATIONS, get_application
     from finetunekit.callbacks import AtomicModelCheckpoint, DivergenceGuard, TrainingDivergedError
     from finetunekit.fine_tuner import FineTuner
-    from finetunekit.heads import ClassificationHead, RegressionHead, TokenClassificationHead
+    from finetunekit.heads import (
+        ClassificationHead,
+        DetectionHead,
+        RegressionHead,
+        TokenClassificationHead,
+    )
     from finetunekit.reports import Report, plot_history, report
     from finetunekit.saving import load
     from finetunekit.schedules import GradualUnfreezing

@@ -12,6 +12,10 @@ import numpy as np
 from finetunekit.plotting import figure, save_figure
 
 
+#: Per-class columns of `str(report)` for tasks whose scores are not precision/recall/F1.
+REPORT_COLUMNS = {"regression": ["mae", "rmse", "r2"], "detection": ["ap", "ap_50", "support"]}
+
+
 class Report:
     """Scores of a model on labelled data.
 
@@ -74,11 +78,7 @@ class Report:
 
     def __str__(self):
         lines = [f"{self.task} report on {self.num_examples} examples", ""]
-        columns = (
-            ["mae", "rmse", "r2"]
-            if self.task == "regression"
-            else ["precision", "recall", "f1", "support"]
-        )
+        columns = REPORT_COLUMNS.get(self.task, ["precision", "recall", "f1", "support"])
         width = max([len(str(n)) for n in self.per_class] + [12])
         lines.append(" " * width + "".join(f"{c:>11}" for c in columns))
         for name, scores in self.per_class.items():
