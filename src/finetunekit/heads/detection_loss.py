@@ -50,7 +50,9 @@ class DetectionLoss(keras.losses.Loss):
     Ground-truth rows `x1, y1, x2, y2, class` (pixel coordinates at the model's
     input size, padded with class -1) are matched to the anchors in the graph
     by keras-hub's `RetinaNetLabelEncoder`: IoU >= `positive_threshold` is a
-    positive, < `negative_threshold` background, in between ignored.
+    positive, < `negative_threshold` background, in between ignored; every
+    ground-truth box also claims its best anchor, so that boxes smaller than
+    any anchor still train the detector.
 
     Args:
         num_classes: int. Number of object classes.
@@ -87,17 +89,18 @@ class DetectionLoss(keras.losses.Loss):
             RetinaNetLabelEncoder,
         )
 
+        self.first_anchor = anchor_boxes(self.image_size, **self.anchor_options)[0]
         self.encoder = RetinaNetLabelEncoder(
             anchor_generator(**self.anchor_options), bounding_box_format="xyxy",
             encoding_format=ENCODING, positive_threshold=self.positive_threshold,
             negative_threshold=self.negative_threshold, box_variance=self.box_variance,
+            box_matcher_force_match_for_each_col=True,
         )
 
     def call(self, y_true, y_pred):
         y_true = ops.cast(y_true, "float32")
         y_pred = ops.cast(y_pred, "float32")
-        image = ops.zeros((1, *self.image_size, 1))
-        box_targets, class_targets = self.encoder(image, y_true[..., :4], y_true[..., 4])
+        box_targets, class_targets = self.match(y_true)
         positive = ops.cast(class_targets > -1.0, "float32")
         counted = ops.cast(class_targets > -2.0, "float32")
         one_hot = ops.one_hot(ops.cast(ops.maximum(class_targets, 0.0), "int32"), self.num_classes)
@@ -112,6 +115,24 @@ class DetectionLoss(keras.losses.Loss):
         )
         batch = ops.cast(ops.shape(y_true)[0], "float32")
         return per_image * batch / ops.maximum(ops.sum(positive), 1.0)
+
+    def match(self, y_true):
+        """Per-anchor encoded box targets and class ids (-1 background, -2 ignored).
+
+        Args:
+            y_true: `(b, k, 5)` float rows `x1, y1, x2, y2, class`, padded with class -1.
+
+        Returns:
+            `(box_targets (b, A, 4), class_targets (b, A))`.
+        """
+        y_true = ops.cast(y_true, "float32")
+        # keras-hub's forced matching sends the first anchor to an out-of-range column when
+        # no box claims it; a background row that is exactly that anchor claims it first.
+        first = np.append(self.first_anchor, -1.0).astype("float32").reshape(1, 1, 5)
+        first = ops.tile(ops.convert_to_tensor(first), (ops.shape(y_true)[0], 1, 1))
+        y_true = ops.concatenate([first, y_true], axis=1)
+        image = ops.zeros((1, *self.image_size, 1))
+        return self.encoder(image, y_true[..., :4], y_true[..., 4])
 
     def get_config(self):
         return {
