@@ -73,7 +73,7 @@ CASES = [
     ("detection_coco_json_missing_files", coco_missing_files, FileNotFoundError, r"lists 1 image file\(s\) that do not exist in .* Pass the images folder"),
     ("detection_yolo_malformed_line", yolo_malformed_line, ValueError, r"a\.txt, line 1: '0 0\.5 0\.5 0\.2' is not a YOLO box\. Each line is 'class cx cy w h'"),
     ("detection_voc_malformed_xml", voc_malformed_xml, ValueError, r"a\.xml is not a readable Pascal VOC annotation .* <bndbox> with numeric xmin/ymin/xmax/ymax"),
-    ("detection_backbone_without_p3", backbone_without_p3, ValueError, r"DetectionHead needs the stride-8 feature map P3 of the backbone, which gives only no pyramid levels"),
+    ("detection_backbone_without_p3", backbone_without_p3, ValueError, r"DetectionHead needs the stride-8 feature map P3 of the backbone; its pyramid levels: none"),
 ]
 # fmt: on
 

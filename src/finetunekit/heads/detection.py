@@ -261,11 +261,11 @@ def _input_levels(pyramid, low, high):
     """The backbone levels the FPN reads: `P{low}` up to the deepest one present (<= high)."""
     present = sorted(int(k[1:]) for k in pyramid)
     if low not in present:
+        shown = ", ".join(f"P{p}" for p in present) or "none"
         raise ValueError(
-            f"DetectionHead needs the stride-{2 ** low} feature map P{low} of the backbone, which "
-            f"gives only {['P%d' % p for p in present] or 'no pyramid levels'} (a backbone must "
-            "downsample its input at least 8 times, in stages). Use a deeper backbone, or "
-            f"min_level={present[-1] if present else 3}."
+            f"DetectionHead needs the stride-{2 ** low} feature map P{low} of the backbone; its "
+            f"pyramid levels: {shown} (a backbone must downsample its input at least "
+            f"{2 ** low} times, in stages). Use a deeper backbone, or a lower min_level."
         )
     levels = [level for level in present if low <= level <= high]
     return [f"P{level}" for level in levels]
