@@ -199,3 +199,15 @@ def test_saved_model_export_serves_raw_images(tmp_path):
     expected = ft.predict(image.astype("uint8"), verbose=0)
     outputs = served.serve(tf.constant(image))
     np.testing.assert_allclose(np.asarray(outputs), expected, atol=1e-4)
+
+
+def test_plot_boxes_writes_a_png(tmp_path):
+    from PIL import Image
+
+    image = np.full((40, 60, 3), 200, "uint8")
+    prediction = {"boxes": np.array([[5, 5, 20, 30]]), "scores": np.array([0.9]), "labels": np.array(["cat"])}
+    path = fk.plot_boxes(image, prediction, str(tmp_path / "boxes.png"), bounding_box_format="xywh")
+    with Image.open(path) as picture:
+        assert picture.format == "PNG" and picture.size[0] > 0
+    with pytest.raises(ValueError, match="one image's prediction"):
+        fk.plot_boxes(image, [prediction], str(tmp_path / "bad.png"))

@@ -26,6 +26,7 @@ _EXPORTS = {
     "TokenClassificationHead": "finetunekit.heads",
     "Report": "finetunekit.reports",
     "plot_history": "finetunekit.reports",
+    "plot_boxes": "finetunekit.heads.detection_plots",
     "report": "finetunekit.reports",
     "load": "finetunekit.saving",
     "GradualUnfreezing": "finetunekit.schedules",
@@ -69,6 +70,7 @@ __all__ = [  # = _EXPORTS, _SUBMODULES and __version__ (tests/test_startup.py ch
     "losses",
     "lr_finder",
     "optimizers",
+    "plot_boxes",
     "plot_history",
     "report",
     "schedules",
@@ -97,6 +99,7 @@ if TYPE_CHECKING:  # static analysis (IDEs, type checkers, mkdocstrings) sees th
         RegressionHead,
         TokenClassificationHead,
     )
+    from finetunekit.heads.detection_plots import plot_boxes
     from finetunekit.reports import Report, plot_history, report
     from finetunekit.saving import load
     from finetunekit.schedules import GradualUnfreezing
