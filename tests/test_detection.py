@@ -211,3 +211,19 @@ def test_plot_boxes_writes_a_png(tmp_path):
         assert picture.format == "PNG" and picture.size[0] > 0
     with pytest.raises(ValueError, match="one image's prediction"):
         fk.plot_boxes(image, [prediction], str(tmp_path / "bad.png"))
+
+
+def test_a_keras_hub_image_backbone_feeds_the_detector_its_pyramid_outputs():
+    import keras_hub
+
+    from finetunekit.backbones.image import pyramid_outputs
+
+    backbone = keras_hub.models.ResNetBackbone(
+        input_conv_filters=[64], input_conv_kernel_sizes=[7], stackwise_num_filters=[64, 8, 8, 8],
+        stackwise_num_blocks=[1, 1, 1, 1], stackwise_num_strides=[1, 2, 2, 2],
+        block_type="basic_block", use_pre_activation=False, image_shape=(32, 32, 3),
+    )
+    assert pyramid_outputs(backbone, 32) == backbone.pyramid_outputs
+    head = fk.DetectionHead(2, fpn_filters=8, num_head_convs=1, max_level=5)
+    ft = fk.FineTuner(backbone, head=head)
+    assert ft.predict(np.zeros((1, 32, 32, 3), "uint8"), verbose=0).shape == (1, 21 * 9, 6)

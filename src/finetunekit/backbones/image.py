@@ -50,6 +50,14 @@ def pyramid_layers(model, image_size):
     return {level: found[level] for level in PYRAMID_LEVELS if level in found}
 
 
+def pyramid_outputs(model, image_size):
+    """`{"P2": tensor, ...}`: a keras-hub backbone's own `pyramid_outputs`, else `pyramid_layers`."""
+    declared = getattr(model, "pyramid_outputs", None)
+    if isinstance(declared, dict) and declared:
+        return {level: declared[level] for level in PYRAMID_LEVELS if level in declared}
+    return {level: layer.output for level, layer in pyramid_layers(model, image_size).items()}
+
+
 class ImageBackbone(BackboneKind):
     """Shared behaviour of image kinds: in-model preprocessing, blocks and pyramid features.
 
@@ -129,10 +137,9 @@ class ImageBackbone(BackboneKind):
         x = ImageNormalization(self.preprocessing, name="image_normalization")(x)
         if "pyramid" not in needs:
             return inputs, {"features": self.model(x)}
-        levels = pyramid_layers(self.model, self.input_shape[0])
+        levels = pyramid_outputs(self.model, self.input_shape[0])
         extractor = keras.Model(
-            self.model.inputs,
-            {"features": self.model.outputs[0], **{k: v.output for k, v in levels.items()}},
+            self.model.inputs, {"features": self.model.outputs[0], **levels},
             name=f"{self.model.name}_pyramid",
         )
         outputs = extractor(x)
