@@ -66,3 +66,11 @@ def test_bert_sentiment_smoke_offline_without_minilm(tmp_path):
     assert lines[0].startswith("backbone: a tiny random BERT"), lines[0]
     assert lines[-1] == f"reloaded: {lines[-2]}", lines[-2:]
     assert lines[-2].strip("[]'\" ") in ("positive", "negative", "neutral")
+
+
+def test_detection_smoke():
+    """The detection example on a generated YOLO folder: fine_tune, COCO report, plot, save/load."""
+    done = _run_example("detection.py", "--smoke")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for text in ("map_50", "square", "disc", "boxes.png", "smoke test passed"):
+        assert text in done.stdout
