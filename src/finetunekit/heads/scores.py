@@ -11,7 +11,6 @@ import numpy as np
 
 from finetunekit.plotting import figure, save_figure
 
-
 #: Per-class columns of `str(report)` for tasks whose scores are not precision/recall/F1.
 REPORT_COLUMNS = {"regression": ["mae", "rmse", "r2"], "detection": ["ap", "ap_50", "support"]}
 
