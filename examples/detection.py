@@ -9,7 +9,7 @@ python examples/detection.py --data my_coco/train.json --num-classes 3
 python examples/detection.py --data VOC2012/ --num-classes 20 --epochs 12
 
 # Offline smoke test in seconds: a generated YOLO folder of squares and discs,
-# random weights, 64x64 inputs.
+# random weights, 32x32 inputs.
 python examples/detection.py --smoke
 ```
 
@@ -30,7 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 
 
-def write_shapes_yolo(folder, count=12, size=64, seed=0):
+def write_shapes_yolo(folder, count=8, size=64, seed=0):
     """A YOLO folder of noisy images with squares (class 0) and discs (class 1)."""
     from PIL import Image, ImageDraw
 
@@ -58,10 +58,10 @@ def build_detector(num_classes, smoke):
     import finetunekit as fk
 
     if smoke:
-        head = fk.DetectionHead(num_classes, fpn_filters=16, num_head_convs=1, max_level=5,
+        head = fk.DetectionHead(num_classes, fpn_filters=8, num_head_convs=1, max_level=5,
                                 anchor_size=2.0)
         return fk.FineTuner(backbone="mobilenet", head=head, weights=None,
-                            input_shape=(64, 64, 3), augment={"horizontal_flip": True})
+                            input_shape=(32, 32, 3), augment={"horizontal_flip": True})
     return fk.FineTuner(backbone="resnet50", head=fk.DetectionHead(num_classes),
                         input_shape=(512, 512, 3), augment={"horizontal_flip": True})
 

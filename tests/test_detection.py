@@ -180,6 +180,8 @@ def test_outputs_stay_float32_under_mixed_precision():
 def test_fit_on_a_coco_json_and_predict_boxes_in_each_image_size(tmp_path):
     ft = coco_tuner(tmp_path)
     assert ft.class_names == ["cat", "dog"]
+    loss = ft.evaluate(str(tmp_path / "coco" / "train.json"), verbose=0)
+    assert np.isfinite(loss if np.isscalar(loss) else loss[0])
     paths = [str(tmp_path / "coco" / n) for n in ["a.png", "c.png"]]
     found = ft.predict_boxes(paths)
     assert len(found) == 2 and len(found[0]["boxes"]) > 0
@@ -213,17 +215,25 @@ def test_plot_boxes_writes_a_png(tmp_path):
         fk.plot_boxes(image, [prediction], str(tmp_path / "bad.png"))
 
 
-def test_a_keras_hub_image_backbone_feeds_the_detector_its_pyramid_outputs():
+def tiny_keras_hub_resnet():
     import keras_hub
 
-    from finetunekit.backbones.image import pyramid_outputs
-
-    backbone = keras_hub.models.ResNetBackbone(
+    return keras_hub.models.ResNetBackbone(
         input_conv_filters=[64], input_conv_kernel_sizes=[7], stackwise_num_filters=[64, 8, 8, 8],
         stackwise_num_blocks=[1, 1, 1, 1], stackwise_num_strides=[1, 2, 2, 2],
         block_type="basic_block", use_pre_activation=False, image_shape=(32, 32, 3),
     )
+
+
+def test_a_keras_hub_image_backbone_gives_its_own_pyramid_outputs():
+    from finetunekit.backbones.image import pyramid_outputs
+
+    backbone = tiny_keras_hub_resnet()
     assert pyramid_outputs(backbone, 32) == backbone.pyramid_outputs
+
+
+@pytest.mark.slow
+def test_a_keras_hub_image_backbone_under_the_detector():
     head = fk.DetectionHead(2, fpn_filters=8, num_head_convs=1, max_level=5)
-    ft = fk.FineTuner(backbone, head=head)
+    ft = fk.FineTuner(tiny_keras_hub_resnet(), head=head)
     assert ft.predict(np.zeros((1, 32, 32, 3), "uint8"), verbose=0).shape == (1, 21 * 9, 6)
