@@ -33,6 +33,7 @@ class HeadCase:
     make: callable  # () -> head
     targets: callable  # (rng, inputs) -> N targets
     modalities: tuple = ("image", "text")
+    backbones: tuple = None  # backbone cases it runs on (None: every case of its modalities)
 
 
 def _images(rng):
@@ -113,6 +114,23 @@ def _word_tags(rng, texts):
     return [[names[i % 3] for i, _ in enumerate(t.split())] for t in texts]
 
 
+def _detection():
+    import finetunekit as fk
+
+    return fk.DetectionHead(num_classes=2, fpn_filters=8, num_head_convs=1, max_level=5)
+
+
+def _boxes(rng, images):
+    """Per image 0-2 boxes inside its 32x32 image (the second image has none)."""
+    boxes, labels = [], []
+    for index in range(len(images)):
+        count = 0 if index == 1 else 1 + index % 2
+        corner = rng.uniform(0, 14, (count, 2))
+        boxes.append(np.concatenate([corner, corner + rng.uniform(8, 18, (count, 2))], axis=1))
+        labels.append(rng.integers(0, 2, count))
+    return {"boxes": boxes, "labels": labels}
+
+
 HEAD_CASES = {
     "ClassificationHead": HeadCase(_classification, lambda rng, x: rng.integers(0, 2, N)),
     "ClassificationHead/multi_label": HeadCase(
@@ -121,6 +139,8 @@ HEAD_CASES = {
     "RegressionHead": HeadCase(_regression, lambda rng, x: rng.random((N, 2)).astype("float32")),
     "TokenClassificationHead": HeadCase(_token_classification, _word_tags, ("text",)),
     "SegmentationHead": HeadCase(_segmentation, _masks, ("image",)),
+    # tiny_cnn (the keras_model case) never reaches stride 8, so it has no P3 to detect on.
+    "DetectionHead": HeadCase(_detection, _boxes, ("image",), ("applications",)),
 }
 
 
@@ -131,6 +151,7 @@ def matrix():
         for kind, backbone in BACKBONE_CASES.items()
         for head, case in HEAD_CASES.items()
         if backbone.modality in case.modalities
+        and (case.backbones is None or kind in case.backbones)
     ]
 
 

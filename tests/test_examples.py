@@ -78,3 +78,11 @@ def test_segmentation_smoke(tmp_path):
     assert "reloaded model predicts the same masks: True" in out
     for word in ("mean_iou", "pixel_accuracy", "square", "disc"):
         assert word in out
+
+
+def test_detection_smoke():
+    """The detection example on a generated YOLO folder: fine_tune, COCO report, plot, save/load."""
+    done = _run_example("detection.py", "--smoke")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for text in ("map_50", "square", "disc", "boxes.png", "smoke test passed"):
+        assert text in done.stdout

@@ -21,12 +21,14 @@ _EXPORTS = {
     "TrainingDivergedError": "finetunekit.callbacks",
     "FineTuner": "finetunekit.fine_tuner",
     "ClassificationHead": "finetunekit.heads",
+    "DetectionHead": "finetunekit.heads",
     "RegressionHead": "finetunekit.heads",
     "TokenClassificationHead": "finetunekit.heads",
     "SegmentationHead": "finetunekit.heads",
     "plot_masks": "finetunekit.segmentation_plots",
     "Report": "finetunekit.reports",
     "plot_history": "finetunekit.reports",
+    "plot_boxes": "finetunekit.heads.detection_plots",
     "report": "finetunekit.reports",
     "load": "finetunekit.saving",
     "GradualUnfreezing": "finetunekit.schedules",
@@ -49,6 +51,7 @@ __all__ = [  # = _EXPORTS, _SUBMODULES and __version__ (tests/test_startup.py ch
     "APPLICATIONS",
     "AtomicModelCheckpoint",
     "ClassificationHead",
+    "DetectionHead",
     "DivergenceGuard",
     "FineTuner",
     "GradualUnfreezing",
@@ -71,6 +74,7 @@ __all__ = [  # = _EXPORTS, _SUBMODULES and __version__ (tests/test_startup.py ch
     "losses",
     "lr_finder",
     "optimizers",
+    "plot_boxes",
     "plot_history",
     "report",
     "schedules",
@@ -95,10 +99,12 @@ if TYPE_CHECKING:  # static analysis (IDEs, type checkers, mkdocstrings) sees th
     from finetunekit.fine_tuner import FineTuner
     from finetunekit.heads import (
         ClassificationHead,
+        DetectionHead,
         RegressionHead,
         SegmentationHead,
         TokenClassificationHead,
     )
+    from finetunekit.heads.detection_plots import plot_boxes
     from finetunekit.reports import Report, plot_history, report
     from finetunekit.saving import load
     from finetunekit.schedules import GradualUnfreezing

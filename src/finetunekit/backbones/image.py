@@ -50,6 +50,14 @@ def pyramid_layers(model, image_size):
     return {level: found[level] for level in PYRAMID_LEVELS if level in found}
 
 
+def pyramid_outputs(model, image_size):
+    """`{"P2": tensor, ...}`: a keras-hub backbone's own `pyramid_outputs`, else `pyramid_layers`."""
+    declared = getattr(model, "pyramid_outputs", None)
+    if isinstance(declared, dict) and declared:
+        return {level: declared[level] for level in PYRAMID_LEVELS if level in declared}
+    return {level: layer.output for level, layer in pyramid_layers(model, image_size).items()}
+
+
 class ImageBackbone(BackboneKind):
     """Shared behaviour of image kinds: in-model preprocessing, blocks and pyramid features.
 
@@ -154,9 +162,8 @@ class ImageBackbone(BackboneKind):
         return split_at_boundary(self.model)
 
     def pyramid_outputs(self):
-        """`{"P2": tensor, ...}`: stage outputs of the backbone's graph (see `pyramid_layers`)."""
-        levels = pyramid_layers(self.model, self.input_shape[0])
-        return {level: layer.output for level, layer in levels.items()}
+        """`{"P2": tensor, ...}`: the backbone's declared pyramid, else its stage outputs."""
+        return pyramid_outputs(self.model, self.input_shape[0])
 
     def _load(self, backbone, weights, input_shape, policy):  # pragma: no cover - abstract
         raise NotImplementedError

@@ -1,3 +1,4 @@
+from finetunekit.data.detection_readers import read_detection_data
 from finetunekit.data.images import BadImageError, check_images, list_image_folder
 from finetunekit.data.pipeline import Batches, Prepared
 from finetunekit.data.text_readers import read_conll
@@ -11,4 +12,5 @@ __all__ = [
     "check_images",
     "list_image_folder",
     "read_conll",
+    "read_detection_data",
 ]

@@ -1,5 +1,7 @@
 from finetunekit.heads.base import TARGET_LAYOUTS, Head
 from finetunekit.heads.classification import ClassificationHead
+from finetunekit.heads.detection import DetectionHead
+from finetunekit.heads.detection_loss import DetectionLoss
 from finetunekit.heads.pooled import PooledHead, Pooling, pool_features
 from finetunekit.heads.regression import RegressionHead
 from finetunekit.heads.scores import Report
@@ -13,6 +15,8 @@ from finetunekit.heads.token_classification import (
 
 __all__ = [
     "ClassificationHead",
+    "DetectionHead",
+    "DetectionLoss",
     "Head",
     "PooledHead",
     "Pooling",

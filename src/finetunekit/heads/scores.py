@@ -15,6 +15,7 @@ from finetunekit.plotting import figure, save_figure
 TABLE_COLUMNS = {
     "regression": ["mae", "rmse", "r2"],
     "segmentation": ["iou", "dice", "precision", "recall", "support"],
+    "detection": ["ap", "ap_50", "support"],
 }
 
 

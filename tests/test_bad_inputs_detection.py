@@ -1,0 +1,88 @@
+"""The bad-input catalogue, object detection: boxes, labels, box formats and detection files.
+
+One row per case: `(id, run, error, fragment)`, as in `tests/test_bad_inputs.py`.
+The same rows are in docs/errors.md ("Object detection"). Boxes go through the
+head and the spatial image pipeline (no model is built) unless the row is about
+the model.
+"""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+import finetunekit as fk
+from finetunekit.data.spatial_pipeline import SpatialPipeline
+from tests.catalogue import undocumented
+from tests.conftest import tiny_cnn
+
+X2 = np.zeros((2, 32, 32, 3), "uint8")
+
+
+def prepare(boxes, labels, box_format="xyxy", num_classes=2, x=X2):
+    head = fk.DetectionHead(num_classes, bounding_box_format=box_format)
+    return SpatialPipeline(head, (32, 32, 3)).prepare(x, {"boxes": boxes, "labels": labels})
+
+
+def prepare_files(x, y=None):
+    return SpatialPipeline(fk.DetectionHead(2), (32, 32, 3)).prepare(x, y)
+
+
+def coco_missing_files(tmp):
+    data = {"images": [{"id": 1, "file_name": "gone.jpg"}], "annotations": [],
+            "categories": [{"id": 1, "name": "cat"}]}
+    (tmp / "train.json").write_text(json.dumps(data))
+    return prepare_files(str(tmp / "train.json"))
+
+
+def yolo_malformed_line(tmp):
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(tmp / "a.png")
+    (tmp / "a.txt").write_text("0 0.5 0.5 0.2\n")
+    return prepare_files(str(tmp))
+
+
+def voc_malformed_xml(tmp):
+    os.makedirs(tmp / "Annotations")
+    (tmp / "Annotations" / "a.xml").write_text("<annotation><filename>a.jpg</filename><object>"
+                                               "<name>cat</name></object></annotation>")
+    return prepare_files(str(tmp))
+
+
+def backbone_without_p3(tmp):
+    return fk.FineTuner(tiny_cnn((32, 32, 3)), head=fk.DetectionHead(2), preprocessing="zero_one")
+
+
+BOX = [[2, 2, 12, 12]]
+
+# fmt: off
+CASES = [
+    ("detection_box_outside_image", lambda t: prepare([BOX, [[20, 20, 40, 30]]], [[0], [1]]), ValueError, r"Image 1, box 0: \[20\.0, 20\.0, 40\.0, 30\.0\] lies outside its 32x32 .* check `bounding_box_format`"),
+    ("detection_x2_less_than_x1", lambda t: prepare([BOX, [[12, 2, 4, 10]]], [[0], [1]]), ValueError, r"Image 1, box 0: .* has x2 < x1 or y2 < y1 .* Is `bounding_box_format` right"),
+    ("detection_box_format_mismatch", lambda t: prepare([BOX, [[10, 10, 30, 30]]], [[0], [1]], "xywh"), ValueError, r"Image 1, box 0: \[10\.0, 10\.0, 40\.0, 40\.0\] lies outside .* check `bounding_box_format`"),
+    ("detection_normalised_boxes", lambda t: prepare([[[0.1, 0.1, 0.5, 0.6]], []], [[0], []]), ValueError, r"the boxes look normalised, but DetectionHead takes pixel coordinates .* Multiply x by the image width"),
+    ("detection_class_id_out_of_range", lambda t: prepare([BOX, BOX], [[0], [2]]), ValueError, r"Box class ids must be whole numbers in 0\.\.1 \(num_classes=2\); found 2"),
+    ("detection_more_class_names_than_classes", lambda t: prepare([BOX, BOX], [["cat"], ["dog"]], num_classes=1), ValueError, r"The data has 2 classes \(\['cat', 'dog'\]\) but the head has num_classes=1"),
+    ("detection_boxes_labels_count_mismatch", lambda t: prepare([BOX, BOX], [[0], [0, 1]]), ValueError, r"Image 1 has 1 boxes but 2 labels: give one class label per box"),
+    ("detection_boxes_labels_lists_differ", lambda t: prepare([BOX, BOX], [[0]]), ValueError, r"y\['boxes'\] has 2 entries but y\['labels'\] has 1: both need one entry per image"),
+    ("detection_box_not_four_numbers", lambda t: prepare([[[1, 2, 3]], BOX], [[0], [0]]), ValueError, r"Image 0: boxes have shape \(1, 3\); expected \(k, 4\)"),
+    ("detection_targets_not_boxes_and_labels", lambda t: prepare_files(X2, [0, 1]), ValueError, r"Detection targets are y=\{'boxes': \[\.\.\.\], 'labels': \[\.\.\.\]\}"),
+    ("detection_unknown_box_format", lambda t: fk.DetectionHead(2, bounding_box_format="rel_xyxy"), ValueError, r"Unknown bounding_box_format 'rel_xyxy'\. Expected one of xyxy, yxyx, xywh, center_xywh, center_yxhw"),
+    ("detection_coco_json_missing_files", coco_missing_files, FileNotFoundError, r"lists 1 image file\(s\) that do not exist in .* Pass the images folder"),
+    ("detection_yolo_malformed_line", yolo_malformed_line, ValueError, r"a\.txt, line 1: '0 0\.5 0\.5 0\.2' is not a YOLO box\. Each line is 'class cx cy w h'"),
+    ("detection_voc_malformed_xml", voc_malformed_xml, ValueError, r"a\.xml is not a readable Pascal VOC annotation .* <bndbox> with numeric xmin/ymin/xmax/ymax"),
+    ("detection_backbone_without_p3", backbone_without_p3, ValueError, r"DetectionHead needs the stride-8 feature map P3 of the backbone; its pyramid levels: none"),
+]
+# fmt: on
+
+
+@pytest.mark.parametrize("case_id,run,error,fragment", CASES, ids=[c[0] for c in CASES])
+def test_bad_input(tmp_path, case_id, run, error, fragment):
+    with pytest.raises(error, match=fragment):
+        run(tmp_path)
+
+
+def test_rows_are_documented():
+    assert undocumented([c[0] for c in CASES], "Object detection") == []

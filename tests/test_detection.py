@@ -1,0 +1,239 @@
+"""DetectionHead: box targets, anchors and loss, decoding to each image's pixels, COCO report, readers.
+
+The shared harness (tests/harness.py) fits, saves and reloads a detector; these
+tests check the parts on known values, mostly without building a backbone.
+"""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+import finetunekit as fk
+from finetunekit.data.detection_readers import read_coco, read_voc, read_yolo
+from finetunekit.data.spatial_targets import SpatialContext
+from finetunekit.heads.detection_report import coco_report
+
+PYRAMID = {"pyramid": {"P3": (None, 4, 4, 8), "P4": (None, 2, 2, 8), "P5": (None, 1, 1, 8)}}
+
+
+def built_head(**kwargs):
+    """A DetectionHead built for 32x32 inputs (P3..P5 shapes), no backbone needed."""
+    head = fk.DetectionHead(2, fpn_filters=8, num_head_convs=1, max_level=5, **kwargs)
+    head.build(PYRAMID)
+    return head
+
+
+def test_encode_targets_converts_formats_learns_names_and_keeps_empty_images():
+    head = fk.DetectionHead(3, bounding_box_format="xywh")
+    y = {"boxes": [[[2, 3, 10, 5]], [], [[0, 0, 4, 4], [1, 1, 2, 2]]],
+         "labels": [["dog"], [], ["cat", "dog"]]}
+    targets, names = head.encode_targets(y)
+    assert names == ["cat", "dog"]
+    np.testing.assert_allclose(targets[0]["boxes"], [[2, 3, 12, 8]])
+    assert targets[1]["boxes"].shape == (0, 4) and len(targets[1]["labels"]) == 0
+    np.testing.assert_array_equal(targets[2]["labels"], [0, 1])
+
+
+def test_head_config_round_trip_and_anchor_count():
+    head = built_head(bounding_box_format="center_xywh", confidence_threshold=0.2)
+    config = json.loads(json.dumps(head.get_config()))
+    rebuilt = fk.DetectionHead.from_config(config)
+    assert rebuilt.get_config() == head.get_config()
+    assert head.image_size == (32, 32) and len(head.anchors) == (16 + 4 + 1) * 9
+
+
+def inside_anchor(head):
+    """The first anchor that lies wholly inside the 32x32 input."""
+    inside = (head.anchors[:, :2] >= 0).all(axis=1) & (head.anchors[:, 2:] <= 32).all(axis=1)
+    return int(np.flatnonzero(inside)[0])
+
+
+def one_detection(head, anchor, label):
+    """Model outputs with zero deltas everywhere and one confident anchor."""
+    outputs = np.zeros((1, len(head.anchors), 4 + head.num_classes), "float32")
+    outputs[..., 4:] = -10.0
+    outputs[0, anchor, 4 + label] = 10.0
+    return outputs
+
+
+def test_decode_returns_boxes_in_the_input_size_and_format():
+    head = built_head(bounding_box_format="xywh")
+    anchor = inside_anchor(head)
+    x1, y1, x2, y2 = head.anchors[anchor]
+    context = SpatialContext(sizes=[(64, 96)], model_size=(32, 32))
+    [found] = head.decode(one_detection(head, anchor, 1), ["cat", "dog"], context)
+    np.testing.assert_allclose(found["boxes"], [[x1 * 3, y1 * 2, (x2 - x1) * 3, (y2 - y1) * 2]], atol=1e-3)
+    assert found["labels"].tolist() == ["dog"] and found["scores"][0] > 0.99
+
+
+def perfect_outputs(loss, y_true):
+    """Outputs built from the loss's own anchor matching: right deltas, confident right classes."""
+    from keras import ops
+
+    deltas, classes = (ops.convert_to_numpy(t) for t in loss.match(y_true))
+    logits = np.full((*classes.shape, loss.num_classes), -12.0, "float32")
+    rows, anchors = np.nonzero(classes >= 0)
+    logits[rows, anchors, classes[rows, anchors].astype(int)] = 12.0
+    return np.concatenate([deltas, logits], axis=-1), (rows, anchors)
+
+
+def test_loss_and_decoding_agree_on_anchor_matching():
+    head = built_head()
+    loss = head.default_loss()
+    y_true = np.full((2, 3, 5), -1.0, "float32")  # the second image has no boxes
+    y_true[0, 0] = [4, 6, 28, 26, 1]
+    y_true[0, 1] = [0, 0, 12, 12, 0]
+    outputs, positives = perfect_outputs(loss, y_true)
+    assert len(positives[0]) >= 2 and set(positives[0]) == {0}
+    assert float(loss(y_true, outputs)) < 0.01
+    wrong = outputs.copy()
+    wrong[..., 4:] = -wrong[..., 4:]
+    assert float(loss(y_true, wrong)) > 1.0
+    found = head.decode(outputs)
+    assert len(found[1]["boxes"]) == 0
+    order = np.argsort(found[0]["boxes"][:, 0])
+    np.testing.assert_allclose(found[0]["boxes"][order], y_true[0, [1, 0], :4], atol=0.05)
+    np.testing.assert_array_equal(found[0]["labels"][order], [0, 1])
+    assert np.isfinite(float(loss(np.full((2, 3, 5), -1.0, "float32"), outputs)))
+    config = json.loads(json.dumps(loss.get_config()))
+    assert type(loss).from_config(config).get_config() == loss.get_config()
+
+
+def test_coco_report_scores_perfect_and_missing_detections():
+    targets = np.array([[[0, 0, 10, 10, 0], [-1, -1, -1, -1, -1]], [[5, 5, 20, 25, 1], [1, 1, 8, 9, 0]]], "float32")
+    perfect = [(t[t[:, 4] >= 0, :4], np.ones(int((t[:, 4] >= 0).sum())), t[t[:, 4] >= 0, 4].astype(int))
+               for t in targets]
+    report = coco_report(perfect, targets, ["a", "b"], 2)
+    assert report.metrics["map"] == pytest.approx(1.0) and report.metrics["map_50"] == pytest.approx(1.0)
+    assert report.per_class["a"]["support"] == 2 and "map_75" in str(report)
+    empty = [(np.zeros((0, 4)), np.zeros(0), np.zeros(0, int))] * 2
+    assert coco_report(empty, targets, None, 2).metrics["map"] == 0.0
+
+
+def write_images(folder, names, size=(20, 30)):
+    from PIL import Image
+
+    os.makedirs(folder, exist_ok=True)
+    for name in names:
+        Image.new("RGB", (size[1], size[0])).save(os.path.join(folder, name))
+
+
+def test_read_coco_voc_and_yolo(tmp_path):
+    write_images(tmp_path / "coco", ["a.png", "b.png"])
+    data = {"images": [{"id": 2, "file_name": "b.png"}, {"id": 1, "file_name": "a.png"}],
+            "categories": [{"id": 7, "name": "cat"}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 7, "bbox": [1, 2, 3, 4]}]}
+    (tmp_path / "coco" / "train.json").write_text(json.dumps(data))
+    paths, targets = read_coco(tmp_path / "coco" / "train.json")
+    assert [os.path.basename(p) for p in paths] == ["a.png", "b.png"]
+    np.testing.assert_allclose(targets[0]["boxes"], [[1, 2, 4, 6]])
+    assert targets[0]["labels"] == ["cat"] and len(targets[1]["labels"]) == 0
+
+    write_images(tmp_path / "voc" / "JPEGImages", ["x.jpg"])
+    os.makedirs(tmp_path / "voc" / "Annotations")
+    (tmp_path / "voc" / "Annotations" / "x.xml").write_text(
+        "<annotation><filename>x.jpg</filename><object><name>dog</name><bndbox><xmin>3</xmin>"
+        "<ymin>4</ymin><xmax>10</xmax><ymax>12</ymax></bndbox></object></annotation>"
+    )
+    paths, targets = read_voc(tmp_path / "voc")
+    np.testing.assert_allclose(targets[0]["boxes"], [[2, 3, 10, 12]])
+    assert targets[0]["labels"] == ["dog"]
+
+    write_images(tmp_path / "yolo" / "images", ["p.png", "q.png"])
+    os.makedirs(tmp_path / "yolo" / "labels")
+    (tmp_path / "yolo" / "labels" / "p.txt").write_text("1 0.5 0.5 0.2 0.5\n")
+    (tmp_path / "yolo" / "classes.txt").write_text("cat\ndog\n")
+    paths, targets = read_yolo(tmp_path / "yolo")
+    np.testing.assert_allclose(targets[0]["boxes"], [[12, 5, 18, 15]], atol=1e-4)
+    assert targets[0]["labels"] == ["dog"] and targets[1]["boxes"].shape == (0, 4)
+    x, y = fk.data.read_detection_data(str(tmp_path / "yolo"), None)
+    assert x == paths
+
+
+def coco_tuner(tmp_path, **options):
+    """A tiny detector fitted on a 3-image COCO json (images of two sizes)."""
+    write_images(tmp_path / "coco", ["a.png", "b.png"], size=(40, 64))
+    write_images(tmp_path / "coco", ["c.png"], size=(24, 24))
+    data = {"images": [{"id": i, "file_name": n} for i, n in enumerate(["a.png", "b.png", "c.png"])],
+            "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}],
+            "annotations": [{"id": 1, "image_id": 0, "category_id": 1, "bbox": [4, 4, 30, 20]},
+                            {"id": 2, "image_id": 2, "category_id": 2, "bbox": [2, 2, 10, 10]}]}
+    (tmp_path / "coco" / "train.json").write_text(json.dumps(data))
+    head = fk.DetectionHead(2, fpn_filters=8, num_head_convs=1, max_level=5, confidence_threshold=0.0)
+    ft = fk.FineTuner(backbone="MobileNet", weights=None, input_shape=(32, 32, 3), head=head,
+                      augment={"horizontal_flip": True}, **options)
+    ft.fit(str(tmp_path / "coco" / "train.json"), epochs=1, batch_size=3, verbose=0)
+    return ft
+
+
+def test_outputs_stay_float32_under_mixed_precision():
+    head = fk.DetectionHead(2, fpn_filters=8, num_head_convs=1, max_level=5)
+    ft = fk.FineTuner(backbone="MobileNet", weights=None, input_shape=(32, 32, 3), head=head,
+                      mixed_precision="bfloat16")
+    outputs = ft.predict(np.zeros((2, 32, 32, 3), "uint8"), verbose=0)
+    assert outputs.dtype == np.float32 and outputs.shape == (2, 21 * 9, 6)
+    assert np.isfinite(outputs).all()
+
+
+def test_fit_on_a_coco_json_and_predict_boxes_in_each_image_size(tmp_path):
+    ft = coco_tuner(tmp_path)
+    assert ft.class_names == ["cat", "dog"]
+    loss = ft.evaluate(str(tmp_path / "coco" / "train.json"), verbose=0)
+    assert np.isfinite(loss if np.isscalar(loss) else loss[0])
+    paths = [str(tmp_path / "coco" / n) for n in ["a.png", "c.png"]]
+    found = ft.predict_boxes(paths)
+    assert len(found) == 2 and len(found[0]["boxes"]) > 0
+    for result, (height, width) in zip(found, [(40, 64), (24, 24)]):
+        assert result["boxes"].min() >= 0 and result["boxes"][:, [0, 2]].max() <= width
+        assert result["boxes"][:, [1, 3]].max() <= height
+        assert set(result["labels"]) <= {"cat", "dog"}
+
+
+@pytest.mark.slow
+def test_saved_model_export_serves_raw_images(tmp_path):
+    import tensorflow as tf
+
+    ft = coco_tuner(tmp_path)
+    served = tf.saved_model.load(ft.export(str(tmp_path / "served")))
+    image = np.random.default_rng(0).integers(0, 255, (1, 40, 64, 3)).astype("float32")
+    expected = ft.predict(image.astype("uint8"), verbose=0)
+    outputs = served.serve(tf.constant(image))
+    np.testing.assert_allclose(np.asarray(outputs), expected, atol=1e-4)
+
+
+def test_plot_boxes_writes_a_png(tmp_path):
+    from PIL import Image
+
+    image = np.full((40, 60, 3), 200, "uint8")
+    prediction = {"boxes": np.array([[5, 5, 20, 30]]), "scores": np.array([0.9]), "labels": np.array(["cat"])}
+    path = fk.plot_boxes(image, prediction, str(tmp_path / "boxes.png"), bounding_box_format="xywh")
+    with Image.open(path) as picture:
+        assert picture.format == "PNG" and picture.size[0] > 0
+    with pytest.raises(ValueError, match="one image's prediction"):
+        fk.plot_boxes(image, [prediction], str(tmp_path / "bad.png"))
+
+
+def tiny_keras_hub_resnet():
+    import keras_hub
+
+    return keras_hub.models.ResNetBackbone(
+        input_conv_filters=[64], input_conv_kernel_sizes=[7], stackwise_num_filters=[64, 8, 8, 8],
+        stackwise_num_blocks=[1, 1, 1, 1], stackwise_num_strides=[1, 2, 2, 2],
+        block_type="basic_block", use_pre_activation=False, image_shape=(32, 32, 3),
+    )
+
+
+def test_a_keras_hub_image_backbone_gives_its_own_pyramid_outputs():
+    from finetunekit.backbones.image import pyramid_outputs
+
+    backbone = tiny_keras_hub_resnet()
+    assert pyramid_outputs(backbone, 32) == backbone.pyramid_outputs
+
+
+@pytest.mark.slow
+def test_a_keras_hub_image_backbone_under_the_detector():
+    head = fk.DetectionHead(2, fpn_filters=8, num_head_convs=1, max_level=5)
+    ft = fk.FineTuner(tiny_keras_hub_resnet(), head=head)
+    assert ft.predict(np.zeros((1, 32, 32, 3), "uint8"), verbose=0).shape == (1, 21 * 9, 6)
