@@ -43,6 +43,23 @@ def _texts(rng):
     return list(TEXTS[:N])
 
 
+USERS = [f"u{i}" for i in range(6)]
+ITEMS = [f"i{i}" for i in range(10)]
+
+
+def _interactions(rng):
+    import pandas as pd
+
+    return pd.DataFrame({"user": rng.choice(USERS, N), "item": rng.choice(ITEMS, N)})
+
+
+def _embeddings_options():
+    import finetunekit as fk
+
+    return {"backbone": fk.backbones.Embeddings(users=USERS, items=ITEMS, dim=8),
+            "unfreeze": "all"}
+
+
 def _text_options():
     backbone, preprocessor = tiny_bert()
     return {"backbone": backbone, "preprocessor": preprocessor}
@@ -58,6 +75,7 @@ BACKBONE_CASES = {
         "image", lambda: {"backbone": tiny_cnn((32, 32, 3)), "preprocessing": "zero_one"}, _images
     ),
     "text_encoder": BackboneCase("text", _text_options, _texts),
+    "embeddings": BackboneCase("ids", _embeddings_options, _interactions),
 }
 
 
@@ -85,18 +103,39 @@ def _token_classification():
     return fk.TokenClassificationHead(num_tags=3)
 
 
+def _retrieval():
+    import finetunekit as fk
+
+    return fk.RetrievalHead(k=3)
+
+
+def _ranking():
+    import finetunekit as fk
+
+    return fk.RankingHead(hidden_units=(4,))
+
+
 def _word_tags(rng, texts):
     names = ["O", "B-X", "I-X"]
     return [[names[i % 3] for i, _ in enumerate(t.split())] for t in texts]
 
 
 HEAD_CASES = {
-    "ClassificationHead": HeadCase(_classification, lambda rng, x: rng.integers(0, 2, N)),
-    "ClassificationHead/multi_label": HeadCase(
-        _multi_label, lambda rng, x: (rng.random((N, 3)) > 0.5).astype("float32")
+    "ClassificationHead": HeadCase(
+        _classification, lambda rng, x: rng.integers(0, 2, N), ("image", "text", "ids")
     ),
-    "RegressionHead": HeadCase(_regression, lambda rng, x: rng.random((N, 2)).astype("float32")),
+    "ClassificationHead/multi_label": HeadCase(
+        _multi_label, lambda rng, x: (rng.random((N, 3)) > 0.5).astype("float32"),
+        ("image", "text", "ids"),
+    ),
+    "RegressionHead": HeadCase(
+        _regression, lambda rng, x: rng.random((N, 2)).astype("float32"), ("image", "text", "ids")
+    ),
     "TokenClassificationHead": HeadCase(_token_classification, _word_tags, ("text",)),
+    "RetrievalHead": HeadCase(_retrieval, lambda rng, x: x["item"].to_numpy(), ("ids",)),
+    "RankingHead": HeadCase(
+        _ranking, lambda rng, x: rng.integers(1, 6, N).astype("float32"), ("ids",)
+    ),
 }
 
 
@@ -129,6 +168,8 @@ def as_dataset(head, x, y, batch_size=4):
 
     if head.target_layout != "example":
         return None  # word-level tags are aligned to tokens by the pipeline, not in a dataset
+    if hasattr(x, "columns"):  # a DataFrame of interactions: one named input per column
+        x = {column: x[column].to_numpy().astype(str) for column in x.columns}
     return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
 
 

@@ -22,6 +22,8 @@ _EXPORTS = {
     "FineTuner": "finetunekit.fine_tuner",
     "ClassificationHead": "finetunekit.heads",
     "RegressionHead": "finetunekit.heads",
+    "RankingHead": "finetunekit.heads",
+    "RetrievalHead": "finetunekit.heads",
     "TokenClassificationHead": "finetunekit.heads",
     "Report": "finetunekit.reports",
     "plot_history": "finetunekit.reports",
@@ -50,8 +52,10 @@ __all__ = [  # = _EXPORTS, _SUBMODULES and __version__ (tests/test_startup.py ch
     "DivergenceGuard",
     "FineTuner",
     "GradualUnfreezing",
+    "RankingHead",
     "RegressionHead",
     "Report",
+    "RetrievalHead",
     "TokenClassificationHead",
     "TrainingDivergedError",
     "__version__",
@@ -89,7 +93,13 @@ if TYPE_CHECKING:  # static analysis (IDEs, type checkers, mkdocstrings) sees th
     from finetunekit.backbones import APPLICATIONS, get_application
     from finetunekit.callbacks import AtomicModelCheckpoint, DivergenceGuard, TrainingDivergedError
     from finetunekit.fine_tuner import FineTuner
-    from finetunekit.heads import ClassificationHead, RegressionHead, TokenClassificationHead
+    from finetunekit.heads import (
+        ClassificationHead,
+        RankingHead,
+        RegressionHead,
+        RetrievalHead,
+        TokenClassificationHead,
+    )
     from finetunekit.reports import Report, plot_history, report
     from finetunekit.saving import load
     from finetunekit.schedules import GradualUnfreezing

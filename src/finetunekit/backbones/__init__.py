@@ -15,6 +15,7 @@ from finetunekit.backbones.base import (
     register_backbone_kind,
 )
 from finetunekit.backbones.base import resolve_backbone as _resolve
+from finetunekit.backbones.embeddings import Embeddings, EmbeddingsBackbone, IdEmbedding
 from finetunekit.backbones.image import (
     ApplicationsBackbone,
     ImageBackbone,
@@ -26,6 +27,7 @@ from finetunekit.backbones.text import TextEncoderBackbone, close_preset_names
 register_backbone_kind(ApplicationsBackbone)
 register_backbone_kind(TextEncoderBackbone)
 register_backbone_kind(KerasModelBackbone)
+register_backbone_kind(EmbeddingsBackbone, first=True)  # before KerasModelBackbone: it is a Model
 
 
 def resolve_backbone(backbone, **options):
@@ -65,6 +67,9 @@ __all__ = [
     "BackboneSpec",
     "NoBackboneKind",
     "BlockPattern",
+    "Embeddings",
+    "EmbeddingsBackbone",
+    "IdEmbedding",
     "ImageBackbone",
     "KerasModelBackbone",
     "TextEncoderBackbone",

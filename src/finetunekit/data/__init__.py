@@ -1,4 +1,5 @@
 from finetunekit.data.images import BadImageError, check_images, list_image_folder
+from finetunekit.data.interactions import read_interactions, temporal_split
 from finetunekit.data.pipeline import Batches, Prepared
 from finetunekit.data.text_readers import read_conll
 from finetunekit.data.tfds import TFDS
@@ -11,4 +12,6 @@ __all__ = [
     "check_images",
     "list_image_folder",
     "read_conll",
+    "read_interactions",
+    "temporal_split",
 ]

@@ -1,7 +1,9 @@
 from finetunekit.heads.base import TARGET_LAYOUTS, Head
 from finetunekit.heads.classification import ClassificationHead
 from finetunekit.heads.pooled import PooledHead, Pooling, pool_features
+from finetunekit.heads.ranking import RankingHead
 from finetunekit.heads.regression import RegressionHead
+from finetunekit.heads.retrieval import RetrievalHead
 from finetunekit.heads.scores import Report
 from finetunekit.heads.token_classification import (
     TokenClassificationHead,
@@ -14,7 +16,9 @@ __all__ = [
     "Head",
     "PooledHead",
     "Pooling",
+    "RankingHead",
     "RegressionHead",
+    "RetrievalHead",
     "Report",
     "TARGET_LAYOUTS",
     "TokenClassificationHead",
