@@ -53,6 +53,18 @@ def _interactions(rng):
     return pd.DataFrame({"user": rng.choice(USERS, N), "item": rng.choice(ITEMS, N)})
 
 
+def _vectors(rng):
+    return rng.normal(size=(N, 4)).astype("float32")
+
+
+def _vector_options():
+    import keras
+
+    inputs = keras.Input((4,))
+    hidden = keras.layers.Dense(8, activation="relu", name="hidden")(inputs)
+    return {"backbone": keras.Model(inputs, keras.layers.Dense(8, name="top")(hidden))}
+
+
 def _embeddings_options():
     import finetunekit as fk
 
@@ -76,6 +88,7 @@ BACKBONE_CASES = {
     ),
     "text_encoder": BackboneCase("text", _text_options, _texts),
     "embeddings": BackboneCase("ids", _embeddings_options, _interactions),
+    "vector_model": BackboneCase("vector", _vector_options, _vectors),
 }
 
 
@@ -122,14 +135,15 @@ def _word_tags(rng, texts):
 
 HEAD_CASES = {
     "ClassificationHead": HeadCase(
-        _classification, lambda rng, x: rng.integers(0, 2, N), ("image", "text", "ids")
+        _classification, lambda rng, x: rng.integers(0, 2, N), ("image", "text", "ids", "vector")
     ),
     "ClassificationHead/multi_label": HeadCase(
         _multi_label, lambda rng, x: (rng.random((N, 3)) > 0.5).astype("float32"),
-        ("image", "text", "ids"),
+        ("image", "text", "ids", "vector"),
     ),
     "RegressionHead": HeadCase(
-        _regression, lambda rng, x: rng.random((N, 2)).astype("float32"), ("image", "text", "ids")
+        _regression, lambda rng, x: rng.random((N, 2)).astype("float32"),
+        ("image", "text", "ids", "vector"),
     ),
     "TokenClassificationHead": HeadCase(_token_classification, _word_tags, ("text",)),
     "RetrievalHead": HeadCase(_retrieval, lambda rng, x: x["item"].to_numpy(), ("ids",)),

@@ -42,6 +42,7 @@ _SUBMODULES = (
     "losses",
     "lr_finder",
     "optimizers",
+    "rl",
     "schedules",
 )
 
@@ -73,6 +74,7 @@ __all__ = [  # = _EXPORTS, _SUBMODULES and __version__ (tests/test_startup.py ch
     "optimizers",
     "plot_history",
     "report",
+    "rl",
     "schedules",
 ]
 
@@ -88,6 +90,7 @@ if TYPE_CHECKING:  # static analysis (IDEs, type checkers, mkdocstrings) sees th
         losses,
         lr_finder,
         optimizers,
+        rl,
         schedules,
     )
     from finetunekit.backbones import APPLICATIONS, get_application

@@ -23,11 +23,13 @@ from finetunekit.backbones.image import (
     pyramid_layers,
 )
 from finetunekit.backbones.text import TextEncoderBackbone, close_preset_names
+from finetunekit.backbones.vector import VectorModelBackbone
 
 register_backbone_kind(ApplicationsBackbone)
 register_backbone_kind(TextEncoderBackbone)
 register_backbone_kind(KerasModelBackbone)
 register_backbone_kind(EmbeddingsBackbone, first=True)  # before KerasModelBackbone: it is a Model
+register_backbone_kind(VectorModelBackbone, first=True)  # a Model on vectors, not images
 
 
 def resolve_backbone(backbone, **options):
@@ -73,6 +75,7 @@ __all__ = [
     "ImageBackbone",
     "KerasModelBackbone",
     "TextEncoderBackbone",
+    "VectorModelBackbone",
     "backbone_kinds",
     "block_groups",
     "get_application",
