@@ -141,7 +141,7 @@ class RetrievalHead(Head):
             raise ValueError("A RetrievalHead learns its items from an Embeddings backbone.")
         items = as_id_strings(y).reshape(-1)
         position = {name: i for i, name in enumerate(class_names)}
-        unknown = sorted({i for i in items if i not in position})
+        unknown = sorted({str(i) for i in items if i not in position})
         if unknown:
             raise ValueError(
                 f"{len(unknown)} item id(s) are not known to the model: "
