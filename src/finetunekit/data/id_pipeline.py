@@ -33,7 +33,9 @@ def input_names(needs):
 def check_known_ids(ids, vocabulary, what):
     """Raises a ValueError naming the ids that are not in `vocabulary`."""
     known = set(vocabulary)
-    unknown = sorted({str(i) for i in np.unique(ids)} - known)
+    import pandas as pd
+
+    unknown = sorted({str(i) for i in pd.unique(np.asarray(ids))} - known)
     if unknown:
         shown = ", ".join(repr(u) for u in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
         raise ValueError(

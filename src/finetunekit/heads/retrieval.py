@@ -152,8 +152,11 @@ class RetrievalHead(Head):
 
     def remember_seen(self, users, positions):
         """Keeps which items (positions) each user interacted with in `fit`; `recommend` excludes them."""
-        for user, position in zip(np.asarray(users).astype(str), np.asarray(positions)):
-            self.seen.setdefault(user, set()).add(int(position))
+        import pandas as pd
+
+        pairs = pd.DataFrame({"user": np.asarray(users).astype(str), "item": positions})
+        for user, items in pairs.groupby("user", sort=False)["item"]:
+            self.seen.setdefault(user, set()).update(items.tolist())
 
     def decode(self, outputs, class_names=None, context=None):
         top = np.argsort(-np.asarray(outputs), axis=-1, kind="stable")[:, : self.k]
