@@ -8,8 +8,9 @@ one (pole angle and angular velocity only) balances. A policy network
 demonstrations; on the target, with a few expert episodes:
 
 - pretrained only: the source policy as it is;
-- fine-tuned: `FineTuner(backbone=<the pretrained body>, head=fk.ClassificationHead(2))`
-  trained on the target demonstrations;
+- fine-tuned: `FineTuner(backbone=<the pretrained body>, head=fk.ClassificationHead(2),
+  unfreeze="all")` trained on the target demonstrations (learning rate 3e-3);
+- fine-tuned, head only: the same with the body frozen (`unfreeze=0`, learning rate 1e-2);
 - from scratch: the same network with random weights, trained on the same demonstrations.
 
 Each is scored with `fk.rl.evaluate_policy` (mean return over episodes,
@@ -61,12 +62,12 @@ def clone(model):
     return copy
 
 
-def behaviour_clone(fk, backbone, states, actions, epochs, seed):
+def behaviour_clone(fk, backbone, states, actions, epochs, seed, unfreeze="all"):
     import keras
 
     keras.utils.set_random_seed(seed)
-    policy = fk.FineTuner(backbone=backbone, head=fk.ClassificationHead(2), unfreeze="all")
-    policy.compile(learning_rate=3e-3)
+    policy = fk.FineTuner(backbone=backbone, head=fk.ClassificationHead(2), unfreeze=unfreeze)
+    policy.compile(learning_rate=3e-3 if unfreeze else 1e-2)
     policy.fit(states, actions, epochs=epochs, batch_size=64, verbose=0)
     return policy
 
@@ -106,9 +107,13 @@ def main(argv=None):
             )
             tuned = behaviour_clone(fk, clone(pretrained.backbone), demo_states, demo_actions,
                                     args.epochs, seed)
+            head_only = behaviour_clone(fk, clone(pretrained.backbone), demo_states, demo_actions,
+                                        args.epochs, seed, unfreeze=0)
             scratch = behaviour_clone(fk, body(seed + 1000), demo_states, demo_actions,
                                       args.epochs, seed)
             results.setdefault(("fine-tuned", demos), []).append(score(tuned, target))
+            results.setdefault(("fine-tuned, head only", demos), []).append(
+                score(head_only, target))
             results.setdefault(("from scratch", demos), []).append(score(scratch, target))
     print(f"source demonstrations: {len(states)} states ({args.source_episodes} episodes); "
           f"target demonstrations: up to {args.demo_steps} steps each; {args.epochs} epochs; "

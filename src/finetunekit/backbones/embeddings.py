@@ -46,10 +46,8 @@ def check_vocabulary(ids, what):
     values = as_id_strings(ids).reshape(-1)
     if not len(values):
         raise ValueError(f"`{what}` is empty: list the known {what[:-1]} ids.")
-    unique, first = np.unique(values, return_index=True)
-    return [str(v) for v in values[np.sort(first)]] if len(unique) < len(values) else [
-        str(v) for v in values
-    ]
+    _, first = np.unique(values, return_index=True)
+    return values[np.sort(first)].tolist()  # repeated ids once, in their first order
 
 
 @keras.saving.register_keras_serializable(package="finetunekit")
