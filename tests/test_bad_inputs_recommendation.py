@@ -74,6 +74,8 @@ CASES = [
     ("temporal_split_without_timestamps", lambda t: fk.data.temporal_split(FRAME.drop(columns="timestamp")), ValueError, r"temporal_split needs a timestamp column"),
     ("env_with_continuous_actions", continuous_env, ValueError, r"Behaviour cloning with a ClassificationHead needs a discrete action space"),
     ("states_of_the_wrong_width", lambda t: policy().fit(np.zeros((4, 3)), [0, 1, 0, 1], verbose=0), ValueError, r"x must be vectors of shape \(n, 4\) for this backbone\. Received shape \(4, 3\)"),
+    ("policy_with_a_regression_head", lambda t: fk.rl.evaluate_policy(fk.FineTuner(backbone=policy().backbone, head=fk.RegressionHead()), cartpole(), 1), ValueError, r"A policy FineTuner needs a single-label fk\.ClassificationHead \(one class per action\); this one has RegressionHead"),
+    ("policy_with_more_actions_than_the_env", lambda t: fk.rl.evaluate_policy(fk.FineTuner(backbone=policy().backbone, head=fk.ClassificationHead(3)), cartpole(), 1), ValueError, r"The policy chooses among 3 actions but the env has 2\. Use ClassificationHead\(num_classes=env\.action_space\.n\)"),
     ("policy_that_is_not_callable", lambda t: fk.rl.evaluate_policy("expert", cartpole(), 1), ValueError, r"policy must be a FineTuner, a keras\.Model or a callable states -> actions"),
 ]
 # fmt: on

@@ -69,6 +69,23 @@ def act(policy, states):
     return np.asarray(policy(states)).reshape(len(states)).astype("int64")
 
 
+def check_policy(policy, env):
+    """Raises a ValueError for a FineTuner that cannot choose `env`'s actions."""
+    head = getattr(policy, "head", None)
+    if head is None:
+        return
+    if getattr(head, "multi_label", False) or not hasattr(head, "num_classes"):
+        raise ValueError(
+            "A policy FineTuner needs a single-label fk.ClassificationHead (one class per "
+            f"action); this one has {type(head).__name__}."
+        )
+    if head.num_classes != env.action_space.n:
+        raise ValueError(
+            f"The policy chooses among {head.num_classes} actions but the env has "
+            f"{env.action_space.n}. Use ClassificationHead(num_classes=env.action_space.n)."
+        )
+
+
 def _check_episodes(episodes):
     if isinstance(episodes, bool) or not isinstance(episodes, (int, np.integer)) or episodes < 1:
         raise ValueError(f"`episodes` must be a positive int. Received: episodes={episodes!r}")
@@ -83,6 +100,7 @@ def run_episodes(policy, env, episodes, seed=0, max_steps=None):
         visited state with the action taken in it.
     """
     check_env(env)
+    check_policy(policy, env)
     episodes = _check_episodes(episodes)
     envs = [copy.deepcopy(env) for _ in range(episodes)]
     observations = [e.reset(seed=None if seed is None else seed + i)[0] for i, e in enumerate(envs)]
