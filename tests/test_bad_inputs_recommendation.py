@@ -68,6 +68,7 @@ CASES = [
     ("click_targets_not_0_1", lambda t: fit(FRAME, fk.RankingHead(task="click")), ValueError, r'RankingHead\(task="click"\) needs 0/1 targets; use task="rating"'),
     ("missing_ids", lambda t: fit(FRAME.assign(user=["a", None, "c", "a"])), ValueError, r"Ids must not be missing"),
     ("pretrained_dim_differs", saved_dim_8, ValueError, r"The pretrained users table has 8 dimensions but dim=4\. Pass dim=8"),
+    ("item_vectors_narrower_than_dim", lambda t: towers(item_vectors={"x": [1.0, 2.0]}), ValueError, r"`item_vectors` must be finite and at least dim=4 wide; they are 2 wide\. Pass dim=2 or less"),
     ("pretrained_file_without_id_tables", image_weights, ValueError, r"holds no user/item embedding tables; pretrained= takes the \.weights\.h5 of a model with an fk\.backbones\.Embeddings backbone"),
     ("unfreeze_more_towers_than_exist", lambda t: fk.FineTuner(backbone=towers(), head=fk.RetrievalHead(), unfreeze=3), ValueError, r"`unfreeze=3` but the backbone has 2 blocks \(items, users\)"),
     ("retrieval_head_on_an_image_backbone", lambda t: tiny_tuner(head=fk.RetrievalHead()), ValueError, r"This head needs user and item towers \(candidates, query\), which a image backbone \(keras_model\) does not provide\. Use fk\.backbones\.Embeddings"),

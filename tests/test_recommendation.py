@@ -99,3 +99,14 @@ def test_ranking_head_predicts_ratings():
                            head=fk.RankingHead(task="click"), unfreeze="all")
     clicker.fit(clicks, epochs=1, verbose=0)
     assert set(clicker.evaluate(clicks, report=True).metrics) == {"auc", "accuracy", "log_loss"}
+
+
+def test_item_vectors_start_the_item_rows():
+    rng = np.random.default_rng(0)
+    text_vectors = {item: rng.normal(size=24) for item in ITEMS[:10]}
+    text_vectors["i1"] = text_vectors["i0"]  # two items described alike start alike
+    towers = fk.backbones.Embeddings(users=USERS, items=ITEMS, dim=8, item_vectors=text_vectors)
+    table = towers.item_tower.embeddings.numpy()
+    np.testing.assert_allclose(table[1], table[2])
+    assert towers.fresh == {"users": len(USERS), "items": 6}
+    assert abs(table[1:11].std() - 0.05) < 0.01

@@ -136,6 +136,10 @@ class Embeddings(keras.Model):
         pretrained: str or None. A `.weights.h5` (or `.keras`) file of a
             previous model with an `Embeddings` backbone: rows of known ids
             are copied by id; other ids get fresh rows. Defaults to None.
+        item_vectors: dict `{item id: vector}`, a DataFrame indexed by item
+            id, or None. Starting rows for items, e.g. sentence embeddings of
+            their titles or descriptions (reduced to `dim` by PCA); rows from
+            `pretrained` take precedence. Defaults to None.
         **kwargs: Standard `keras.Model` arguments.
 
     Example:
@@ -146,7 +150,7 @@ class Embeddings(keras.Model):
     ```
     """
 
-    def __init__(self, users, items, dim=64, pretrained=None, **kwargs):
+    def __init__(self, users, items, dim=64, pretrained=None, item_vectors=None, **kwargs):
         super().__init__(**kwargs)
         if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
             raise ValueError(f"`dim` must be a positive int. Received: dim={dim!r}")
@@ -158,9 +162,15 @@ class Embeddings(keras.Model):
         self.user_tower.build()
         self.item_tower.build()
         self.built = True
-        self.fresh = {"users": len(self.users), "items": len(self.items)}
+        started = {"users": set(), "items": set()}
+        if item_vectors is not None:
+            started["items"] = copy_rows(self.item_tower, *item_vector_rows(item_vectors, self.dim))
         if pretrained is not None:
-            self.fresh = load_pretrained_tables(self, pretrained)
+            copied = load_pretrained_tables(self, pretrained)
+            started = {what: started[what] | copied[what] for what in started}
+        #: How many ids of each tower start from random rows (told once, if their tower is frozen).
+        self.fresh = {"users": len(self.users) - len(started["users"]),
+                      "items": len(self.items) - len(started["items"])}
 
     def call(self, inputs):
         outputs = {"candidates": self.item_tower.table()}
@@ -211,8 +221,24 @@ def _read_tables(path):
     return _tables_in_file(path)
 
 
+def copy_rows(tower, ids, vectors):
+    """Sets the row of each of `ids` the tower knows to its vector; returns the ids copied."""
+    row_of = {str(v): i + 1 for i, v in enumerate(tower.vocabulary)}
+    pairs = [(row_of[str(v)], i) for i, v in enumerate(ids) if str(v) in row_of]
+    table = ops.convert_to_numpy(tower.embeddings)
+    if pairs:
+        rows, sources = (np.array(p) for p in zip(*pairs))
+        table[rows] = np.asarray(vectors)[sources]
+    table[0] = 0.0
+    tower.embeddings.assign(table)
+    return {str(ids[i]) for _, i in pairs}
+
+
 def load_pretrained_tables(model, path):
-    """Copies pretrained rows by id into an `Embeddings` model; returns `{"users": n, "items": n}` fresh rows.
+    """Copies pretrained rows by id into an `Embeddings` model.
+
+    Returns:
+        `{"users": ids, "items": ids}`: the sets of ids whose rows were copied.
 
     Raises:
         ValueError: the file holds no id tables, or their size differs from `dim`.
@@ -223,10 +249,9 @@ def load_pretrained_tables(model, path):
             f"{os.fspath(path)!r} holds no user/item embedding tables; pretrained= takes the "
             ".weights.h5 of a model with an fk.backbones.Embeddings backbone."
         )
-    fresh = {}
+    copied = {"users": set(), "items": set()}
     for what, tower in (("users", model.user_tower), ("items", model.item_tower)):
         if tower.name not in tables:
-            fresh[what] = len(tower.vocabulary)
             continue
         vocabulary, old = tables[tower.name]
         if old.shape[1] != tower.dim:
@@ -234,16 +259,37 @@ def load_pretrained_tables(model, path):
                 f"The pretrained {what} table has {old.shape[1]} dimensions but dim={tower.dim}. "
                 f"Pass dim={old.shape[1]}."
             )
-        row_of = {v: i + 1 for i, v in enumerate(vocabulary)}
-        table = ops.convert_to_numpy(tower.embeddings)
-        known = [(i + 1, row_of[v]) for i, v in enumerate(tower.vocabulary) if v in row_of]
-        if known:
-            new_rows, old_rows = (np.array(r) for r in zip(*known))
-            table[new_rows] = old[old_rows]
-        table[0] = 0.0
-        tower.embeddings.assign(table)
-        fresh[what] = len(tower.vocabulary) - len(known)
-    return fresh
+        copied[what] = copy_rows(tower, vocabulary, old[1:])
+    return copied
+
+
+def item_vector_rows(item_vectors, dim):
+    """`(ids, rows)` of `item_vectors` (a dict or a DataFrame indexed by id), reduced to `dim` columns.
+
+    Wider vectors (e.g. 384-wide sentence embeddings of item titles) are
+    reduced to their top `dim` principal components; the rows are then
+    scaled to the spread of a fresh embedding table.
+    """
+    if hasattr(item_vectors, "index") and hasattr(item_vectors, "to_numpy"):
+        ids, rows = list(item_vectors.index), item_vectors.to_numpy()
+    elif isinstance(item_vectors, dict):
+        ids, rows = list(item_vectors), np.stack([np.asarray(v) for v in item_vectors.values()])
+    else:
+        raise ValueError(
+            "`item_vectors` must be a dict {item id: vector} or a DataFrame indexed by item id. "
+            f"Received: {type(item_vectors).__name__}"
+        )
+    rows = np.asarray(rows, "float64").reshape(len(ids), -1)
+    if rows.shape[1] < dim or not np.all(np.isfinite(rows)):
+        raise ValueError(
+            f"`item_vectors` must be finite and at least dim={dim} wide; they are "
+            f"{rows.shape[1]} wide. Pass dim={rows.shape[1]} or less."
+        )
+    rows = rows - rows.mean(axis=0)
+    if rows.shape[1] > dim:
+        _, _, components = np.linalg.svd(rows, full_matrices=False)
+        rows = rows @ components[:dim].T
+    return [str(i) for i in ids], (rows * (0.05 / max(rows.std(), 1e-12))).astype("float32")
 
 
 class EmbeddingsBackbone(BackboneKind):
