@@ -111,6 +111,10 @@ class IdPipeline:
                 f"{', '.join(sorted(options))} do not apply to interactions (an Embeddings "
                 "backbone)."
             )
+        if unknown_ids not in ("error", "fallback"):
+            raise ValueError(
+                f'`unknown_ids` must be "error" or "fallback". Received: unknown_ids={unknown_ids!r}'
+            )
         if self.target == "item":
             class_names = list(self.items)
         if is_dataset(x):
@@ -131,16 +135,19 @@ class IdPipeline:
             for name in self.names:
                 check_known_ids(inputs[name], self.users if name == "user" else self.items, name)
         if labels is None and require_labels:
+            needed = "an item" if self.target == "item" else "a rating (or label)"
             raise ValueError(
-                f"No targets: {type(self.head).__name__} needs a rating (or label) column in the "
+                f"No targets: {type(self.head).__name__} needs {needed} column in the "
                 "interactions, or y=..."
             )
         weights = check_sample_weight(sample_weight, n)
         targets = None
         if labels is not None:
             targets, class_names = self.head.encode_targets(labels, class_names)
+        # Only fit passes validation_split (evaluate and predict do not): keep what the
+        # users interacted with, which recommend() excludes.
         if validation_split is not None and self.target == "item" and targets is not None:
-            self.head.remember_seen(inputs["user"], targets)  # fit: what recommend excludes
+            self.head.remember_seen(inputs["user"], targets)
 
         def make(index, training):
             return Batches({k: v[index] for k, v in inputs.items()}, take(targets, index),
