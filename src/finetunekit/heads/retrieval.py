@@ -193,7 +193,8 @@ class RetrievalHead(Head):
                 items with the highest bias: the most popular). Defaults to `"error"`.
 
         Returns:
-            A list (one per user) of lists of `k` item ids, best first.
+            A list (one per user) of lists of `k` item ids, best first (fewer
+            when a user has already seen all but a few items).
         """
         keras_rs = import_keras_rs()
         items = _items(tuner)
