@@ -57,7 +57,7 @@ def main(argv=None):
         path = os.path.join(folder, "policy.keras")
         bc.save(path)
         again = fk.rl.evaluate_policy(fk.load(path), env, episodes=episodes, max_steps=steps)
-        print(f"reloaded: mean return {again[0]:.1f} +- {again[1]:.1f}")
+        print(f"reloaded: mean return {again[0]:.1f} +- {again[1]:.1f} over {episodes} episodes")
 
 
 if __name__ == "__main__":

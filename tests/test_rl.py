@@ -31,7 +31,7 @@ def test_behaviour_cloning_on_cartpole(tmp_path):
                       unfreeze="all")
     assert bc.backbone_kind.name == "vector_model"
     bc.compile(learning_rate=1e-2)
-    bc.fit(states, actions, epochs=20, batch_size=32, verbose=0)
+    bc.fit(states, actions, epochs=10, batch_size=32, verbose=0)
     agreement = np.mean(bc.predict_labels(states) == actions)
     assert agreement > 0.75  # expert states sit near its decision boundary
     mean, std = fk.rl.evaluate_policy(bc, env, episodes=3, max_steps=200)
