@@ -8,7 +8,8 @@ on the same CPU, one subprocess per (runner, seed):
 
 - `finetuner`: `fk.FineTuner(..., unfreeze="all")`, its default padding.
 - `transformers`: `Trainer` with `DataCollatorWithPadding` (dynamic padding).
-- `transformers_grouped`: the same with `group_by_length=True` (length-grouped sampler).
+- `transformers_grouped`: the same with the length-grouped sampler
+  (`train_sampling_strategy="group_by_length"`; `group_by_length=True` before transformers 5).
 - `keras_hub_tight`: keras-hub `BertTextClassifier` padded to a fixed length at the
   training data's 99th-percentile token length (not 128, which flatters).
 
@@ -120,9 +121,12 @@ def run_transformers(args, data):
         num_train_epochs=args.epochs, learning_rate=args.lr, weight_decay=0.01,
         save_strategy="no", logging_strategy="no", report_to=[], use_cpu=True,
         seed=args.seed, dataloader_num_workers=0,
-        group_by_length=args.runner == "transformers_grouped",
     )
-    trainer = Trainer(model=model, args=TrainingArguments(**options),
+    if args.runner == "transformers_grouped":  # transformers >= 5; 4.x called it group_by_length
+        grouped = "train_sampling_strategy" in TrainingArguments.__dataclass_fields__
+        options["train_sampling_strategy" if grouped else "group_by_length"] = (
+            "group_by_length" if grouped else True)
+    trainer = Trainer(model=model, args=TrainingArguments(**options), processing_class=tokenizer,
                       train_dataset=encode(train_x, train_y),
                       data_collator=DataCollatorWithPadding(tokenizer))
     start = time.perf_counter()

@@ -44,6 +44,35 @@ def _texts(rng):
     return list(TEXTS[:N])
 
 
+USERS = [f"u{i}" for i in range(6)]
+ITEMS = [f"i{i}" for i in range(10)]
+
+
+def _interactions(rng):
+    import pandas as pd
+
+    return pd.DataFrame({"user": rng.choice(USERS, N), "item": rng.choice(ITEMS, N)})
+
+
+def _vectors(rng):
+    return rng.normal(size=(N, 4)).astype("float32")
+
+
+def _vector_options():
+    import keras
+
+    inputs = keras.Input((4,))
+    hidden = keras.layers.Dense(8, activation="relu", name="hidden")(inputs)
+    return {"backbone": keras.Model(inputs, keras.layers.Dense(8, name="top")(hidden))}
+
+
+def _embeddings_options():
+    import finetunekit as fk
+
+    return {"backbone": fk.backbones.Embeddings(users=USERS, items=ITEMS, dim=8),
+            "unfreeze": "all"}
+
+
 def _text_options():
     backbone, preprocessor = tiny_bert()
     return {"backbone": backbone, "preprocessor": preprocessor}
@@ -72,6 +101,8 @@ BACKBONE_CASES = {
     "keras_hub_image": BackboneCase(
         "image", lambda: {"backbone": tiny_hub_resnet(), "input_shape": (32, 32, 3)}, _images
     ),
+    "embeddings": BackboneCase("ids", _embeddings_options, _interactions),
+    "vector_model": BackboneCase("vector", _vector_options, _vectors),
 }
 
 
@@ -107,6 +138,16 @@ def _segmentation():
 
 def _masks(rng, images):
     return rng.integers(0, 3, images.shape[:3])
+def _retrieval():
+    import finetunekit as fk
+
+    return fk.RetrievalHead(k=3)
+
+
+def _ranking():
+    import finetunekit as fk
+
+    return fk.RankingHead(hidden_units=(4,))
 
 
 def _word_tags(rng, texts):
@@ -132,15 +173,25 @@ def _boxes(rng, images):
 
 
 HEAD_CASES = {
-    "ClassificationHead": HeadCase(_classification, lambda rng, x: rng.integers(0, 2, N)),
-    "ClassificationHead/multi_label": HeadCase(
-        _multi_label, lambda rng, x: (rng.random((N, 3)) > 0.5).astype("float32")
+    "ClassificationHead": HeadCase(
+        _classification, lambda rng, x: rng.integers(0, 2, N), ("image", "text", "ids", "vector")
     ),
-    "RegressionHead": HeadCase(_regression, lambda rng, x: rng.random((N, 2)).astype("float32")),
+    "ClassificationHead/multi_label": HeadCase(
+        _multi_label, lambda rng, x: (rng.random((N, 3)) > 0.5).astype("float32"),
+        ("image", "text", "ids", "vector"),
+    ),
+    "RegressionHead": HeadCase(
+        _regression, lambda rng, x: rng.random((N, 2)).astype("float32"),
+        ("image", "text", "ids", "vector"),
+    ),
     "TokenClassificationHead": HeadCase(_token_classification, _word_tags, ("text",)),
     "SegmentationHead": HeadCase(_segmentation, _masks, ("image",)),
     # tiny_cnn (the keras_model case) never reaches stride 8, so it has no P3 to detect on.
     "DetectionHead": HeadCase(_detection, _boxes, ("image",), ("applications",)),
+    "RetrievalHead": HeadCase(_retrieval, lambda rng, x: x["item"].to_numpy(), ("ids",)),
+    "RankingHead": HeadCase(
+        _ranking, lambda rng, x: rng.integers(1, 6, N).astype("float32"), ("ids",)
+    ),
 }
 
 
@@ -174,6 +225,8 @@ def as_dataset(head, x, y, batch_size=4):
 
     if head.target_layout != "example":
         return None  # word-level tags are aligned to tokens by the pipeline, not in a dataset
+    if hasattr(x, "columns"):  # a DataFrame of interactions: one named input per column
+        x = {column: x[column].to_numpy().astype(str) for column in x.columns}
     return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
 
 

@@ -20,7 +20,7 @@ LAYERS = [
     ("training", {"training", "optimizers", "schedules", "callbacks", "caching",
                   "feature_store", "lr_finder", "checkpoints"}),
     ("evaluation/saving/export", {"reports", "saving", "export"}),
-    ("orchestration", {"fine_tuner", "inference"}),
+    ("orchestration", {"fine_tuner", "inference", "rl"}),
     ("cli", {"cli", "cli_commands", "cli_predict", "demo", "__main__"}),
 ]
 

@@ -86,3 +86,23 @@ def test_detection_smoke():
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     for text in ("map_50", "square", "disc", "boxes.png", "smoke test passed"):
         assert text in done.stdout
+def test_movielens_smoke():
+    """Pretrain, fine-tune with new ids, evaluate, recommend, save and reload (generated ratings
+    when MovieLens is not installed)."""
+    done = _run_example("movielens.py", "--smoke")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    assert lines[0].startswith("fresh rows for new ids: {'users': ")
+    assert any(line.strip().startswith("hr@10:") for line in lines)
+    assert lines[-2].startswith("top 5 for user ")
+    assert lines[-1].split(": ", 1)[1] == lines[-2].split(": ", 1)[1]
+
+
+def test_cartpole_bc_smoke():
+    pytest.importorskip("gymnasium")
+    done = _run_example("cartpole_bc.py", "--smoke")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    assert lines[0].endswith("expert states from 2 episodes")
+    clone, reloaded = lines[-2], lines[-1]
+    assert clone.split(": ", 1)[1] == reloaded.split(": ", 1)[1]

@@ -23,6 +23,8 @@ _EXPORTS = {
     "ClassificationHead": "finetunekit.heads",
     "DetectionHead": "finetunekit.heads",
     "RegressionHead": "finetunekit.heads",
+    "RankingHead": "finetunekit.heads",
+    "RetrievalHead": "finetunekit.heads",
     "TokenClassificationHead": "finetunekit.heads",
     "SegmentationHead": "finetunekit.heads",
     "plot_masks": "finetunekit.segmentation_plots",
@@ -44,6 +46,7 @@ _SUBMODULES = (
     "losses",
     "lr_finder",
     "optimizers",
+    "rl",
     "schedules",
 )
 
@@ -55,8 +58,10 @@ __all__ = [  # = _EXPORTS, _SUBMODULES and __version__ (tests/test_startup.py ch
     "DivergenceGuard",
     "FineTuner",
     "GradualUnfreezing",
+    "RankingHead",
     "RegressionHead",
     "Report",
+    "RetrievalHead",
     "TokenClassificationHead",
     "TrainingDivergedError",
     "SegmentationHead",
@@ -77,6 +82,7 @@ __all__ = [  # = _EXPORTS, _SUBMODULES and __version__ (tests/test_startup.py ch
     "plot_boxes",
     "plot_history",
     "report",
+    "rl",
     "schedules",
 ]
 
@@ -92,6 +98,7 @@ if TYPE_CHECKING:  # static analysis (IDEs, type checkers, mkdocstrings) sees th
         losses,
         lr_finder,
         optimizers,
+        rl,
         schedules,
     )
     from finetunekit.backbones import APPLICATIONS, get_application
@@ -100,7 +107,9 @@ if TYPE_CHECKING:  # static analysis (IDEs, type checkers, mkdocstrings) sees th
     from finetunekit.heads import (
         ClassificationHead,
         DetectionHead,
+        RankingHead,
         RegressionHead,
+        RetrievalHead,
         SegmentationHead,
         TokenClassificationHead,
     )

@@ -16,6 +16,7 @@ from finetunekit.backbones.base import (
 )
 from finetunekit.backbones.base import resolve_backbone as _resolve
 from finetunekit.backbones.hub_image import KerasHubImageBackbone
+from finetunekit.backbones.embeddings import Embeddings, EmbeddingsBackbone, IdEmbedding
 from finetunekit.backbones.image import (
     ApplicationsBackbone,
     ImageBackbone,
@@ -23,11 +24,14 @@ from finetunekit.backbones.image import (
     pyramid_layers,
 )
 from finetunekit.backbones.text import TextEncoderBackbone, close_preset_names
+from finetunekit.backbones.vector import VectorModelBackbone
 
 register_backbone_kind(ApplicationsBackbone)
 register_backbone_kind(KerasHubImageBackbone)  # before the text kind, which takes any preset folder
 register_backbone_kind(TextEncoderBackbone)
 register_backbone_kind(KerasModelBackbone)
+register_backbone_kind(EmbeddingsBackbone, first=True)  # before KerasModelBackbone: it is a Model
+register_backbone_kind(VectorModelBackbone, first=True)  # a Model on vectors, not images
 
 
 def resolve_backbone(backbone, **options):
@@ -67,10 +71,14 @@ __all__ = [
     "BackboneSpec",
     "NoBackboneKind",
     "BlockPattern",
+    "Embeddings",
+    "EmbeddingsBackbone",
+    "IdEmbedding",
     "ImageBackbone",
     "KerasHubImageBackbone",
     "KerasModelBackbone",
     "TextEncoderBackbone",
+    "VectorModelBackbone",
     "backbone_kinds",
     "block_groups",
     "get_application",

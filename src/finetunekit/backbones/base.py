@@ -197,6 +197,12 @@ def check_layer_decay(layer_decay):
 def check_needs(kind, needs):
     """Raises when a head asks for outputs a backbone kind does not provide."""
     unknown = set(needs) - set(BACKBONE_OUTPUTS)
+    if unknown & {"query", "candidates"}:
+        raise ValueError(
+            f"This head needs user and item towers ({', '.join(sorted(unknown))}), which a "
+            f"{kind.modality} backbone ({kind.name}) does not provide. Use "
+            "fk.backbones.Embeddings(users=..., items=...)."
+        )
     if unknown:
         raise ValueError(
             f"Unknown backbone outputs {sorted(unknown)}; a head may ask for "

@@ -1,5 +1,6 @@
 from finetunekit.data.detection_readers import read_detection_data
 from finetunekit.data.images import BadImageError, check_images, list_image_folder
+from finetunekit.data.interactions import read_interactions, temporal_split
 from finetunekit.data.pipeline import Batches, Prepared
 from finetunekit.data.text_readers import read_conll
 from finetunekit.data.tfds import TFDS
@@ -13,4 +14,6 @@ __all__ = [
     "list_image_folder",
     "read_conll",
     "read_detection_data",
+    "read_interactions",
+    "temporal_split",
 ]

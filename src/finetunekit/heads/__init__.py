@@ -3,7 +3,9 @@ from finetunekit.heads.classification import ClassificationHead
 from finetunekit.heads.detection import DetectionHead
 from finetunekit.heads.detection_loss import DetectionLoss
 from finetunekit.heads.pooled import PooledHead, Pooling, pool_features
+from finetunekit.heads.ranking import RankingHead
 from finetunekit.heads.regression import RegressionHead
+from finetunekit.heads.retrieval import RetrievalHead
 from finetunekit.heads.scores import Report
 from finetunekit.heads.segmentation import SegmentationHead
 from finetunekit.heads.segmentation_scores import SegmentationLoss
@@ -20,7 +22,9 @@ __all__ = [
     "Head",
     "PooledHead",
     "Pooling",
+    "RankingHead",
     "RegressionHead",
+    "RetrievalHead",
     "Report",
     "TARGET_LAYOUTS",
     "TokenClassificationHead",

@@ -85,7 +85,8 @@ class Report:
         lines = [f"{self.task} report on {self.num_examples} examples", ""]
         columns = TABLE_COLUMNS.get(self.task, ["precision", "recall", "f1", "support"])
         width = max([len(str(n)) for n in self.per_class] + [12])
-        lines.append(" " * width + "".join(f"{c:>11}" for c in columns))
+        if self.per_class:
+            lines.append(" " * width + "".join(f"{c:>11}" for c in columns))
         for name, scores in self.per_class.items():
             cells = "".join(_cell(scores.get(c)) for c in columns)
             lines.append(f"{str(name):>{width}}{cells}")
