@@ -15,8 +15,8 @@ from finetunekit.backbones.base import (
     register_backbone_kind,
 )
 from finetunekit.backbones.base import resolve_backbone as _resolve
-from finetunekit.backbones.hub_image import KerasHubImageBackbone
 from finetunekit.backbones.embeddings import Embeddings, EmbeddingsBackbone, IdEmbedding
+from finetunekit.backbones.hub_image import KerasHubImageBackbone
 from finetunekit.backbones.image import (
     ApplicationsBackbone,
     ImageBackbone,
