@@ -7,6 +7,7 @@ from finetunekit.backbones.applications import (
     block_groups,
     get_application,
 )
+from finetunekit.backbones.audio import AudioBackbone
 from finetunekit.backbones.base import (
     BACKBONE_OUTPUTS,
     BackboneKind,
@@ -24,6 +25,7 @@ from finetunekit.backbones.image import (
 from finetunekit.backbones.text import TextEncoderBackbone, close_preset_names
 
 register_backbone_kind(ApplicationsBackbone)
+register_backbone_kind(AudioBackbone)  # before text: Whisper presets also have a tokenizer
 register_backbone_kind(TextEncoderBackbone)
 register_backbone_kind(KerasModelBackbone)
 
@@ -60,6 +62,7 @@ def resolve_backbone(backbone, **options):
 __all__ = [
     "APPLICATIONS",
     "ApplicationsBackbone",
+    "AudioBackbone",
     "BACKBONE_OUTPUTS",
     "BackboneKind",
     "BackboneSpec",

@@ -18,7 +18,7 @@ family it holds:
 - `config()`: the `FineTuner` arguments that rebuild it; `serving_signature()`.
 """
 
-BACKBONE_OUTPUTS = ("features", "padding_mask", "pyramid")
+BACKBONE_OUTPUTS = ("features", "padding_mask", "pyramid", "decoder_logits")
 
 _REGISTRY = []
 
@@ -194,4 +194,9 @@ def check_needs(kind, needs):
         raise ValueError(
             f"This head needs multi-scale (pyramid) features, which a {kind.modality} backbone "
             f"({kind.name}) does not provide. Use a convolutional image backbone."
+        )
+    if "decoder_logits" in needs and not getattr(kind, "has_decoder", False):
+        raise ValueError(
+            f"This head needs a speech decoder, which a {kind.modality} backbone ({kind.name}) "
+            'does not provide. Use a Whisper backbone (e.g. backbone="whisper_tiny_en").'
         )

@@ -10,6 +10,12 @@ import keras
 import numpy as np
 from keras import ops
 
+from finetunekit.layers.audio_augmentation import (
+    AUDIO_AUGMENT_KEYWORDS,
+    audio_augmentation,
+    is_audio_augment,
+)
+
 #: Keyword -> short description, listed in the error for an unknown keyword.
 AUGMENT_KEYWORDS = {
     "rotation_range": "degrees, e.g. 20",
@@ -200,6 +206,8 @@ def build_augmentation(augment):
                     f"Received an item of type {type(layer).__name__}: {layer!r}"
                 )
         return list(augment)
+    if is_audio_augment(augment):  # noise, gain_db, time_shift, spec_mask: audio backbones
+        return audio_augmentation(augment)
     return _keyword_layers(_keywords(augment))
 
 
@@ -220,6 +228,8 @@ def _keywords(augment):
     unknown = sorted(set(augment) - set(AUGMENT_KEYWORDS))
     if unknown:
         known = "\n".join(f"  {k}: {v}" for k, v in AUGMENT_KEYWORDS.items())
+        audio = "\n".join(f"  {k}: {v}" for k, v in AUDIO_AUGMENT_KEYWORDS.items())
+        known = f"{known}\nAudio keywords (audio backbones; not mixed with image ones):\n{audio}"
         raise ValueError(
             f"Unknown augmentation keyword(s): {', '.join(unknown)}. Known keywords:\n{known}"
         )
