@@ -28,6 +28,7 @@ _EXPORTS = {
     "report": "finetunekit.reports",
     "load": "finetunekit.saving",
     "GradualUnfreezing": "finetunekit.schedules",
+    "SpeechToTextHead": "finetunekit.heads",
 }
 _SUBMODULES = (
     "backbones",
@@ -52,6 +53,7 @@ __all__ = [  # = _EXPORTS, _SUBMODULES and __version__ (tests/test_startup.py ch
     "GradualUnfreezing",
     "RegressionHead",
     "Report",
+    "SpeechToTextHead",
     "TokenClassificationHead",
     "TrainingDivergedError",
     "__version__",

@@ -197,7 +197,8 @@ class AudioBackbone(BackboneKind):
     def data_pipeline(self, head):
         from finetunekit.data.audio_pipeline import AudioPipeline
 
-        return AudioPipeline(head, SAMPLING_RATE, self.max_seconds, self.tokenizer)
+        return AudioPipeline(head, SAMPLING_RATE, self.max_seconds, self.tokenizer,
+                             max_tokens=self.model.max_decoder_sequence_length)
 
     def cache_blocker(self):
         return "feature caching supports image backbones only"

@@ -50,10 +50,12 @@ class AudioPipeline:
         sampling_rate: int. The backbone's rate in Hz.
         max_seconds: float. Longest clip the backbone takes.
         tokenizer: the keras-hub tokenizer (transcript heads), or None.
+        max_tokens: int. Longest decoder input (prompt and transcript).
     """
 
-    def __init__(self, head, sampling_rate, max_seconds, tokenizer=None):
+    def __init__(self, head, sampling_rate, max_seconds, tokenizer=None, max_tokens=448):
         self.head = head
+        self.max_tokens = int(max_tokens)
         self.sampling_rate = int(sampling_rate)
         self.max_seconds = float(max_seconds)
         self.tokenizer = tokenizer
@@ -100,7 +102,7 @@ class AudioPipeline:
         """`(decoder inputs, next tokens, weights)` ragged slices for teacher forcing."""
         import tensorflow as tf
 
-        prompt = int(self.head.prompt_length)
+        prompt = len(self.head.prompt_ids(self.tokenizer))
         inputs = [s[:-1] for s in sequences]
         targets = [s[1:] for s in sequences]
         weights = [np.arange(len(t)) >= prompt - 1 for t in targets]
@@ -127,7 +129,7 @@ class AudioPipeline:
         return ds.padded_batch(
             batch_size, padded_shapes=(specs, [None], [None]),
             padding_values=({"audio": 0.0, "audio_length": 0, "sample_rate": 0,
-                             "decoder_token_ids": int(self.head.pad_token_id),
+                             "decoder_token_ids": int(self.tokenizer.pad_token_id),
                              "decoder_padding_mask": False}, 0, 0.0),
         )
 
@@ -136,7 +138,9 @@ class AudioPipeline:
         import tensorflow as tf
 
         ds = self._clip_dataset(clips, rates)
-        if self.transcripts and targets is not None:
+        if self.transcripts:
+            if targets is None:  # predict: the prompt only
+                targets = [np.asarray(self.head.prompt_ids(self.tokenizer) + [0])] * len(clips)
             decoder = self._transcript_dataset(targets)
 
             def join(x, parts):
@@ -217,6 +221,8 @@ class AudioPipeline:
         targets = None
         if labels is not None:
             targets, class_names = self.head.encode_targets(labels, class_names)
+            if self.transcripts:
+                targets = self.head.tokenize(targets, self.tokenizer, self.max_tokens)
         stratify = None if self.transcripts else targets
 
         def make(index, training):
@@ -227,4 +233,6 @@ class AudioPipeline:
 
         train, validation, index = build_splits(len(clips), make, validation_split, stratify, seed)
         train_targets = None if self.transcripts else take(targets, index)
-        return Prepared(train, validation, class_names, train_targets, num_examples=len(index))
+        context = {"tokenizer": self.tokenizer} if self.transcripts else None
+        return Prepared(train, validation, class_names, train_targets, num_examples=len(index),
+                        context=context)

@@ -3,6 +3,7 @@ from finetunekit.heads.classification import ClassificationHead
 from finetunekit.heads.pooled import PooledHead, Pooling, pool_features
 from finetunekit.heads.regression import RegressionHead
 from finetunekit.heads.scores import Report
+from finetunekit.heads.speech import SpeechToTextHead
 from finetunekit.heads.token_classification import (
     TokenClassificationHead,
     entity_scores,
@@ -16,6 +17,7 @@ __all__ = [
     "Pooling",
     "RegressionHead",
     "Report",
+    "SpeechToTextHead",
     "TARGET_LAYOUTS",
     "TokenClassificationHead",
     "entity_scores",
