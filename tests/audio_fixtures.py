@@ -57,12 +57,16 @@ def write_wav(path, clip, rate=16000):
     return path
 
 
-def tone_files(folder, n=8, rate=16000):
-    """`n` WAV files of two tone classes (low / high) of varied lengths; returns (paths, labels)."""
+def tone_files(folder, n=8, rate=16000, vary=True):
+    """`n` WAV files of two tone classes (low / high); returns (paths, labels).
+
+    With `vary`, clips are 0.2, 0.25 or 0.3 s long (padding per batch is
+    exercised); without, all are 0.2 s (fewer traced shapes, faster tests).
+    """
     paths, labels = [], []
     for i in range(n):
         label = i % 2
-        clip = tone(300 if label == 0 else 2000, seconds=0.2 + 0.05 * (i % 3), rate=rate, seed=i)
+        clip = tone(300 if label == 0 else 2000, seconds=0.2 + 0.05 * (i % 3) * vary, rate=rate, seed=i)
         paths.append(write_wav(os.path.join(folder, f"clip{i}.wav"), clip, rate))
         labels.append(label)
     return paths, labels

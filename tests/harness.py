@@ -43,6 +43,20 @@ def _texts(rng):
     return list(TEXTS[:N])
 
 
+def _audio(rng):
+    import tempfile
+
+    from tests.audio_fixtures import tone_files
+
+    return tone_files(tempfile.mkdtemp(prefix="fk_audio_"), N, vary=False)[0]
+
+
+def _audio_options():
+    from tests.audio_fixtures import tiny_tokenizer, tiny_whisper
+
+    return {"backbone": tiny_whisper(), "preprocessor": tiny_tokenizer()}
+
+
 def _text_options():
     backbone, preprocessor = tiny_bert()
     return {"backbone": backbone, "preprocessor": preprocessor}
@@ -58,6 +72,7 @@ BACKBONE_CASES = {
         "image", lambda: {"backbone": tiny_cnn((32, 32, 3)), "preprocessing": "zero_one"}, _images
     ),
     "text_encoder": BackboneCase("text", _text_options, _texts),
+    "audio": BackboneCase("audio", _audio_options, _audio),
 }
 
 
@@ -85,18 +100,36 @@ def _token_classification():
     return fk.TokenClassificationHead(num_tags=3)
 
 
+def _speech_to_text():
+    import finetunekit as fk
+
+    return fk.SpeechToTextHead(max_new_tokens=4)
+
+
+def _transcripts(rng, x):
+    from tests.audio_fixtures import WORDS
+
+    return [WORDS[i] for i in rng.integers(0, len(WORDS), N)]
+
+
 def _word_tags(rng, texts):
     names = ["O", "B-X", "I-X"]
     return [[names[i % 3] for i, _ in enumerate(t.split())] for t in texts]
 
 
 HEAD_CASES = {
-    "ClassificationHead": HeadCase(_classification, lambda rng, x: rng.integers(0, 2, N)),
-    "ClassificationHead/multi_label": HeadCase(
-        _multi_label, lambda rng, x: (rng.random((N, 3)) > 0.5).astype("float32")
+    "ClassificationHead": HeadCase(
+        _classification, lambda rng, x: rng.integers(0, 2, N), ("image", "text", "audio")
     ),
-    "RegressionHead": HeadCase(_regression, lambda rng, x: rng.random((N, 2)).astype("float32")),
+    "ClassificationHead/multi_label": HeadCase(
+        _multi_label, lambda rng, x: (rng.random((N, 3)) > 0.5).astype("float32"),
+        ("image", "text", "audio"),
+    ),
+    "RegressionHead": HeadCase(
+        _regression, lambda rng, x: rng.random((N, 2)).astype("float32"), ("image", "text", "audio")
+    ),
     "TokenClassificationHead": HeadCase(_token_classification, _word_tags, ("text",)),
+    "SpeechToTextHead": HeadCase(_speech_to_text, _transcripts, ("audio",)),
 }
 
 
