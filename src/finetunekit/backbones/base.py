@@ -197,6 +197,6 @@ def check_needs(kind, needs):
         )
     if "decoder_logits" in needs and not getattr(kind, "has_decoder", False):
         raise ValueError(
-            f"This head needs a speech decoder, which a {kind.modality} backbone ({kind.name}) "
+            f"This head needs a speech decoder, which the {kind.modality} backbone ({kind.name}) "
             'does not provide. Use a Whisper backbone (e.g. backbone="whisper_tiny_en").'
         )

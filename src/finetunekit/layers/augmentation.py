@@ -225,7 +225,14 @@ def _keywords(augment):
             '`augment` must be None, "default", a dict of keywords or a list of Keras '
             f"layers. Received: augment={augment!r}"
         )
-    unknown = sorted(set(augment) - set(AUGMENT_KEYWORDS))
+    unknown = sorted(set(augment) - set(AUGMENT_KEYWORDS) - set(AUDIO_AUGMENT_KEYWORDS))
+    audio_keys = sorted(set(augment) & set(AUDIO_AUGMENT_KEYWORDS) - {"seed"})
+    if audio_keys and not unknown:
+        image_keys = sorted(set(augment) - set(AUDIO_AUGMENT_KEYWORDS))
+        raise ValueError(
+            f"`augment` mixes image keywords ({', '.join(image_keys)}) with audio keywords "
+            f"({', '.join(audio_keys)}); use only the keywords of your backbone's inputs."
+        )
     if unknown:
         known = "\n".join(f"  {k}: {v}" for k, v in AUGMENT_KEYWORDS.items())
         audio = "\n".join(f"  {k}: {v}" for k, v in AUDIO_AUGMENT_KEYWORDS.items())
