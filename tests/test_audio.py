@@ -101,7 +101,8 @@ def test_predict_text_and_report_before_training(tmp_path):
     assert len(greedy) == 3 and all(isinstance(t, str) for t in greedy)
     assert len(asr.predict_text(paths, num_beams=2)) == 3
     report = asr.evaluate(paths, ["yes", "no", "up"], report=True)
-    assert set(report.metrics) == {"wer", "cer", "exact_match"} and report.num_examples == 3
+    assert set(report.metrics) == {"wer", "cer", "exact_match", "wer_unnormalized"}
+    assert report.num_examples == 3
     assert [e["hypothesis"] for e in report.examples] == greedy
 
 

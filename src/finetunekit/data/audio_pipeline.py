@@ -117,8 +117,8 @@ class AudioPipeline:
             (ragged(inputs, "int32"), ragged(targets, "int32"), ragged(weights, "float32"))
         ).map(lambda *parts: tuple(_dense(p) for p in parts))
 
-    def _padded(self, ds, batch_size, channels):
-        specs = {"audio": [None, channels], "audio_length": [], "sample_rate": []}
+    def _padded(self, ds, batch_size, channels, samples=None):
+        specs = {"audio": [samples, channels], "audio_length": [], "sample_rate": []}
         if not self.transcripts:
             spec = ds.element_spec
             if isinstance(spec, tuple):
@@ -133,8 +133,14 @@ class AudioPipeline:
                              "decoder_padding_mask": False}, 0, 0.0),
         )
 
-    def make_batches(self, clips, rates, targets, weights, batch_size, shuffle=False, seed=None):
-        """`Batches` of a padded, cached dataset of clips (and targets, weights)."""
+    def make_batches(self, clips, rates, targets, weights, batch_size, shuffle=False, seed=None,
+                     pad_to_seconds=None):
+        """`Batches` of a padded, cached dataset of clips (and targets, weights).
+
+        Batches are padded to their longest clip, or to `pad_to_seconds` (the
+        30-s windows Whisper was pretrained on: better zero-shot transcripts,
+        slower); `audio_length` keeps each clip's real length either way.
+        """
         import tensorflow as tf
 
         ds = self._clip_dataset(clips, rates)
@@ -158,7 +164,10 @@ class AudioPipeline:
         ds = ds.cache()
         if shuffle:
             ds = ds.shuffle(len(clips), seed=seed, reshuffle_each_iteration=True)
-        ds = self._padded(ds, batch_size, clips[0].shape[1])
+        samples = None
+        if pad_to_seconds:
+            samples = max(int(np.ceil(float(pad_to_seconds) * rates[0])), *(len(c) for c in clips))
+        ds = self._padded(ds, batch_size, clips[0].shape[1], samples)
         ds = ds.apply(tf.data.experimental.assert_cardinality(-(-len(clips) // batch_size)))
         return Batches(ds.prefetch(tf.data.AUTOTUNE))
 
@@ -199,7 +208,7 @@ class AudioPipeline:
     def prepare(
         self, x, y=None, *, class_names=None, batch_size=32, shuffle=False, validation_split=0.0,
         sample_weight=None, seed=None, x_col=None, y_col=None, require_labels=True,
-        sample_rate=None,
+        sample_rate=None, pad_to_seconds=None,
     ):
         """Reads, checks and batches audio (and encodes targets with the head).
 
@@ -229,6 +238,7 @@ class AudioPipeline:
             return self.make_batches(
                 take(clips, index), take(rates, index), take(targets, index),
                 take(weights, index), batch_size, shuffle=training and shuffle, seed=seed,
+                pad_to_seconds=pad_to_seconds,
             )
 
         train, validation, index = build_splits(len(clips), make, validation_split, stratify, seed)

@@ -156,8 +156,10 @@ class SpeechToTextHead(Head):
         prepared = tuner._prepare(x, None, batch_size, require_labels=False, **options)
         names = ("audio", "audio_length", "sample_rate")
         encoder = keras.Model({n: tuner.input[n] for n in names}, tuner.backbone_outputs["features"])
-        suppress = [tokenizer.bos_token_id, tokenizer.no_timestamps_token_id,
-                    tokenizer.transcribe_token_id, tokenizer.translate_token_id]
+        # Never write special tokens (start, task, language, timestamps): all ids after the end one.
+        suppress = sorted({tokenizer.bos_token_id, tokenizer.no_timestamps_token_id,
+                           tokenizer.transcribe_token_id, tokenizer.translate_token_id}
+                          | set(range(tokenizer.eos_token_id + 1, tuner.backbone.vocabulary_size)))
         texts = []
         for batch in prepared.train.x:
             features = batch[0] if isinstance(batch, tuple) else batch
@@ -192,18 +194,31 @@ def _check_tokenizer(tokenizer):
         )
 
 
+def normalize_text(text):
+    """Lower case, punctuation removed (apostrophes kept), whitespace collapsed: how WER is scored."""
+    import re
+
+    return " ".join(re.sub(r"[^\w\s']", " ", str(text).lower()).split())
+
+
 def transcript_report(references, hypotheses):
-    """A `Report` with `wer` and `cer` (jiwer) of hypotheses against references."""
+    """A `Report` of hypotheses against references (jiwer).
+
+    `wer`, `cer` and `exact_match` compare normalised text (`normalize_text`:
+    case and punctuation do not count); `wer_unnormalized` compares as written.
+    """
     try:
         import jiwer
     except ImportError:
         raise ValueError(
             "WER/CER reports need jiwer: pip install 'finetunekit[speech]' (or jiwer)."
         ) from None
-    pairs = [(r, h) for r, h in zip(references, hypotheses) if r.strip()]
-    refs, hyps = [r for r, _ in pairs], [h for _, h in pairs]
+    pairs = [(r, h) for r, h in zip(references, hypotheses) if normalize_text(r)]
+    refs = [normalize_text(r) for r, _ in pairs]
+    hyps = [normalize_text(h) for _, h in pairs]
     metrics = {"wer": float(jiwer.wer(refs, hyps)), "cer": float(jiwer.cer(refs, hyps)),
-               "exact_match": float(np.mean([r == h for r, h in zip(refs, hyps)]))}
+               "exact_match": float(np.mean([r == h for r, h in zip(refs, hyps)])),
+               "wer_unnormalized": float(jiwer.wer([r for r, _ in pairs], [h for _, h in pairs]))}
     report = Report("speech_to_text", metrics, {}, None, [], len(pairs))
     report.examples = [{"reference": r, "hypothesis": h} for r, h in pairs]
     return report
