@@ -74,6 +74,7 @@ def synthesise(texts_and_voices, folder, noise=0.005, seed=0):
     from finetunekit.data.audio_readers import read_audio
 
     rng = np.random.default_rng(seed)
+    os.makedirs(folder, exist_ok=True)
     paths = []
     for i, (text, voice, speed) in enumerate(texts_and_voices):
         path = speak(text, os.path.join(folder, f"{i}.wav"), voice=voice, speed=speed)

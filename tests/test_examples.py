@@ -66,3 +66,13 @@ def test_bert_sentiment_smoke_offline_without_minilm(tmp_path):
     assert lines[0].startswith("backbone: a tiny random BERT"), lines[0]
     assert lines[-1] == f"reloaded: {lines[-2]}", lines[-2:]
     assert lines[-2].strip("[]'\" ") in ("positive", "negative", "neutral")
+
+
+@pytest.mark.parametrize("name", ["speech_commands.py", "asr_finetune.py"])
+def test_speech_examples_smoke(name):
+    """Keyword spotting and speech recognition on generated tones with a tiny Whisper (offline)."""
+    done = _run_example(name, "--smoke")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "smoke test passed" in done.stdout
+    lines = done.stdout.strip().splitlines()
+    assert lines[-3].split(":", 1)[1].strip() == lines[-2].split(":", 1)[1].strip()

@@ -160,14 +160,15 @@ class SpeechToTextHead(Head):
         suppress = sorted({tokenizer.bos_token_id, tokenizer.no_timestamps_token_id,
                            tokenizer.transcribe_token_id, tokenizer.translate_token_id}
                           | set(range(tokenizer.eos_token_id + 1, tuner.backbone.vocabulary_size)))
+        prompt = self.prompt_ids(tokenizer)
+        room = tuner.backbone.max_decoder_sequence_length - len(prompt)  # decoder positions left
+        max_new_tokens = min(max_new_tokens or self.max_new_tokens, room)
         texts = []
         for batch in prepared.train.x:
             features = batch[0] if isinstance(batch, tuple) else batch
             encoded = encoder({n: features[n] for n in names}, training=False)
-            ids = generate(
-                tuner.backbone, encoded, self.prompt_ids(tokenizer), tokenizer.eos_token_id,
-                max_new_tokens or self.max_new_tokens, num_beams or self.num_beams, suppress,
-            )
+            ids = generate(tuner.backbone, encoded, prompt, tokenizer.eos_token_id,
+                           max_new_tokens, num_beams or self.num_beams, suppress)
             texts += [tokenizer.detokenize(row).strip() if row else "" for row in ids]
         return texts
 
