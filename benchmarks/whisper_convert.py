@@ -202,10 +202,14 @@ def check(folder):
     work = tempfile.mkdtemp(prefix="whisper_check_")
     paths = [speak(text, os.path.join(work, f"{i}.wav")) for i, text in enumerate(SENTENCES)]
     asr = fk.FineTuner(backbone=folder, head=fk.SpeechToTextHead(max_new_tokens=32))
-    report = asr.evaluate(paths, SENTENCES, report=True)
-    for example in report.examples:
-        print(f"  ref: {example['reference']}\n  hyp: {example['hypothesis']}")
-    print(f"WER {report.metrics['wer']:.3f}  CER {report.metrics['cer']:.3f} (before fine-tuning)")
+    for padding in (None, 30):
+        report = asr.evaluate(paths, SENTENCES, report=True, pad_to_seconds=padding)
+        shown = "per batch" if padding is None else f"to {padding} s (as in pretraining)"
+        print(f"clips padded {shown}:")
+        for example in report.examples:
+            print(f"  ref: {example['reference']}\n  hyp: {example['hypothesis']}")
+        print(f"WER {report.metrics['wer']:.3f}  CER {report.metrics['cer']:.3f} (normalised "
+              "text, before any fine-tuning)")
     return report
 
 

@@ -15,12 +15,12 @@ from tests.audio_fixtures import tiny_tokenizer, tiny_whisper, tone, write_wav
 from tests.catalogue import undocumented
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def classifier():
     return fk.FineTuner(backbone=tiny_whisper(), head=fk.ClassificationHead(2, pooling="mean"))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def recognizer():
     return fk.FineTuner(backbone=tiny_whisper(), preprocessor=tiny_tokenizer(),
                         head=fk.SpeechToTextHead())

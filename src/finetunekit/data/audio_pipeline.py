@@ -180,7 +180,7 @@ class AudioPipeline:
         """
         import tensorflow as tf
 
-        from finetunekit.layers.audio import resample
+        from finetunekit.data.resampling import resample
 
         spec = ds.element_spec
         first = spec[0] if isinstance(spec, tuple) else spec

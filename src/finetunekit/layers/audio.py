@@ -12,6 +12,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from finetunekit.data.resampling import resample
+
 
 def whisper_mel_filters(num_mels=80, num_fft_bins=400, sampling_rate=16000):
     """The Slaney mel filterbank of Whisper, `(num_fft_bins // 2 + 1, num_mels)` float32.
@@ -45,30 +47,6 @@ def whisper_mel_filters(num_mels=80, num_fft_bins=400, sampling_rate=16000):
         weights[i] = np.maximum(0, np.minimum(lower, upper))
     weights *= (2.0 / (freqs[2 : num_mels + 2] - freqs[:num_mels]))[:, None]
     return weights.T.astype("float32")
-
-
-def resample(audio, source_rate, target_rate):
-    """Linear-interpolation resampling of `(batch, samples, channels)` audio (keras.ops).
-
-    Args:
-        audio: float tensor `(batch, samples, channels)`.
-        source_rate: scalar int tensor or int. Rate of `audio` in Hz.
-        target_rate: int. Wanted rate in Hz.
-
-    Returns:
-        `(resampled, ratio)`: the audio at `target_rate` and `target / source`.
-    """
-    ratio = ops.cast(target_rate, "float32") / ops.cast(source_rate, "float32")
-    samples = ops.shape(audio)[1]
-    new_samples = ops.cast(ops.ceil(ops.cast(samples, "float32") * ratio), "int32")
-    positions = ops.arange(new_samples, dtype="float32") / ratio
-    positions = ops.minimum(positions, ops.cast(samples - 1, "float32"))
-    low = ops.cast(ops.floor(positions), "int32")
-    high = ops.minimum(low + 1, samples - 1)
-    weight = ops.reshape(positions - ops.cast(low, "float32"), (1, -1, 1))
-    lows = ops.take(audio, low, axis=1)
-    highs = ops.take(audio, high, axis=1)
-    return lows + (highs - lows) * ops.cast(weight, audio.dtype), ratio
 
 
 @keras.saving.register_keras_serializable(package="finetunekit")
