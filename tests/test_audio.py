@@ -143,3 +143,26 @@ def test_whisper_presets_resolve_to_the_audio_kind_before_text():
 def test_speech_head_checks_arguments(bad):
     with pytest.raises(ValueError, match="must be an int >= 1"):
         fk.SpeechToTextHead(num_beams=bad)
+
+
+def test_lora_trains_only_lora_weights():
+    asr = fk.FineTuner(backbone=tiny_whisper(), preprocessor=tiny_tokenizer(),
+                       head=fk.SpeechToTextHead(max_new_tokens=2), lora_rank=2)
+    trainable = [v.path for v in asr.backbone.trainable_variables]
+    assert trainable and all("lora" in p for p in trainable)
+    assert any("decoder" in p for p in trainable) and asr.unfrozen_blocks == ["lora"]
+    assert json.loads(json.dumps(asr.get_config()))["lora_rank"] == 2
+    kws = fk.FineTuner(backbone=tiny_whisper(), head=fk.ClassificationHead(2), lora_rank=2)
+    trainable = [v.path for v in kws.backbone.trainable_variables]
+    assert trainable and not any("decoder" in p for p in trainable)
+
+
+@pytest.mark.slow
+def test_lora_fit_save_and_load(tmp_path):
+    paths, labels = tone_files(str(tmp_path), n=4, vary=False)
+    asr = fk.FineTuner(backbone=tiny_whisper(), preprocessor=tiny_tokenizer(),
+                       head=fk.SpeechToTextHead(max_new_tokens=2), lora_rank=2)
+    asr.fit(paths, [WORDS[i] for i in labels], epochs=1, batch_size=4, verbose=0)
+    asr.save(str(tmp_path / "lora.keras"))
+    loaded = fk.load(str(tmp_path / "lora.keras"))
+    assert loaded.predict_text(paths) == asr.predict_text(paths)

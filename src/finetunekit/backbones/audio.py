@@ -61,6 +61,9 @@ class AudioBackbone(BackboneKind):
         preprocessing: `"auto"` (Whisper's log-mel features).
         policy: str. Dtype policy name.
         preprocessor: a keras-hub `WhisperTokenizer` or None (the preset's own).
+        lora_rank: int or None. LoRA of this rank on the query and value
+            projections of every attention layer (keras-hub `enable_lora`);
+            only LoRA weights train (with `unfreeze=0`).
         layer_decay: float in (0, 1] or None. Layer-wise learning-rate decay.
 
     Example:
@@ -87,8 +90,7 @@ class AudioBackbone(BackboneKind):
         lora_rank=None, layer_decay=None,
     ):
         del architecture
-        for option, value in (("input_shape", input_shape), ("sequence_length", sequence_length),
-                              ("lora_rank", lora_rank)):
+        for option, value in (("input_shape", input_shape), ("sequence_length", sequence_length)):
             if value is not None:
                 raise ValueError(
                     f"`{option}` does not apply to an audio backbone (clips are padded per batch "
@@ -105,8 +107,14 @@ class AudioBackbone(BackboneKind):
                 f"None (random). Received: weights={weights!r}"
             )
         self.layer_decay = check_layer_decay(layer_decay)
+        if lora_rank is not None and (isinstance(lora_rank, bool) or int(lora_rank) < 1):
+            raise ValueError(f"`lora_rank` must be a positive int. Received: lora_rank={lora_rank!r}")
         self.model, self.preprocessor = _load(backbone, weights, policy, preprocessor)
         self.uses_decoder = False
+        self.lora_rank = None if lora_rank is None else int(lora_rank)
+        if self.lora_rank is not None:
+            self.model.enable_lora(self.lora_rank)  # query and value projections of every attention
+        self._lora_paths = [v.path for v in self.model.trainable_variables if "lora" in v.path]
         self.max_seconds = self.model.max_encoder_sequence_length * STRIDE / SAMPLING_RATE
 
     @property
@@ -185,7 +193,18 @@ class AudioBackbone(BackboneKind):
         return [("stem", stem)] + [(f"layer_{i}", block) for i, block in enumerate(blocks)]
 
     def apply_unfreeze(self, unfreeze):
-        """Applies `unfreeze`; the decoder stays frozen when no head uses it."""
+        """Applies `unfreeze` (LoRA: only LoRA weights train); the decoder stays frozen when unused."""
+        if self.lora_rank is not None:
+            if unfreeze != 0:
+                raise ValueError(
+                    "With lora_rank the backbone trains only its LoRA weights; use unfreeze=0. "
+                    f"Received: unfreeze={unfreeze!r}"
+                )
+            self.model.trainable = True
+            keep = {p for p in self._lora_paths if self.uses_decoder or "decoder" not in p}
+            for variable in self.model.weights:
+                variable.trainable = variable.path in keep
+            return ["lora"]
         blocks = super().apply_unfreeze(unfreeze)
         if not self.uses_decoder:
             for name in DECODER_STEM + ("decoder_layer_norm",):
@@ -216,7 +235,8 @@ class AudioBackbone(BackboneKind):
         preprocessor = None
         if self.preprocessor is not None:
             preprocessor = keras.saving.serialize_keras_object(self.preprocessor)
-        return {"preprocessor": preprocessor, "layer_decay": self.layer_decay}
+        return {"preprocessor": preprocessor, "lora_rank": self.lora_rank,
+                "layer_decay": self.layer_decay}
 
 
 def _load(backbone, weights, policy, preprocessor):
