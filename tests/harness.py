@@ -73,6 +73,20 @@ def _embeddings_options():
             "unfreeze": "all"}
 
 
+def _audio(rng):
+    import tempfile
+
+    from tests.audio_fixtures import tone_files
+
+    return tone_files(tempfile.mkdtemp(prefix="fk_audio_"), N, vary=False)[0]
+
+
+def _audio_options():
+    from tests.audio_fixtures import tiny_tokenizer, tiny_whisper
+
+    return {"backbone": tiny_whisper(), "preprocessor": tiny_tokenizer()}
+
+
 def _text_options():
     backbone, preprocessor = tiny_bert()
     return {"backbone": backbone, "preprocessor": preprocessor}
@@ -103,6 +117,7 @@ BACKBONE_CASES = {
     ),
     "embeddings": BackboneCase("ids", _embeddings_options, _interactions),
     "vector_model": BackboneCase("vector", _vector_options, _vectors),
+    "audio": BackboneCase("audio", _audio_options, _audio),
 }
 
 
@@ -150,6 +165,18 @@ def _ranking():
     return fk.RankingHead(hidden_units=(4,))
 
 
+def _speech_to_text():
+    import finetunekit as fk
+
+    return fk.SpeechToTextHead(max_new_tokens=4)
+
+
+def _transcripts(rng, x):
+    from tests.audio_fixtures import WORDS
+
+    return [WORDS[i] for i in rng.integers(0, len(WORDS), N)]
+
+
 def _word_tags(rng, texts):
     names = ["O", "B-X", "I-X"]
     return [[names[i % 3] for i, _ in enumerate(t.split())] for t in texts]
@@ -174,15 +201,16 @@ def _boxes(rng, images):
 
 HEAD_CASES = {
     "ClassificationHead": HeadCase(
-        _classification, lambda rng, x: rng.integers(0, 2, N), ("image", "text", "ids", "vector")
+        _classification, lambda rng, x: rng.integers(0, 2, N),
+        ("image", "text", "ids", "vector", "audio"),
     ),
     "ClassificationHead/multi_label": HeadCase(
         _multi_label, lambda rng, x: (rng.random((N, 3)) > 0.5).astype("float32"),
-        ("image", "text", "ids", "vector"),
+        ("image", "text", "ids", "vector", "audio"),
     ),
     "RegressionHead": HeadCase(
         _regression, lambda rng, x: rng.random((N, 2)).astype("float32"),
-        ("image", "text", "ids", "vector"),
+        ("image", "text", "ids", "vector", "audio"),
     ),
     "TokenClassificationHead": HeadCase(_token_classification, _word_tags, ("text",)),
     "SegmentationHead": HeadCase(_segmentation, _masks, ("image",)),
@@ -192,6 +220,7 @@ HEAD_CASES = {
     "RankingHead": HeadCase(
         _ranking, lambda rng, x: rng.integers(1, 6, N).astype("float32"), ("ids",)
     ),
+    "SpeechToTextHead": HeadCase(_speech_to_text, _transcripts, ("audio",)),
 }
 
 

@@ -106,3 +106,13 @@ def test_cartpole_bc_smoke():
     assert lines[0].endswith("expert states from 2 episodes")
     clone, reloaded = lines[-2], lines[-1]
     assert clone.split(": ", 1)[1] == reloaded.split(": ", 1)[1]
+
+
+@pytest.mark.parametrize("name", ["speech_commands.py", "asr_finetune.py"])
+def test_speech_examples_smoke(name):
+    """Keyword spotting and speech recognition on generated tones with a tiny Whisper (offline)."""
+    done = _run_example(name, "--smoke")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "smoke test passed" in done.stdout
+    lines = done.stdout.strip().splitlines()
+    assert lines[-3].split(":", 1)[1].strip() == lines[-2].split(":", 1)[1].strip()

@@ -34,6 +34,7 @@ _EXPORTS = {
     "report": "finetunekit.reports",
     "load": "finetunekit.saving",
     "GradualUnfreezing": "finetunekit.schedules",
+    "SpeechToTextHead": "finetunekit.heads",
 }
 _SUBMODULES = (
     "backbones",
@@ -62,6 +63,7 @@ __all__ = [  # = _EXPORTS, _SUBMODULES and __version__ (tests/test_startup.py ch
     "RegressionHead",
     "Report",
     "RetrievalHead",
+    "SpeechToTextHead",
     "TokenClassificationHead",
     "TrainingDivergedError",
     "SegmentationHead",
@@ -111,6 +113,7 @@ if TYPE_CHECKING:  # static analysis (IDEs, type checkers, mkdocstrings) sees th
         RegressionHead,
         RetrievalHead,
         SegmentationHead,
+        SpeechToTextHead,
         TokenClassificationHead,
     )
     from finetunekit.heads.detection_plots import plot_boxes

@@ -7,6 +7,7 @@ from finetunekit.backbones.applications import (
     block_groups,
     get_application,
 )
+from finetunekit.backbones.audio import AudioBackbone
 from finetunekit.backbones.base import (
     BACKBONE_OUTPUTS,
     BackboneKind,
@@ -28,6 +29,7 @@ from finetunekit.backbones.vector import VectorModelBackbone
 
 register_backbone_kind(ApplicationsBackbone)
 register_backbone_kind(KerasHubImageBackbone)  # before the text kind, which takes any preset folder
+register_backbone_kind(AudioBackbone)  # before text: Whisper presets also have a tokenizer
 register_backbone_kind(TextEncoderBackbone)
 register_backbone_kind(KerasModelBackbone)
 register_backbone_kind(EmbeddingsBackbone, first=True)  # before KerasModelBackbone: it is a Model
@@ -66,6 +68,7 @@ def resolve_backbone(backbone, **options):
 __all__ = [
     "APPLICATIONS",
     "ApplicationsBackbone",
+    "AudioBackbone",
     "BACKBONE_OUTPUTS",
     "BackboneKind",
     "BackboneSpec",

@@ -19,7 +19,7 @@ family it holds:
 - `config()`: the `FineTuner` arguments that rebuild it; `serving_signature()`.
 """
 
-BACKBONE_OUTPUTS = ("features", "padding_mask", "pyramid", "images")
+BACKBONE_OUTPUTS = ("features", "padding_mask", "pyramid", "images", "decoder_logits")
 
 _REGISTRY = []
 
@@ -217,4 +217,9 @@ def check_needs(kind, needs):
         raise ValueError(
             f"This head needs the input images, which a {kind.modality} backbone "
             f"({kind.name}) does not provide. Use an image backbone."
+        )
+    if "decoder_logits" in needs and not getattr(kind, "has_decoder", False):
+        raise ValueError(
+            f"This head needs a speech decoder, which the {kind.modality} backbone ({kind.name}) "
+            'does not provide. Use a Whisper backbone (e.g. backbone="whisper_tiny_en").'
         )

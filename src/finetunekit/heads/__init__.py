@@ -9,6 +9,7 @@ from finetunekit.heads.retrieval import RetrievalHead
 from finetunekit.heads.scores import Report
 from finetunekit.heads.segmentation import SegmentationHead
 from finetunekit.heads.segmentation_scores import SegmentationLoss
+from finetunekit.heads.speech import SpeechToTextHead
 from finetunekit.heads.token_classification import (
     TokenClassificationHead,
     entity_scores,
@@ -26,6 +27,7 @@ __all__ = [
     "RegressionHead",
     "RetrievalHead",
     "Report",
+    "SpeechToTextHead",
     "TARGET_LAYOUTS",
     "TokenClassificationHead",
     "SegmentationHead",

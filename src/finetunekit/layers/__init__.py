@@ -1,3 +1,9 @@
+from finetunekit.layers.audio import AudioFeaturizer
+from finetunekit.layers.audio_augmentation import (
+    AUDIO_AUGMENT_KEYWORDS,
+    SpecMask,
+    WaveformAugmentation,
+)
 from finetunekit.layers.augmentation import (
     AUGMENT_KEYWORDS,
     RandomChannelShift,
@@ -6,9 +12,13 @@ from finetunekit.layers.augmentation import (
 from finetunekit.layers.image_preprocessing import ImageFormatter, ImageNormalization
 
 __all__ = [
+    "AUDIO_AUGMENT_KEYWORDS",
+    "AudioFeaturizer",
     "AUGMENT_KEYWORDS",
     "ImageFormatter",
     "ImageNormalization",
     "RandomChannelShift",
+    "SpecMask",
+    "WaveformAugmentation",
     "build_augmentation",
 ]

@@ -10,6 +10,12 @@ import keras
 import numpy as np
 from keras import ops
 
+from finetunekit.layers.audio_augmentation import (
+    AUDIO_AUGMENT_KEYWORDS,
+    audio_augmentation,
+    is_audio_augment,
+)
+
 #: Keyword -> short description, listed in the error for an unknown keyword.
 AUGMENT_KEYWORDS = {
     "rotation_range": "degrees, e.g. 20",
@@ -203,6 +209,8 @@ def build_augmentation(augment):
                     f"Received an item of type {type(layer).__name__}: {layer!r}"
                 )
         return list(augment)
+    if is_audio_augment(augment):  # noise, gain_db, time_shift, spec_mask: audio backbones
+        return audio_augmentation(augment)
     return _keyword_layers(_keywords(augment))
 
 
@@ -220,9 +228,18 @@ def _keywords(augment):
             '`augment` must be None, "default", a dict of keywords or a list of Keras '
             f"layers. Received: augment={augment!r}"
         )
-    unknown = sorted(set(augment) - set(AUGMENT_KEYWORDS))
+    unknown = sorted(set(augment) - set(AUGMENT_KEYWORDS) - set(AUDIO_AUGMENT_KEYWORDS))
+    audio_keys = sorted(set(augment) & set(AUDIO_AUGMENT_KEYWORDS) - {"seed"})
+    if audio_keys and not unknown:
+        image_keys = sorted(set(augment) - set(AUDIO_AUGMENT_KEYWORDS))
+        raise ValueError(
+            f"`augment` mixes image keywords ({', '.join(image_keys)}) with audio keywords "
+            f"({', '.join(audio_keys)}); use only the keywords of your backbone's inputs."
+        )
     if unknown:
         known = "\n".join(f"  {k}: {v}" for k, v in AUGMENT_KEYWORDS.items())
+        audio = "\n".join(f"  {k}: {v}" for k, v in AUDIO_AUGMENT_KEYWORDS.items())
+        known = f"{known}\nAudio keywords (audio backbones; not mixed with image ones):\n{audio}"
         raise ValueError(
             f"Unknown augmentation keyword(s): {', '.join(unknown)}. Known keywords:\n{known}"
         )

@@ -14,7 +14,8 @@ import keras
 import numpy as np
 
 #: `fit` options handed to the data pipeline (when given).
-DATA_OPTIONS = ("on_bad_image", "x_col", "y_col", "padding")
+DATA_OPTIONS = ("on_bad_image", "x_col", "y_col", "padding", "sample_rate",
+                "pad_to_seconds")
 
 
 def check_batch_size(batch_size):

@@ -1,0 +1,116 @@
+"""In-model audio preprocessing: mono, resampling and Whisper-style log-mel features.
+
+`AudioFeaturizer` is the audio converter that lives inside a saved
+`FineTuner`: it takes raw waveforms padded per batch (`audio`, shape
+`(batch, samples, channels)`), the number of real samples of each clip
+(`audio_length`) and the clips' sample rate (`sample_rate`), and returns
+log-mel features and a per-frame padding mask. Everything is `keras.ops`, so
+serving equals training.
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+from finetunekit.data.resampling import resample
+
+
+def whisper_mel_filters(num_mels=80, num_fft_bins=400, sampling_rate=16000):
+    """The Slaney mel filterbank of Whisper, `(num_fft_bins // 2 + 1, num_mels)` float32.
+
+    Args:
+        num_mels: int. Number of mel bands.
+        num_fft_bins: int. FFT size.
+        sampling_rate: int. Sample rate in Hz.
+
+    Returns:
+        A NumPy array.
+
+    Example:
+    ```python
+    whisper_mel_filters().shape  # (201, 80)
+    ```
+    """
+    fft_freqs = np.fft.rfftfreq(n=num_fft_bins, d=1.0 / sampling_rate)
+    mels = np.linspace(0.0, 45.245640471924965, num_mels + 2)
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    min_log_mel = min_log_hz / f_sp
+    freqs = f_sp * mels
+    log_region = mels >= min_log_mel
+    freqs[log_region] = min_log_hz * np.exp(np.log(6.4) / 27.0 * (mels[log_region] - min_log_mel))
+    widths = np.diff(freqs)
+    ramps = np.subtract.outer(freqs, fft_freqs)
+    weights = np.zeros((num_mels, len(fft_freqs)))
+    for i in range(num_mels):
+        lower = -ramps[i] / widths[i]
+        upper = ramps[i + 2] / widths[i + 1]
+        weights[i] = np.maximum(0, np.minimum(lower, upper))
+    weights *= (2.0 / (freqs[2 : num_mels + 2] - freqs[:num_mels]))[:, None]
+    return weights.T.astype("float32")
+
+
+@keras.saving.register_keras_serializable(package="finetunekit")
+class AudioFeaturizer(keras.layers.Layer):
+    """Raw waveforms -> Whisper log-mel features and a frame padding mask.
+
+    Mixes channels to mono, resamples linearly from the batch's sample rate
+    (the first example's; a batch shares one rate) to `sampling_rate`, and
+    computes the log10 mel spectrogram of Whisper's converter (Hann window,
+    reflect padding, dynamic range of 8, `(x + 4) / 4`). Clips are padded per
+    batch; the mask marks the frames of real audio.
+
+    Args:
+        num_mels: int. Mel bands. Defaults to 80.
+        num_fft_bins: int. FFT size. Defaults to 400.
+        stride: int. Hop between frames in samples. Defaults to 160.
+        sampling_rate: int. Rate the backbone expects. Defaults to 16000.
+        **kwargs: Standard `keras.layers.Layer` arguments.
+
+    Returns:
+        `(features, frame_mask)`: `(batch, frames, num_mels)` float32 and
+        `(batch, frames)` bool.
+
+    Example:
+    ```python
+    layer = AudioFeaturizer()
+    features, mask = layer(np.zeros((2, 16000, 1)), np.array([16000, 8000]),
+                           np.array([16000, 16000]))
+    ```
+    """
+
+    def __init__(self, num_mels=80, num_fft_bins=400, stride=160, sampling_rate=16000, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        self.num_mels = int(num_mels)
+        self.num_fft_bins = int(num_fft_bins)
+        self.stride = int(stride)
+        self.sampling_rate = int(sampling_rate)
+        self.mel_filters = whisper_mel_filters(self.num_mels, self.num_fft_bins, self.sampling_rate)
+
+    def call(self, audio, audio_length, sample_rate):
+        audio = ops.mean(ops.cast(audio, "float32"), axis=-1, keepdims=True)
+        rate = ops.reshape(sample_rate, (-1,))[0]
+        audio, ratio = resample(audio, rate, self.sampling_rate)
+        audio = audio[..., 0]
+        length = ops.ceil(ops.cast(ops.reshape(audio_length, (-1,)), "float32") * ratio)
+        real, imag = ops.stft(
+            audio, self.num_fft_bins, self.stride, self.num_fft_bins, window="hann", center=True
+        )
+        power = ops.square(real[:, :-1, :]) + ops.square(imag[:, :-1, :])
+        mel = ops.matmul(power, ops.convert_to_tensor(self.mel_filters))
+        log_spec = ops.log10(ops.maximum(mel, 1e-10))
+        frames = ops.shape(log_spec)[1]
+        valid = ops.ceil(length / self.stride)
+        mask = ops.arange(frames, dtype="float32")[None, :] < valid[:, None]
+        peak = ops.max(ops.where(mask[..., None], log_spec, -10.0), axis=(1, 2), keepdims=True)
+        log_spec = ops.maximum(log_spec, peak - 8.0)
+        return (log_spec + 4.0) / 4.0, mask
+
+    def compute_output_shape(self, audio_shape, audio_length_shape=None, sample_rate_shape=None):
+        return (audio_shape[0], None, self.num_mels), (audio_shape[0], None)
+
+    def get_config(self):
+        return {
+            **super().get_config(), "num_mels": self.num_mels, "num_fft_bins": self.num_fft_bins,
+            "stride": self.stride, "sampling_rate": self.sampling_rate,
+        }
