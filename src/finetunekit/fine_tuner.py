@@ -271,7 +271,9 @@ class FineTuner(SymbolicBuildFromOneReplica, InferenceMixin, keras.Model):
                 `padding` (text: `"dynamic"`, `"bucket"`, `"fixed"`),
                 `checkpoint_dir` (resumable state and `best.keras`), `on_nan`
                 (`"raise"`, `"warn"`, None), `cache_features` (`"auto"`, True,
-                False), `cache_memory_budget` (bytes), `cache_augmented_copies`
+                False), `cache_memory_budget` (bytes), `cache_augmented_copies`,
+                `early_stopping` (patience N: Keras' `EarlyStopping` on
+                `val_loss`, best weights restored; needs validation data)
                 — and any `keras.Model.fit` argument (`callbacks`, `verbose`,
                 `class_weight`: a dict by class id or name, or `"balanced"`).
 
