@@ -20,6 +20,37 @@ def fit(**kwargs):
     return tiny_tuner().fit(X4, ["cat", "dog", "cat", "dog"], epochs=1, verbose=0, **kwargs)
 
 
+def text(augment, head=None, **options):
+    from tests.test_text import text_tuner
+
+    return text_tuner(head=head, augment=augment, **options)
+
+
+def fit_text(augment, x=("great film", "bad"), y=(1, 0), head=None):
+    return text(augment, head).fit(list(x), list(y), epochs=1, verbose=0)
+
+
+def batched_text_dataset(t):
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((["great film", "bad"], [1, 0])).batch(2)
+    return text({"token_mask": 0.1}).fit(ds, epochs=1, verbose=0)
+
+
+def tags_with_augmentation(t):
+    return fit_text({"random_swap": 0.1}, x=[["great", "film"]], y=[["O", "B-X"]],
+                    head=fk.TokenClassificationHead(2))
+
+
+def mask_without_mask_token(t):
+    from tests.test_text import tiny_bert
+
+    backbone, preprocessor = tiny_bert()
+    preprocessor.tokenizer.mask_token_id = None  # as for tokenizers without a mask token (GPT-2)
+    return fk.FineTuner(backbone=backbone, preprocessor=preprocessor, head=fk.ClassificationHead(2),
+                        augment={"token_mask": 0.1}).fit(["great film", "bad"], [1, 0], verbose=0)
+
+
 # fmt: off
 CASES = [
     ("regularizer_and_l2_together", lambda t: fk.ClassificationHead(2, kernel_regularizer=keras.regularizers.L2(0.1), l2=0.1), ValueError, r"Pass either kernel_regularizer=\.\.\. or l1=/l2="),
@@ -27,6 +58,13 @@ CASES = [
     ("unknown_regularizer_name", lambda t: fk.ClassificationHead(2, kernel_regularizer="l3"), ValueError, r"`kernel_regularizer` must be a Keras regularizer such as keras\.regularizers\.L2\(1e-4\)"),
     ("early_stopping_without_validation", lambda t: fit(early_stopping=3), ValueError, r"early_stopping=3 watches the validation loss, but this fit has no validation data\. Pass validation_split=0\.1"),
     ("early_stopping_not_a_patience", lambda t: fit(early_stopping=True), ValueError, r"`early_stopping` is the patience in epochs \(a positive int, e\.g\. early_stopping=3\) or None"),
+    ("unknown_text_augmentation_keyword", lambda t: text({"random_deletion": 0.1, "synonyms": 0.1}), ValueError, r"Unknown text augmentation keyword\(s\): synonyms\. Text backbones know:\n  random_deletion: .*\n  random_swap: .*\n  token_mask: "),
+    ("text_augmentation_rate_out_of_range", lambda t: text({"random_swap": 1.5}), ValueError, r"`random_swap` must be a probability in \[0, 1\) .* Received: random_swap=1\.5"),
+    ("text_augmentation_on_image_backbone", lambda t: tiny_tuner(augment={"token_mask": 0.15}), ValueError, r"random_deletion, random_swap and token_mask augment text; this is an image backbone"),
+    ("image_augmentation_on_text_backbone", lambda t: text("default"), ValueError, r"Image augmentation \(RandomFlip, .*\) applies to image backbones only\. A text backbone takes augment="),
+    ("text_augmentation_with_word_tags", tags_with_augmentation, ValueError, r"a TokenClassificationHead has one tag per word, which edits would misalign"),
+    ("token_mask_without_mask_token", mask_without_mask_token, ValueError, r"token_mask=0\.1 needs the tokenizer's mask token, but BertTokenizer has none"),
+    ("text_augmentation_on_batched_dataset", batched_text_dataset, ValueError, r"Text augmentation edits the strings of an unbatched dataset; this dataset yields batches\. Pass ds\.unbatch\(\)"),
 ]
 # fmt: on
 

@@ -10,6 +10,12 @@ import keras
 import numpy as np
 from keras import ops
 
+from finetunekit.layers.text_augmentation import (
+    TEXT_AUGMENT_KEYWORDS,
+    build_text_augmentation,
+    is_text_augment,
+)
+
 #: Keyword -> short description, listed in the error for an unknown keyword.
 AUGMENT_KEYWORDS = {
     "rotation_range": "degrees, e.g. 20",
@@ -174,7 +180,8 @@ def build_augmentation(augment):
     Args:
         augment: `None` (no augmentation), `"default"` (flip, small rotation,
             zoom, shift and brightness), a dict of ImageDataGenerator-style
-            keywords (see `AUGMENT_KEYWORDS`), or a list of Keras layers.
+            keywords (see `AUGMENT_KEYWORDS`), a dict of text keywords (see
+            `finetunekit.layers.text_augmentation`), or a list of Keras layers.
 
     Returns:
         A list of Keras layers (possibly empty). They expect 0-255 RGB images.
@@ -200,6 +207,8 @@ def build_augmentation(augment):
                     f"Received an item of type {type(layer).__name__}: {layer!r}"
                 )
         return list(augment)
+    if is_text_augment(augment):
+        return build_text_augmentation(augment)
     return _keyword_layers(_keywords(augment))
 
 
@@ -221,7 +230,8 @@ def _keywords(augment):
     if unknown:
         known = "\n".join(f"  {k}: {v}" for k, v in AUGMENT_KEYWORDS.items())
         raise ValueError(
-            f"Unknown augmentation keyword(s): {', '.join(unknown)}. Known keywords:\n{known}"
+            f"Unknown augmentation keyword(s): {', '.join(unknown)}. Known keywords:\n{known}\n"
+            f"Text backbones take {', '.join(TEXT_AUGMENT_KEYWORDS)} instead."
         )
     for key in ("horizontal_flip", "vertical_flip"):
         if key in augment and not isinstance(augment[key], (bool, np.bool_)):

@@ -117,7 +117,7 @@ def training_data(model, x, y, validation_data, validation_split, plan):
     options = plan.options
     prepared = model._prepare(
         x, y, options.batch_size, shuffle=options.shuffle, validation_split=validation_split,
-        sample_weight=plan.sample_weight, seed=plan.seed, **plan.data,
+        sample_weight=plan.sample_weight, seed=plan.seed, training=True, **plan.data,
     )
     if prepared.class_names is not None:
         model.class_names = list(prepared.class_names)
