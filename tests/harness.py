@@ -24,6 +24,7 @@ class BackboneCase:
     modality: str
     options: callable  # () -> FineTuner keyword arguments (backbone=..., ...)
     inputs: callable  # (rng) -> N raw inputs
+    default_head: str = "ClassificationHead"  # the head of the kind-only checks
 
 
 @dataclasses.dataclass
@@ -48,6 +49,20 @@ def _text_options():
     return {"backbone": backbone, "preprocessor": preprocessor}
 
 
+def _seq2seq_options():
+    from tests.test_seq2seq import tiny_bart
+
+    backbone, preprocessor = tiny_bart()
+    # A Seq2SeqHead has no weights of its own: the backbone trains.
+    return {"backbone": backbone, "preprocessor": preprocessor, "unfreeze": "all"}
+
+
+def _sources(rng):
+    from tests.test_seq2seq import pairs
+
+    return pairs(N, seed=int(rng.integers(1000)))[0]
+
+
 BACKBONE_CASES = {
     "applications": BackboneCase(
         "image",
@@ -58,6 +73,7 @@ BACKBONE_CASES = {
         "image", lambda: {"backbone": tiny_cnn((32, 32, 3)), "preprocessing": "zero_one"}, _images
     ),
     "text_encoder": BackboneCase("text", _text_options, _texts),
+    "seq2seq": BackboneCase("text_pairs", _seq2seq_options, _sources, "Seq2SeqHead"),
 }
 
 
@@ -85,6 +101,16 @@ def _token_classification():
     return fk.TokenClassificationHead(num_tags=3)
 
 
+def _seq2seq():
+    import finetunekit as fk
+
+    return fk.Seq2SeqHead(max_target_length=8)
+
+
+def _reversed(rng, sources):
+    return [" ".join(s.split()[::-1]) for s in sources]
+
+
 def _word_tags(rng, texts):
     names = ["O", "B-X", "I-X"]
     return [[names[i % 3] for i, _ in enumerate(t.split())] for t in texts]
@@ -97,6 +123,7 @@ HEAD_CASES = {
     ),
     "RegressionHead": HeadCase(_regression, lambda rng, x: rng.random((N, 2)).astype("float32")),
     "TokenClassificationHead": HeadCase(_token_classification, _word_tags, ("text",)),
+    "Seq2SeqHead": HeadCase(_seq2seq, _reversed, ("text_pairs",)),
 }
 
 

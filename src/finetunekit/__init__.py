@@ -28,6 +28,7 @@ _EXPORTS = {
     "report": "finetunekit.reports",
     "load": "finetunekit.saving",
     "GradualUnfreezing": "finetunekit.schedules",
+    "Seq2SeqHead": "finetunekit.heads",
 }
 _SUBMODULES = (
     "backbones",
@@ -52,6 +53,7 @@ __all__ = [  # = _EXPORTS, _SUBMODULES and __version__ (tests/test_startup.py ch
     "GradualUnfreezing",
     "RegressionHead",
     "Report",
+    "Seq2SeqHead",
     "TokenClassificationHead",
     "TrainingDivergedError",
     "__version__",
@@ -93,6 +95,7 @@ if TYPE_CHECKING:  # static analysis (IDEs, type checkers, mkdocstrings) sees th
     from finetunekit.reports import Report, plot_history, report
     from finetunekit.saving import load
     from finetunekit.schedules import GradualUnfreezing
+    from finetunekit.heads import Seq2SeqHead
 
 
 # Modules that register Keras serializables: imported together on the first

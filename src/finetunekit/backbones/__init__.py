@@ -21,10 +21,12 @@ from finetunekit.backbones.image import (
     KerasModelBackbone,
     pyramid_layers,
 )
+from finetunekit.backbones.seq2seq import Seq2SeqBackbone
 from finetunekit.backbones.text import TextEncoderBackbone, close_preset_names
 
 register_backbone_kind(ApplicationsBackbone)
 register_backbone_kind(TextEncoderBackbone)
+register_backbone_kind(Seq2SeqBackbone, first=True)  # before text encoders, which take any preset
 register_backbone_kind(KerasModelBackbone)
 
 
@@ -64,6 +66,7 @@ __all__ = [
     "BackboneKind",
     "BackboneSpec",
     "NoBackboneKind",
+    "Seq2SeqBackbone",
     "BlockPattern",
     "ImageBackbone",
     "KerasModelBackbone",

@@ -1,5 +1,6 @@
 from finetunekit.data.images import BadImageError, check_images, list_image_folder
 from finetunekit.data.pipeline import Batches, Prepared
+from finetunekit.data.seq2seq_pipeline import read_pairs
 from finetunekit.data.text_readers import read_conll
 from finetunekit.data.tfds import TFDS
 
@@ -11,4 +12,5 @@ __all__ = [
     "check_images",
     "list_image_folder",
     "read_conll",
+    "read_pairs",
 ]
