@@ -91,11 +91,15 @@ if TYPE_CHECKING:  # static analysis (IDEs, type checkers, mkdocstrings) sees th
     from finetunekit.backbones import APPLICATIONS, get_application
     from finetunekit.callbacks import AtomicModelCheckpoint, DivergenceGuard, TrainingDivergedError
     from finetunekit.fine_tuner import FineTuner
-    from finetunekit.heads import ClassificationHead, RegressionHead, TokenClassificationHead
+    from finetunekit.heads import (
+        ClassificationHead,
+        RegressionHead,
+        Seq2SeqHead,
+        TokenClassificationHead,
+    )
     from finetunekit.reports import Report, plot_history, report
     from finetunekit.saving import load
     from finetunekit.schedules import GradualUnfreezing
-    from finetunekit.heads import Seq2SeqHead
 
 
 # Modules that register Keras serializables: imported together on the first
