@@ -66,3 +66,10 @@ def test_bert_sentiment_smoke_offline_without_minilm(tmp_path):
     assert lines[0].startswith("backbone: a tiny random BERT"), lines[0]
     assert lines[-1] == f"reloaded: {lines[-2]}", lines[-2:]
     assert lines[-2].strip("[]'\" ") in ("positive", "negative", "neutral")
+
+
+def test_translation_smoke():
+    done = _run_example("translation.py", "--smoke", timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "smoke test passed" in done.stdout
+    assert "BLEU" in done.stdout and "chrF" in done.stdout

@@ -172,7 +172,20 @@ class Seq2SeqBackbone(BackboneKind):
     def data_pipeline(self, head):
         from finetunekit.data.seq2seq_pipeline import Seq2SeqPipeline
 
+        self.check_target_length(head)
         return Seq2SeqPipeline(head, self.preprocessor, trains=bool(self.model.trainable_weights))
+
+    def check_target_length(self, head, target_tokens=None):
+        """Raises when targets of `target_tokens` (the head's `max_target_length`) outgrow the decoder."""
+        target_tokens = target_tokens or head.max_target_length
+        needed = head.decoder_length(self.preprocessor, target_tokens)
+        longest = getattr(self.model, "max_sequence_length", None)
+        if longest is not None and needed > int(longest):
+            raise ValueError(
+                f"max_target_length={target_tokens} needs {needed} decoder positions (with the "
+                f"start and end tokens), but {type(self.model).__name__} has {int(longest)}. "
+                f"Use max_target_length={int(longest) - (needed - target_tokens)} or less."
+            )
 
     def cache_blocker(self):
         return "feature caching supports image backbones only"

@@ -129,6 +129,7 @@ class Seq2SeqHead(Head):
             "beam": lambda: keras_hub.samplers.BeamSampler(num_beams=int(num_beams)),
             "top_k": lambda: keras_hub.samplers.TopKSampler(k=int(top_k)),
         }
+        tuner.backbone_kind.check_target_length(self, max_length)
         generator = tuner.backbone_kind.generator()
         generator.compile(sampler=samplers[strategy]())
         length = self.decoder_length(tuner.preprocessor, max_length or self.max_target_length)
