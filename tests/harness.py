@@ -24,6 +24,7 @@ class BackboneCase:
     modality: str
     options: callable  # () -> FineTuner keyword arguments (backbone=..., ...)
     inputs: callable  # (rng) -> N raw inputs
+    default_head: str = "ClassificationHead"  # the head of the kind-only checks
 
 
 @dataclasses.dataclass
@@ -102,6 +103,20 @@ def tiny_hub_resnet():
     )
 
 
+def _seq2seq_options():
+    from tests.test_seq2seq import tiny_bart
+
+    backbone, preprocessor = tiny_bart()
+    # A Seq2SeqHead has no weights of its own: the backbone trains.
+    return {"backbone": backbone, "preprocessor": preprocessor, "unfreeze": "all"}
+
+
+def _sources(rng):
+    from tests.test_seq2seq import pairs
+
+    return pairs(N, seed=int(rng.integers(1000)))[0]
+
+
 BACKBONE_CASES = {
     "applications": BackboneCase(
         "image",
@@ -118,6 +133,7 @@ BACKBONE_CASES = {
     "embeddings": BackboneCase("ids", _embeddings_options, _interactions),
     "vector_model": BackboneCase("vector", _vector_options, _vectors),
     "audio": BackboneCase("audio", _audio_options, _audio),
+    "seq2seq": BackboneCase("text_pairs", _seq2seq_options, _sources, "Seq2SeqHead"),
 }
 
 
@@ -177,6 +193,16 @@ def _transcripts(rng, x):
     return [WORDS[i] for i in rng.integers(0, len(WORDS), N)]
 
 
+def _seq2seq():
+    import finetunekit as fk
+
+    return fk.Seq2SeqHead(max_target_length=8)
+
+
+def _reversed(rng, sources):
+    return [" ".join(s.split()[::-1]) for s in sources]
+
+
 def _word_tags(rng, texts):
     names = ["O", "B-X", "I-X"]
     return [[names[i % 3] for i, _ in enumerate(t.split())] for t in texts]
@@ -221,6 +247,7 @@ HEAD_CASES = {
         _ranking, lambda rng, x: rng.integers(1, 6, N).astype("float32"), ("ids",)
     ),
     "SpeechToTextHead": HeadCase(_speech_to_text, _transcripts, ("audio",)),
+    "Seq2SeqHead": HeadCase(_seq2seq, _reversed, ("text_pairs",)),
 }
 
 

@@ -116,3 +116,10 @@ def test_speech_examples_smoke(name):
     assert "smoke test passed" in done.stdout
     lines = done.stdout.strip().splitlines()
     assert lines[-3].split(":", 1)[1].strip() == lines[-2].split(":", 1)[1].strip()
+
+
+def test_translation_smoke():
+    done = _run_example("translation.py", "--smoke", timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "smoke test passed" in done.stdout
+    assert "BLEU" in done.stdout and "chrF" in done.stdout

@@ -35,7 +35,7 @@ def test_task(kind, head, tmp_path):
 
 @pytest.mark.parametrize("kind", list(BACKBONE_CASES))
 def test_mixed_precision_outputs_float32(kind):
-    case = HEAD_CASES["ClassificationHead"]
+    case = HEAD_CASES[BACKBONE_CASES[kind].default_head]
     ft = build(kind, case, mixed_precision="bfloat16")
     x, y = data(kind, case)
     ft.fit(x, y, epochs=1, batch_size=4, verbose=0)

@@ -35,6 +35,7 @@ _EXPORTS = {
     "load": "finetunekit.saving",
     "GradualUnfreezing": "finetunekit.schedules",
     "SpeechToTextHead": "finetunekit.heads",
+    "Seq2SeqHead": "finetunekit.heads",
 }
 _SUBMODULES = (
     "backbones",
@@ -64,6 +65,7 @@ __all__ = [  # = _EXPORTS, _SUBMODULES and __version__ (tests/test_startup.py ch
     "Report",
     "RetrievalHead",
     "SpeechToTextHead",
+    "Seq2SeqHead",
     "TokenClassificationHead",
     "TrainingDivergedError",
     "SegmentationHead",
@@ -113,6 +115,7 @@ if TYPE_CHECKING:  # static analysis (IDEs, type checkers, mkdocstrings) sees th
         RegressionHead,
         RetrievalHead,
         SegmentationHead,
+        Seq2SeqHead,
         SpeechToTextHead,
         TokenClassificationHead,
     )

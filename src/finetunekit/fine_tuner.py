@@ -63,7 +63,9 @@ class FineTuner(SymbolicBuildFromOneReplica, InferenceMixin, keras.Model):
         unfreeze: `0` (backbone frozen), int N (the last N blocks train) or
             `"all"`. Defaults to `0`.
         augment: `None`, `"default"`, a dict of ImageDataGenerator-style
-            keywords or a list of Keras layers. Active in training only.
+            keywords or a list of Keras layers. Active in training only. For
+            text backbones: `{"random_deletion": p, "random_swap": p,
+            "token_mask": p}` (applied to the training data in the pipeline).
         mixed_precision: `"auto"` (mixed on a GPU, float32 on CPU), `True`,
             `False`, `"float16"` or `"bfloat16"`.
         preprocessing: `"auto"` (the backbone's own), an image normalisation
@@ -272,7 +274,9 @@ class FineTuner(SymbolicBuildFromOneReplica, InferenceMixin, keras.Model):
                 `padding` (text: `"dynamic"`, `"bucket"`, `"fixed"`),
                 `checkpoint_dir` (resumable state and `best.keras`), `on_nan`
                 (`"raise"`, `"warn"`, None), `cache_features` (`"auto"`, True,
-                False), `cache_memory_budget` (bytes), `cache_augmented_copies`
+                False), `cache_memory_budget` (bytes), `cache_augmented_copies`,
+                `early_stopping` (patience N: Keras' `EarlyStopping` on
+                `val_loss`, best weights restored; needs validation data)
                 — and any `keras.Model.fit` argument (`callbacks`, `verbose`,
                 `class_weight`: a dict by class id or name, or `"balanced"`).
 

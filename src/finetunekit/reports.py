@@ -84,6 +84,8 @@ def report(ft, x, y=None, batch_size=None, **options):
     """
     if hasattr(ft.head, "make_report"):  # heads that generate (speech to text) report themselves
         return ft.head.make_report(ft, x, y, batch_size=batch_size, **options)
+    if hasattr(ft.head, "generation_report"):  # heads that score generated output (seq2seq)
+        return ft.head.generation_report(ft, x, y, batch_size, **options)
     outputs, targets = _collect(ft, x, y, batch_size, options)
     return ft.head.report(outputs, targets, ft.class_names)
 

@@ -24,6 +24,7 @@ from finetunekit.backbones.image import (
     KerasModelBackbone,
     pyramid_layers,
 )
+from finetunekit.backbones.seq2seq import Seq2SeqBackbone
 from finetunekit.backbones.text import TextEncoderBackbone, close_preset_names
 from finetunekit.backbones.vector import VectorModelBackbone
 
@@ -31,6 +32,7 @@ register_backbone_kind(ApplicationsBackbone)
 register_backbone_kind(KerasHubImageBackbone)  # before the text kind, which takes any preset folder
 register_backbone_kind(AudioBackbone)  # before text: Whisper presets also have a tokenizer
 register_backbone_kind(TextEncoderBackbone)
+register_backbone_kind(Seq2SeqBackbone, first=True)  # before text encoders, which take any preset
 register_backbone_kind(KerasModelBackbone)
 register_backbone_kind(EmbeddingsBackbone, first=True)  # before KerasModelBackbone: it is a Model
 register_backbone_kind(VectorModelBackbone, first=True)  # a Model on vectors, not images
@@ -73,6 +75,7 @@ __all__ = [
     "BackboneKind",
     "BackboneSpec",
     "NoBackboneKind",
+    "Seq2SeqBackbone",
     "BlockPattern",
     "Embeddings",
     "EmbeddingsBackbone",

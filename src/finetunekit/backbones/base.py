@@ -9,9 +9,10 @@ family it holds:
   `backbone=` value? `resolve_backbone` asks every registered kind in order.
 - `build(needs, augmentation)`: named Keras inputs and a dict of named outputs
   (`"features"`, optionally `"padding_mask"` and a `"pyramid"` dict of
-  multi-scale features keyed `"P2"`..`"P5"`, and for image kinds `"images"`:
-  the preprocessed images at the backbone's input size); `needs` are the
-  outputs the head asks for.
+  multi-scale features keyed `"P2"`..`"P5"`; for image kinds `"images"`:
+  the preprocessed images at the backbone's input size; `"decoder_logits"`,
+  a speech decoder's next-token logits; `"lm_logits"`, next-token logits of an
+  encoder-decoder); `needs` are the outputs the head asks for.
 - `groups()`: ordered `(block_name, layers)` for freezing and layer-wise
   learning rates; `apply_unfreeze(unfreeze)`.
 - `data_pipeline(head, augmentation)`: the reader + preprocessing that turn user data into
@@ -19,7 +20,9 @@ family it holds:
 - `config()`: the `FineTuner` arguments that rebuild it; `serving_signature()`.
 """
 
-BACKBONE_OUTPUTS = ("features", "padding_mask", "pyramid", "images", "decoder_logits")
+BACKBONE_OUTPUTS = (
+    "features", "padding_mask", "pyramid", "images", "decoder_logits", "lm_logits",
+)
 
 _REGISTRY = []
 
@@ -207,6 +210,12 @@ def check_needs(kind, needs):
         raise ValueError(
             f"Unknown backbone outputs {sorted(unknown)}; a head may ask for "
             f"{', '.join(BACKBONE_OUTPUTS)}."
+        )
+    if "lm_logits" in needs and not getattr(kind, "generates", False):
+        raise ValueError(
+            "This head generates text and needs an encoder-decoder language model (a keras-hub "
+            f"Seq2SeqLM family: BART, T5); a {kind.modality} backbone ({kind.name}) cannot "
+            'generate. Use e.g. backbone="bart_base_en".'
         )
     if "pyramid" in needs and not getattr(kind, "has_pyramid", False):
         raise ValueError(

@@ -130,6 +130,13 @@ class ImageBackbone(BackboneKind):
             decoder upsamples its masks to).
         """
         check_needs(self, needs)
+        for layer in augmentation:
+            if getattr(layer, "modality", None) == "text":
+                raise ValueError(
+                    "random_deletion, random_swap and token_mask augment text; this is an image "
+                    "backbone. Use image keywords such as augment={\"rotation_range\": 15, "
+                    "\"horizontal_flip\": True}."
+                )
         inputs = keras.Input(shape=(None, None, None), name="images")
         x = ImageFormatter(
             self.input_shape[:2], channels=self.input_shape[-1], name="image_formatter"

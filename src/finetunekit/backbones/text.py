@@ -133,6 +133,7 @@ class TextEncoderBackbone(BackboneKind):
         self.sequence_length = sequence_length
         self.preprocessing = preprocessing
         self.lora_rank = None if lora_rank is None else int(lora_rank)
+        self.text_augmentation = None  # set by build(augmentation=...)
         if self.lora_rank is not None:
             model.enable_lora(self.lora_rank)
         self._lora_trainable = [
@@ -215,6 +216,7 @@ class TextEncoderBackbone(BackboneKind):
             input_names=self.input_names,
             input_dtypes={name: self.model.input[name].dtype for name in self.input_names},
             clean=self.preprocessing == "clean",
+            augmentation=self.text_augmentation,
         )
 
     def cache_blocker(self):
@@ -234,8 +236,7 @@ class TextEncoderBackbone(BackboneKind):
     def build(self, needs=("features", "padding_mask"), augmentation=()):
         """Token inputs -> `{"features": sequence output, "padding_mask": mask}`."""
         check_needs(self, needs)
-        if augmentation:
-            raise ValueError("`augment` applies to image backbones only.")
+        self.text_augmentation = text_augmentation(augmentation)
         inputs = {
             name: keras.Input(shape=(None,), dtype=self.model.input[name].dtype, name=name)
             for name in self.input_names
@@ -251,6 +252,19 @@ class TextEncoderBackbone(BackboneKind):
         else:
             features = outputs
         return inputs, {"features": features, "padding_mask": inputs["padding_mask"]}
+
+
+def text_augmentation(augmentation):
+    """The one `TextAugmentation` of `FineTuner(augment=...)` for a text backbone, or None."""
+    if not augmentation:
+        return None
+    if len(augmentation) != 1 or getattr(augmentation[0], "modality", None) != "text":
+        names = ", ".join(type(layer).__name__ for layer in augmentation)
+        raise ValueError(
+            f"Image augmentation ({names}) applies to image backbones only. A text backbone "
+            'takes augment={"random_deletion": 0.1, "random_swap": 0.1, "token_mask": 0.15}.'
+        )
+    return augmentation[0]
 
 
 def _check_options(input_shape, preprocessing, sequence_length, lora_rank, weights):

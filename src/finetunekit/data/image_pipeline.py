@@ -92,13 +92,17 @@ class ImagePipeline:
     def prepare(
         self, x, y=None, *, class_names=None, batch_size=32, shuffle=False, validation_split=0.0,
         sample_weight=None, on_bad_image="error", seed=None, x_col=None, y_col=None,
-        require_labels=True,
+        require_labels=True, training=False,
     ):
         """Checks and converts image data.
+
+        `training` is accepted for the pipeline contract; image augmentation
+        runs inside the model (active in training only).
 
         Returns:
             A `Prepared`: arrays stay arrays, files become a batched dataset.
         """
+        del training
         source = as_tfds(x)
         if source is not None:
             ds, names = load_tfds_split(source, y, validation_split)

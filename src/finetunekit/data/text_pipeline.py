@@ -38,10 +38,15 @@ class TextPipeline:
         input_names: list of str. Model input names to keep.
         input_dtypes: dict. Dtype of each model input.
         clean: bool. Strip HTML tags, NFKC-normalise and collapse whitespace.
+        augmentation: a `finetunekit.layers.TextAugmentation` applied to
+            training data only (`prepare(training=True)`), or None.
     """
 
-    def __init__(self, head, preprocessor, input_names, input_dtypes, clean=False):
+    def __init__(
+        self, head, preprocessor, input_names, input_dtypes, clean=False, augmentation=None,
+    ):
         self.head = head
+        self.augmentation = augmentation
         self.preprocessor = preprocessor
         self.input_names = list(input_names)
         self.input_dtypes = dict(input_dtypes)
@@ -189,15 +194,23 @@ class TextPipeline:
     def prepare(
         self, x, y=None, *, class_names=None, batch_size=32, shuffle=False, validation_split=0.0,
         sample_weight=None, seed=None, x_col=None, y_col=None, require_labels=True,
-        padding="dynamic",
+        padding="dynamic", training=False,
     ):
         """Checks, tokenises and batches text.
+
+        `training=True` (what `fit` passes for its training data) applies the
+        text augmentation, if any, to the training split only.
 
         Returns:
             A `Prepared` whose `Batches` hold batched `tf.data.Dataset`s.
         """
         check_padding(padding)
         token_level = self.head.target_layout == "token"
+        augment = training and self.augmentation is not None
+        if augment:
+            from finetunekit.data.text_augment_pipeline import check_augmentable
+
+            check_augmentable(self, token_level)
         source = as_tfds(x)
         if source is not None:
             if token_level:
@@ -206,12 +219,14 @@ class TextPipeline:
                     "word lists and tags, or a CoNLL file."
                 )
             ds, names = load_tfds_split(source, y, validation_split)
-            ds = self._from_dataset(shuffled(ds, shuffle, seed), batch_size, padding, train=shuffle)
+            ds = self._from_dataset(
+                shuffled(ds, shuffle, seed), batch_size, padding, train=shuffle, augment=augment
+            )
             return Prepared(Batches(ds), class_names=class_names or names)
         if is_dataset(x):
             no_split_for_datasets(validation_split)
             check_dataset_labels(x, self.head, class_names, batched=_is_batched(x))
-            ds = self._from_dataset(x, batch_size, padding)
+            ds = self._from_dataset(x, batch_size, padding, augment=augment)
             return Prepared(Batches(ds), class_names=class_names)
         if token_level:
             from finetunekit.data.token_pipeline import prepare_words
@@ -232,18 +247,32 @@ class TextPipeline:
         if labels is not None:
             targets, class_names = self.head.encode_targets(labels, class_names)
 
-        def make(index, training):
-            ds = self.tokenized_dataset(take(texts, index))
-            return self.finish(
-                ds, (take(targets, index), take(weights, index)), len(index), batch_size,
-                padding if training and shuffle else ordered(padding),
-                shuffle=training and shuffle, seed=seed,
-            )
-
+        make = self._split_maker(texts, targets, weights, batch_size, padding, shuffle, seed, augment)
         train, validation, index = build_splits(len(texts), make, validation_split, targets, seed)
         return Prepared(
             train, validation, class_names, take(targets, index), num_examples=len(index)
         )
+
+    def _split_maker(self, texts, targets, weights, batch_size, padding, shuffle, seed, augment):
+        """`make(index, train_split) -> Batches` for `build_splits` (augmenting the training split)."""
+
+        def make(index, train_split):
+            extras = (take(targets, index), take(weights, index))
+            order = padding if train_split and shuffle else ordered(padding)
+            if augment and train_split:
+                from finetunekit.data.text_augment_pipeline import finish_augmented
+
+                return finish_augmented(
+                    self, take(texts, index), extras, len(index), batch_size, order,
+                    shuffle=shuffle, seed=seed,
+                )
+            ds = self.tokenized_dataset(take(texts, index))
+            return self.finish(
+                ds, extras, len(index), batch_size, order, shuffle=train_split and shuffle,
+                seed=seed,
+            )
+
+        return make
 
     def finish(self, ds, extras, n, batch_size, padding, shuffle=False, seed=None, target_pad=None):
         """Zips `extras` (targets, weights; None ones left out) with `ds`, caches, shuffles, batches.
@@ -277,18 +306,25 @@ class TextPipeline:
             tf.data.AUTOTUNE
         )
 
-    def _from_dataset(self, ds, batch_size, padding, train=False):
+    def _from_dataset(self, ds, batch_size, padding, train=False, augment=False):
         """Tokenises a dataset of strings or `(strings, labels)` (batched or not).
 
         A batched dataset keeps its own batches (as Keras does with datasets),
         each padded to its longest text unless `padding="fixed"`. An unbatched
         one is batched here, in order unless `train` is set (then
-        `padding="bucket"` groups similar lengths).
+        `padding="bucket"` groups similar lengths); `augment` applies the text
+        augmentation (unbatched strings only).
         """
         import tensorflow as tf
 
         spec = ds.element_spec
         first = spec[0] if isinstance(spec, tuple) else spec
+        if augment and (isinstance(first, dict) or first.shape.rank):
+            raise ValueError(
+                "Text augmentation edits the strings of an unbatched dataset; this dataset yields "
+                f"{'model inputs' if isinstance(first, dict) else 'batches'}. Pass "
+                "ds.unbatch() of (text, label) pairs (fit batches it), or remove augment=."
+            )
         if isinstance(first, dict):
             return ds  # already model inputs
         if first.dtype != tf.string:
@@ -299,7 +335,12 @@ class TextPipeline:
         if first.shape.rank and first.shape.rank > 0:
             return self._encode_batches(ds, trim=padding != "fixed")
         examples = int(ds.cardinality())  # -1 / -2: unknown / infinite
-        ds = self.tokenized_dataset(ds)  # (text, label, sample_weight) stay together
+        if augment:
+            from finetunekit.data.text_augment_pipeline import augmented_tokens
+
+            ds = augmented_tokens(self, ds)  # (text, label, sample_weight) stay together
+        else:
+            ds = self.tokenized_dataset(ds)
         ds = self.batch(ds, batch_size, padding if train else ordered(padding))
         if examples >= 0:
             ds = ds.apply(tf.data.experimental.assert_cardinality(-(-examples // batch_size)))

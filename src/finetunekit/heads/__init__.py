@@ -9,6 +9,7 @@ from finetunekit.heads.retrieval import RetrievalHead
 from finetunekit.heads.scores import Report
 from finetunekit.heads.segmentation import SegmentationHead
 from finetunekit.heads.segmentation_scores import SegmentationLoss
+from finetunekit.heads.seq2seq import Seq2SeqHead, text_report
 from finetunekit.heads.speech import SpeechToTextHead
 from finetunekit.heads.token_classification import (
     TokenClassificationHead,
@@ -28,6 +29,7 @@ __all__ = [
     "RetrievalHead",
     "Report",
     "SpeechToTextHead",
+    "Seq2SeqHead",
     "TARGET_LAYOUTS",
     "TokenClassificationHead",
     "SegmentationHead",
@@ -35,4 +37,5 @@ __all__ = [
     "entity_scores",
     "entity_spans",
     "pool_features",
+    "text_report",
 ]

@@ -6,9 +6,11 @@ A head is a Keras layer called on the backbone's outputs dict (see
 - `needs`: the backbone outputs it reads (`"features"`, `"padding_mask"`,
   `"pyramid"`); the backbone builds only what is asked for.
 - `target_layout`: `"example"` (one target per example), `"token"` (one per
-  word, aligned to sub-word tokens by the text pipeline) or `"spatial"` (masks
-  or boxes that must be resized and augmented with their images) or
-  `"transcript"` (a text per example, tokenised by the pipeline for teacher forcing).
+  word, aligned to sub-word tokens by the text pipeline), `"spatial"` (masks
+  or boxes that must be resized and augmented with their images),
+  `"transcript"` (a text per example, tokenised by the audio pipeline for
+  teacher forcing) or `"sequence"` (a target text, packed with its source by
+  a seq2seq pipeline).
 - `encode_targets(y, class_names)`: checks and encodes user targets.
 - `default_loss(label_smoothing)`, `default_metrics()`: what `compile("auto")` uses.
 - `decode(outputs, class_names, context)`: user-facing predictions.
@@ -25,7 +27,7 @@ A head is a Keras layer called on the backbone's outputs dict (see
 
 import keras
 
-TARGET_LAYOUTS = ("example", "token", "spatial", "transcript")
+TARGET_LAYOUTS = ("example", "token", "spatial", "transcript", "sequence")
 
 
 def as_outputs(outputs):

@@ -21,6 +21,9 @@ class ClassificationHead(PooledHead):
             Defaults to `()`.
         dropout: float. Dropout rate before each dense layer. Defaults to `0.0`.
         activation: str. Activation of the hidden layers. Defaults to `"relu"`.
+        kernel_regularizer: a Keras regularizer on the kernels of the head's
+            dense layers, or `l1=` / `l2=` floats as a shortcut. Saved with the
+            model. Defaults to none.
         multi_label: bool. If `True`, each class is an independent yes/no
             (sigmoid outputs, binary cross-entropy). Defaults to `False`.
         threshold: float or list of floats. Per-class decision threshold of a

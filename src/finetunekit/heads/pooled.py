@@ -116,6 +116,10 @@ class PooledHead(Head):
         hidden_units: tuple of ints. Hidden dense layer widths. Defaults to `()`.
         dropout: float. Dropout rate before each dense layer. Defaults to `0.0`.
         activation: str. Activation of the hidden layers. Defaults to `"relu"`.
+        kernel_regularizer: a Keras regularizer (or its name / config) applied
+            to the kernels of every dense layer of the head. Defaults to `None`.
+        l1, l2: float. Shortcuts for `keras.regularizers.L1L2(l1, l2)` on the
+            same kernels (not together with `kernel_regularizer`). Default `0.0`.
         **kwargs: Standard `keras.layers.Layer` arguments.
     """
 
@@ -123,9 +127,11 @@ class PooledHead(Head):
 
     def __init__(
         self, units, output_activation=None, pooling="avg", hidden_units=(), dropout=0.0,
-        activation="relu", **kwargs,
+        activation="relu", kernel_regularizer=None, l1=0.0, l2=0.0, **kwargs,
     ):
         super().__init__(**kwargs)
+        self.kernel_regularizer = resolve_regularizer(kernel_regularizer, l1, l2)
+        self.l1, self.l2 = float(l1), float(l2)
         if pooling not in POOLINGS:
             raise ValueError(
                 f'Unknown pooling "{pooling}". Expected one of '
@@ -142,7 +148,10 @@ class PooledHead(Head):
         self.dropout = float(dropout)
         self.activation = activation
         self.hidden_layers = [
-            keras.layers.Dense(u, activation=activation, name=f"hidden_{i}", dtype=self.dtype_policy)
+            keras.layers.Dense(
+                u, activation=activation, name=f"hidden_{i}", dtype=self.dtype_policy,
+                kernel_regularizer=self._regularizer(),
+            )
             for i, u in enumerate(self.hidden_units)
         ]
         self.dropout_layers = [
@@ -150,8 +159,15 @@ class PooledHead(Head):
             for i in range(len(self.hidden_units) + 1)
         ]
         self.output_dense = keras.layers.Dense(
-            self.units, activation=output_activation, name="logits", dtype="float32"
+            self.units, activation=output_activation, name="logits", dtype="float32",
+            kernel_regularizer=self._regularizer(),
         )
+
+    def _regularizer(self):
+        """A fresh copy of the head's kernel regularizer for one dense layer (or None)."""
+        if self.kernel_regularizer is None:
+            return None
+        return keras.regularizers.deserialize(keras.regularizers.serialize(self.kernel_regularizer))
 
     def build(self, input_shape):
         shape = input_shape["features"] if isinstance(input_shape, dict) else input_shape
@@ -208,6 +224,55 @@ class PooledHead(Head):
                 "hidden_units": self.hidden_units,
                 "dropout": self.dropout,
                 "activation": self.activation,
+                **regularizer_config(self.kernel_regularizer, self.l1, self.l2),
             }
         )
         return config
+
+
+def resolve_regularizer(kernel_regularizer=None, l1=0.0, l2=0.0):
+    """The kernel regularizer of a head's dense layers from `kernel_regularizer` / `l1` / `l2`.
+
+    Args:
+        kernel_regularizer: None, a `keras.regularizers.Regularizer`, its name
+            (`"l2"`) or its serialized config.
+        l1, l2: float >= 0. Shortcuts for `keras.regularizers.L1L2(l1, l2)`.
+
+    Returns:
+        A `keras.regularizers.Regularizer` or None.
+
+    Example:
+    ```python
+    resolve_regularizer(l2=1e-4)  # keras.regularizers.L1L2(l1=0.0, l2=1e-4)
+    ```
+    """
+    for name, value in (("l1", l1), ("l2", l2)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+            raise ValueError(f"`{name}` must be a number >= 0. Received: {name}={value!r}")
+    if kernel_regularizer is not None and (l1 or l2):
+        raise ValueError(
+            "Pass either kernel_regularizer=... or l1=/l2= (a shortcut for "
+            f"keras.regularizers.L1L2(l1, l2)), not both. Received: "
+            f"kernel_regularizer={kernel_regularizer!r}, l1={l1}, l2={l2}"
+        )
+    if l1 or l2:
+        return keras.regularizers.L1L2(l1=float(l1), l2=float(l2))
+    if kernel_regularizer is None:
+        return None
+    try:
+        return keras.regularizers.get(kernel_regularizer)
+    except (ValueError, TypeError) as error:
+        raise ValueError(
+            "`kernel_regularizer` must be a Keras regularizer such as "
+            'keras.regularizers.L2(1e-4) or a name ("l1", "l2", "l1_l2"). '
+            f"Received: kernel_regularizer={kernel_regularizer!r}"
+        ) from error
+
+
+def regularizer_config(kernel_regularizer, l1, l2):
+    """The `get_config` entries of a head's regularisation (only the ones that are set)."""
+    if l1 or l2:
+        return {"l1": l1, "l2": l2}
+    if kernel_regularizer is None:
+        return {}
+    return {"kernel_regularizer": keras.regularizers.serialize(kernel_regularizer)}

@@ -26,6 +26,9 @@ class TokenClassificationHead(PooledHead):
         hidden_units: tuple of ints. Hidden dense layers. Defaults to `()`.
         dropout: float. Dropout before each dense layer. Defaults to `0.0`.
         activation: str. Activation of the hidden layers. Defaults to `"relu"`.
+        kernel_regularizer: a Keras regularizer on the kernels of the head's
+            dense layers, or `l1=` / `l2=` floats as a shortcut. Saved with the
+            model. Defaults to none.
         **kwargs: Standard `keras.layers.Layer` arguments.
 
     Returns:

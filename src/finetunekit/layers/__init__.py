@@ -10,6 +10,7 @@ from finetunekit.layers.augmentation import (
     build_augmentation,
 )
 from finetunekit.layers.image_preprocessing import ImageFormatter, ImageNormalization
+from finetunekit.layers.text_augmentation import TEXT_AUGMENT_KEYWORDS, TextAugmentation
 
 __all__ = [
     "AUDIO_AUGMENT_KEYWORDS",
@@ -20,5 +21,7 @@ __all__ = [
     "RandomChannelShift",
     "SpecMask",
     "WaveformAugmentation",
+    "TEXT_AUGMENT_KEYWORDS",
+    "TextAugmentation",
     "build_augmentation",
 ]

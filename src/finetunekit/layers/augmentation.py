@@ -15,6 +15,11 @@ from finetunekit.layers.audio_augmentation import (
     audio_augmentation,
     is_audio_augment,
 )
+from finetunekit.layers.text_augmentation import (
+    TEXT_AUGMENT_KEYWORDS,
+    build_text_augmentation,
+    is_text_augment,
+)
 
 #: Keyword -> short description, listed in the error for an unknown keyword.
 AUGMENT_KEYWORDS = {
@@ -183,7 +188,8 @@ def build_augmentation(augment):
     Args:
         augment: `None` (no augmentation), `"default"` (flip, small rotation,
             zoom, shift and brightness), a dict of ImageDataGenerator-style
-            keywords (see `AUGMENT_KEYWORDS`), or a list of Keras layers.
+            keywords (see `AUGMENT_KEYWORDS`), a dict of text keywords (see
+            `finetunekit.layers.text_augmentation`), or a list of Keras layers.
 
     Returns:
         A list of Keras layers (possibly empty). They expect 0-255 RGB images.
@@ -211,6 +217,8 @@ def build_augmentation(augment):
         return list(augment)
     if is_audio_augment(augment):  # noise, gain_db, time_shift, spec_mask: audio backbones
         return audio_augmentation(augment)
+    if is_text_augment(augment):
+        return build_text_augmentation(augment)
     return _keyword_layers(_keywords(augment))
 
 
@@ -241,7 +249,8 @@ def _keywords(augment):
         audio = "\n".join(f"  {k}: {v}" for k, v in AUDIO_AUGMENT_KEYWORDS.items())
         known = f"{known}\nAudio keywords (audio backbones; not mixed with image ones):\n{audio}"
         raise ValueError(
-            f"Unknown augmentation keyword(s): {', '.join(unknown)}. Known keywords:\n{known}"
+            f"Unknown augmentation keyword(s): {', '.join(unknown)}. Known keywords:\n{known}\n"
+            f"Text backbones take {', '.join(TEXT_AUGMENT_KEYWORDS)} instead."
         )
     for key in ("horizontal_flip", "vertical_flip"):
         if key in augment and not isinstance(augment[key], (bool, np.bool_)):

@@ -34,13 +34,13 @@ class FitPlan:
 def plan_fit(
     batch_size=None, shuffle=True, sample_weight=None, seed=None, checkpoint_dir=None,
     on_nan="raise", cache_features="auto", cache_memory_budget=None, cache_augmented_copies=0,
-    **kwargs,
+    early_stopping=None, **kwargs,
 ):
     """Sorts `fit` keyword arguments into a `FitPlan` (see `FineTuner.fit` for their meaning)."""
     data = pop_data_options(kwargs)
     options = StageOptions(
         batch_size, shuffle, on_nan, checkpoint_dir, cache_features, cache_memory_budget,
-        cache_augmented_copies,
+        cache_augmented_copies, early_stopping,
     )
     return FitPlan(options, data, sample_weight, seed, kwargs)
 
@@ -117,7 +117,7 @@ def training_data(model, x, y, validation_data, validation_split, plan):
     options = plan.options
     prepared = model._prepare(
         x, y, options.batch_size, shuffle=options.shuffle, validation_split=validation_split,
-        sample_weight=plan.sample_weight, seed=plan.seed, **plan.data,
+        sample_weight=plan.sample_weight, seed=plan.seed, training=True, **plan.data,
     )
     if prepared.class_names is not None:
         model.class_names = list(prepared.class_names)

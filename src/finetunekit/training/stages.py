@@ -37,6 +37,28 @@ def check_epochs(epochs, initial_epoch=0):
         )
 
 
+def check_early_stopping(patience):
+    if patience is None:
+        return
+    if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) or patience < 1:
+        raise ValueError(
+            "`early_stopping` is the patience in epochs (a positive int, e.g. "
+            f"early_stopping=3) or None. Received: early_stopping={patience!r}"
+        )
+
+
+def early_stopping_callback(patience, has_validation):
+    """Keras' `EarlyStopping` on `val_loss` with the best weights restored (`fit(early_stopping=N)`)."""
+    if not has_validation:
+        raise ValueError(
+            f"early_stopping={patience} watches the validation loss, but this fit has no "
+            "validation data. Pass validation_split=0.1 or validation_data=(x_val, y_val)."
+        )
+    return keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=int(patience), restore_best_weights=True
+    )
+
+
 def pop_data_options(kwargs):
     """Removes and returns the data-pipeline options of `kwargs`."""
     return {key: kwargs.pop(key) for key in DATA_OPTIONS if key in kwargs}
@@ -53,6 +75,8 @@ class StageOptions:
         cache_features: `"auto"`, True or False.
         cache_memory_budget: int or None (bytes).
         cache_augmented_copies: int.
+        early_stopping: int or None. Patience (epochs) of an
+            `EarlyStopping(monitor="val_loss", restore_best_weights=True)`.
     """
 
     batch_size: int = None
@@ -62,8 +86,10 @@ class StageOptions:
     cache_features: object = "auto"
     cache_memory_budget: int = None
     cache_augmented_copies: int = 0
+    early_stopping: int = None
 
     def __post_init__(self):
+        check_early_stopping(self.early_stopping)
         from finetunekit import caching
 
         if self.cache_memory_budget is None:
@@ -100,6 +126,10 @@ def run_stage(model, prepared, validation, epochs, options, fit_kwargs, initial_
     kwargs["callbacks"] = training_callbacks(
         kwargs.get("callbacks"), options.on_nan, options.checkpoint_dir, validation is not None
     )
+    if options.early_stopping is not None:
+        kwargs["callbacks"].append(
+            early_stopping_callback(options.early_stopping, validation is not None)
+        )
     history = _cached_fit(model, prepared, validation, epochs, options, kwargs)
     if history is not None:
         return history

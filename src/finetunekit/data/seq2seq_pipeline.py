@@ -1,0 +1,199 @@
+"""The sequence-to-sequence pipeline: (source, target) text pairs -> packed encoder/decoder batches.
+
+Pairs come from two lists, a DataFrame or a CSV / TSV / JSONL / JSON /
+Parquet file (columns `source` and `target`, or the first two). The
+backbone's keras-hub `Seq2SeqLMPreprocessor` tokenises and packs both sides
+once (cached); each example is cut to its own length and each batch is
+padded to its own longest source and target. Labels are the decoder tokens shifted by one and the
+sample weights the target padding mask, as in keras-hub's `Seq2SeqLM`.
+"""
+
+import os
+
+import numpy as np
+
+from finetunekit.data.pipeline import Batches, Prepared, build_splits, check_sample_weight, take
+from finetunekit.data.text_readers import TEXT_FILE_TYPES, check_text_items, read_table
+from finetunekit.text_cleaning import sanitize_utf8, to_utf8_bytes
+
+SOURCE_COLUMNS = ("source", "src", "input", "inputs", "text", "en")
+TARGET_COLUMNS = ("target", "tgt", "output", "outputs", "translation", "summary", "label")
+PAIR_INPUTS = ("encoder_token_ids", "encoder_padding_mask", "decoder_token_ids",
+               "decoder_padding_mask")
+
+
+def _column(df, given, names, position, what, option):
+    columns = list(df.columns)
+    if given is not None:
+        if given not in columns:
+            raise ValueError(f"No {what} column {given!r} (columns: {columns}). Pass {option}.")
+        return given
+    for name in names:
+        if name in columns:
+            return name
+    if len(columns) >= 2:
+        return columns[position]
+    raise ValueError(
+        f"Cannot find the {what} column (columns: {columns}); name it {names[0]!r} or pass {option}."
+    )
+
+
+def read_pairs(x, y=None, x_col=None, y_col=None):
+    """`(sources, targets)` from two lists, a DataFrame or a CSV/TSV/JSONL/JSON/Parquet file.
+
+    Args:
+        x: list of source texts, a DataFrame, or the path of a table file.
+        y: list of target texts (None for a table, or at prediction time).
+        x_col, y_col: column names of a table (default `source`/`target`, or
+            the first two columns).
+
+    Returns:
+        `(sources, targets)`: lists of str (targets None when there are none).
+    """
+    if isinstance(x, (str, os.PathLike)) and os.fspath(x).lower().endswith(TEXT_FILE_TYPES):
+        if not os.path.exists(x):
+            raise FileNotFoundError(f"No such file of text pairs: {os.fspath(x)!r}")
+        x = read_table(x)
+    if hasattr(x, "columns"):
+        source = _column(x, x_col, SOURCE_COLUMNS, 0, "source", "x_col=")
+        if y is None:
+            y = x[_column(x, y_col, TARGET_COLUMNS, 1, "target", "y_col=")].tolist()
+        x = x[source].tolist()
+    if isinstance(x, (str, bytes)):
+        x = [x]
+    sources = check_text_items(list(x))
+    if y is not None:
+        y = [y] if isinstance(y, (str, bytes)) else list(y)
+        if len(y) != len(sources):
+            raise ValueError(
+                f"Sources and targets must pair up: {len(sources)} sources but {len(y)} targets."
+            )
+    return sources, y
+
+
+class Seq2SeqPipeline:
+    """Prepares text pairs for a FineTuner with a `Seq2SeqHead`.
+
+    Args:
+        head: the `Seq2SeqHead`.
+        preprocessor: the backbone's keras-hub `Seq2SeqLMPreprocessor`.
+        trains: bool. Whether any backbone weight trains (the head has none).
+    """
+
+    def __init__(self, head, preprocessor, trains=True):
+        self.head = head
+        self.trains = trains
+        self.preprocessor = preprocessor
+        self.preprocessor.decoder_sequence_length = head.decoder_length(
+            preprocessor, head.max_target_length
+        )
+
+    @property
+    def pad_token_id(self):
+        value = getattr(self.preprocessor.tokenizer, "pad_token_id", None)
+        return 0 if value is None else int(value)
+
+    def target_lengths(self, targets):
+        """Token count of each target (without start/end tokens)."""
+        import tensorflow as tf
+
+        pieces = self.preprocessor.tokenizer(tf.constant(np.asarray(targets, dtype=object)))
+        pieces = pieces.to_list() if hasattr(pieces, "to_list") else pieces
+        return [len(p) for p in pieces]
+
+    def _pack(self, sources, targets):
+        """Tokenises and packs one batch of pairs; returns `(x, y, sample_weight)`."""
+        x, y, weight = self.preprocessor(
+            {"encoder_text": sanitize_utf8(sources), "decoder_text": sanitize_utf8(targets)}
+        )
+        return {name: x[name] for name in PAIR_INPUTS}, y, weight
+
+    def _trim(self, x, y, weight, *rest):
+        """Cuts one example's source and target padding."""
+        import tensorflow as tf
+
+        source = tf.reduce_sum(tf.cast(x["encoder_padding_mask"], "int32"))
+        target = tf.reduce_sum(tf.cast(x["decoder_padding_mask"], "int32"))
+        x = {name: value[: source if name.startswith("encoder") else target]
+             for name, value in x.items()}
+        weight = tf.cast(weight[:target], "float32")
+        if rest:  # a per-example sample weight scales every target token
+            weight = weight * rest[0]
+        return x, y[:target], weight
+
+    def pairs_dataset(self, sources, targets, weights=None):
+        """Unbatched dataset of trimmed `(x, y, sample_weight)`, one per pair (order kept)."""
+        import tensorflow as tf
+
+        columns = [np.asarray([to_utf8_bytes(t) for t in c], dtype=object) for c in (sources, targets)]
+        ds = tf.data.Dataset.from_tensor_slices(tuple(columns))
+        ds = ds.batch(256).map(self._pack, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+        if weights is not None:
+            ds = tf.data.Dataset.zip((ds, tf.data.Dataset.from_tensor_slices(weights)))
+            ds = ds.map(lambda element, w: (*element, w))
+        return ds.map(self._trim, num_parallel_calls=tf.data.AUTOTUNE)
+
+    def batch(self, ds, batch_size, n, shuffle=False, seed=None):
+        import tensorflow as tf
+
+        ds = ds.cache()
+        if shuffle:
+            ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        pad = self.pad_token_id
+        values = (
+            {name: tf.constant(False if name.endswith("mask") else pad,
+                               "bool" if name.endswith("mask") else "int32")
+             for name in PAIR_INPUTS},
+            tf.constant(pad, "int32"),
+            tf.constant(0.0, "float32"),
+        )
+        shapes = ({name: [None] for name in PAIR_INPUTS}, [None], [None])
+        ds = ds.padded_batch(batch_size, padded_shapes=shapes, padding_values=values)
+        ds = ds.apply(tf.data.experimental.assert_cardinality(-(-n // batch_size)))
+        return Batches(ds.prefetch(tf.data.AUTOTUNE))
+
+    def prepare(
+        self, x, y=None, *, class_names=None, batch_size=32, shuffle=False, validation_split=0.0,
+        sample_weight=None, seed=None, x_col=None, y_col=None, require_labels=True,
+        padding="dynamic", training=False,
+    ):
+        """Checks, packs and batches text pairs.
+
+        Returns:
+            A `Prepared` whose `Batches` hold batched `tf.data.Dataset`s.
+        """
+        from finetunekit.data.pipeline import is_dataset
+
+        del class_names
+        if training and not self.trains:
+            raise ValueError(
+                "A Seq2SeqHead has no weights of its own, and with unfreeze=0 the backbone is "
+                'frozen: nothing would train. Pass unfreeze="all" (or a number of layers), or '
+                "lora_rank=8."
+            )
+        if padding != "dynamic":
+            raise ValueError(
+                "A Seq2SeqHead pads each batch to its longest source and target "
+                f'(padding="dynamic"); padding={padding!r} is not supported for text pairs.'
+            )
+        if is_dataset(x) or (isinstance(x, str) and x.startswith("tfds:")):
+            raise ValueError(
+                "A Seq2SeqHead reads pairs from two lists, a DataFrame or a CSV/TSV/JSONL file; "
+                "tf.data datasets and TFDS are not supported yet. Pass lists of strings."
+            )
+        sources, targets = read_pairs(x, y, x_col, y_col)
+        if targets is None:
+            if require_labels:
+                raise ValueError("No targets: pass y=[target texts] (or a table with a target column).")
+            targets = [""] * len(sources)  # generation prompts: the decoder's start tokens only
+        else:
+            targets, _ = self.head.encode_targets(targets)
+            self.head.warn_truncated(self.target_lengths(targets))
+        weights = check_sample_weight(sample_weight, len(sources))
+
+        def make(index, train_split):
+            ds = self.pairs_dataset(take(sources, index), take(targets, index), take(weights, index))
+            return self.batch(ds, batch_size, len(index), shuffle=train_split and shuffle, seed=seed)
+
+        train, validation, index = build_splits(len(sources), make, validation_split, None, seed)
+        return Prepared(train, validation, None, None, num_examples=len(index))
