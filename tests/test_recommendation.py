@@ -85,6 +85,10 @@ def test_pretrained_rows_are_copied_by_id_and_new_ids_get_fresh_rows(tmp_path):
         frozen.backbone.item_tower.embeddings.numpy(), rec.backbone.item_tower.embeddings.numpy()
     )
     assert frozen.set_unfreeze(1) == ["users"] and not frozen.backbone.item_tower.trainable_weights
+    rec.save(str(tmp_path / "mf.keras"))  # a whole saved model works as pretrained= too
+    from_keras = fk.backbones.Embeddings(users=users, items=ITEMS, dim=8,
+                                         pretrained=str(tmp_path / "mf.keras"))
+    np.testing.assert_allclose(from_keras.user_tower.embeddings.numpy()[2:], new[2:])
 
 
 def test_ranking_head_predicts_ratings():
