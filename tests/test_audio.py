@@ -166,3 +166,21 @@ def test_lora_fit_save_and_load(tmp_path):
     asr.save(str(tmp_path / "lora.keras"))
     loaded = fk.load(str(tmp_path / "lora.keras"))
     assert loaded.predict_text(paths) == asr.predict_text(paths)
+
+
+def test_keras_saved_model_export_serves_raw_waveforms(tmp_path):
+    import tensorflow as tf
+
+    ft = fk.FineTuner(backbone=tiny_whisper(), head=fk.ClassificationHead(2, pooling="mean"))
+    clips = [tone(300), tone(900, seconds=0.2)]
+    expected = ft.predict(clips, sample_rate=16000, verbose=0)
+    with pytest.raises(ValueError, match="cannot be exported as a SavedModel yet"):
+        ft.export(str(tmp_path / "served"))
+    ft.export(str(tmp_path / "keras_served"), format="tf_saved_model")
+    padded = np.zeros((2, 4800, 1), "float32")
+    padded[0, :, 0], padded[1, :3200, 0] = clips[0], clips[1]
+    loaded = tf.saved_model.load(str(tmp_path / "keras_served"))  # keep it: it owns the variables
+    served = loaded.serve(
+        {"audio": padded, "audio_length": np.array([4800, 3200], "int32"),
+         "sample_rate": np.array([16000, 16000], "int32")})
+    np.testing.assert_allclose(np.asarray(served), expected, atol=1e-5)

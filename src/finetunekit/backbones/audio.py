@@ -222,15 +222,6 @@ class AudioBackbone(BackboneKind):
     def cache_blocker(self):
         return "feature caching supports image backbones only"
 
-    def serving_signature(self):
-        import tensorflow as tf
-
-        return {
-            "audio": tf.TensorSpec((None, None, None), tf.float32, name="audio"),
-            "audio_length": tf.TensorSpec((None,), tf.int32, name="audio_length"),
-            "sample_rate": tf.TensorSpec((None,), tf.int32, name="sample_rate"),
-        }
-
     def config(self):
         preprocessor = None
         if self.preprocessor is not None:
