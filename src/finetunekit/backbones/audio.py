@@ -213,7 +213,7 @@ class AudioBackbone(BackboneKind):
                 layer.trainable = False
         return blocks
 
-    def data_pipeline(self, head):
+    def data_pipeline(self, head, augmentation=()):
         from finetunekit.data.audio_pipeline import AudioPipeline
 
         return AudioPipeline(head, SAMPLING_RATE, self.max_seconds, self.tokenizer,

@@ -345,7 +345,7 @@ class EmbeddingsBackbone(BackboneKind):
         self.model.fresh = {}  # said once, when the FineTuner is built
         return blocks
 
-    def data_pipeline(self, head):
+    def data_pipeline(self, head, augmentation=()):
         from finetunekit.data.id_pipeline import IdPipeline
 
         return IdPipeline(head, self.model.users, self.model.items)

@@ -169,7 +169,7 @@ class Seq2SeqBackbone(BackboneKind):
             variable.trainable = variable.path in keep
         return ["lora"]
 
-    def data_pipeline(self, head):
+    def data_pipeline(self, head, augmentation=()):
         from finetunekit.data.seq2seq_pipeline import Seq2SeqPipeline
 
         self.check_target_length(head)

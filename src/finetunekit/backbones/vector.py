@@ -64,7 +64,7 @@ class VectorModelBackbone(BackboneKind):
         """Each layer with weights is a block, input side first."""
         return [(layer.name, [layer]) for layer in self.model.layers if layer.weights]
 
-    def data_pipeline(self, head):
+    def data_pipeline(self, head, augmentation=()):
         from finetunekit.data.vector_pipeline import VectorPipeline
 
         return VectorPipeline(head, self.num_features)
