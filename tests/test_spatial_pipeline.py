@@ -59,8 +59,9 @@ def _scene(n=4, height=20, width=24, box=(2, 3, 9, 8)):
     return images, masks, boxes
 
 
-def _batches(pipeline, x, y, **options):
-    prepared = pipeline.prepare(x, y, batch_size=4, shuffle=True, seed=0, **options)
+def _batches(pipeline, x, y, training=True, **options):
+    prepared = pipeline.prepare(x, y, batch_size=4, shuffle=True, seed=0, training=training,
+                                **options)
     return prepared, [tuple(np.asarray(t) for t in b) for b in prepared.train.x]
 
 
@@ -88,6 +89,12 @@ def test_augmentation_moves_masks_with_the_object(augment):
     assert not np.array_equal(bright, np.asarray(images[:, :16, :16, 0] > 127))
     agreement = (bright == (y == 1)).mean()
     assert agreement > 0.97, agreement
+    # evaluation and prediction data (training=False) are never augmented
+    plain = SpatialPipeline(_Targets("segmentation_masks"), (16, 16, 3))
+    _, (unchanged,) = _batches(pipeline, images, masks, training=False)
+    _, (reference,) = _batches(plain, images, masks, training=False)
+    for a, b in zip(unchanged, reference, strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("augment", [{"horizontal_flip": True, "vertical_flip": True},

@@ -208,7 +208,7 @@ class AudioPipeline:
     def prepare(
         self, x, y=None, *, class_names=None, batch_size=32, shuffle=False, validation_split=0.0,
         sample_weight=None, seed=None, x_col=None, y_col=None, require_labels=True,
-        sample_rate=None, pad_to_seconds=None,
+        sample_rate=None, pad_to_seconds=None, training=False,
     ):
         """Reads, checks and batches audio (and encodes targets with the head).
 

@@ -103,7 +103,7 @@ class IdPipeline:
     def prepare(
         self, x, y=None, *, class_names=None, batch_size=32, shuffle=False, validation_split=None,
         sample_weight=None, seed=None, x_col=None, y_col=None, require_labels=True,
-        unknown_ids="error", **options,
+        unknown_ids="error", training=False, **options,
     ):
         """Checks and converts interactions; returns a `Prepared` of named id arrays."""
         if options:

@@ -52,9 +52,14 @@ class SpatialPipeline(ImagePipeline):
 
     def prepare(
         self, x, y=None, *, class_names=None, batch_size=32, shuffle=False, validation_split=0.0,
-        sample_weight=None, on_bad_image="error", seed=None, require_labels=True, **options,
+        sample_weight=None, on_bad_image="error", seed=None, require_labels=True, training=False,
+        **options,
     ):
         """Checks and converts images and their masks or boxes.
+
+        `training=True` (what `fit` passes for its training data) runs the
+        augmentation layers on the training split; evaluation, prediction and
+        validation data are never augmented.
 
         Returns:
             A `Prepared` whose batches are `tf.data` datasets of
@@ -80,10 +85,10 @@ class SpatialPipeline(ImagePipeline):
             packed = pack_targets(self.key, targets)
         context = _context(sizes, self.image_size)
 
-        def make(index, training):
+        def make(index, train_split):
             part = None if packed is None else _take_packed(packed, index)
             ds = self._dataset(kind, take(inputs, index), part, take(weights, index),
-                               batch_size, shuffle and training, training, seed)
+                               batch_size, shuffle and train_split, training and train_split, seed)
             return Batches(ds)
 
         train, validation, index = build_splits(len(inputs), make, validation_split, None, seed)
@@ -95,7 +100,7 @@ class SpatialPipeline(ImagePipeline):
     def _columns(options):
         return options.get("x_col"), options.get("y_col")
 
-    def _dataset(self, kind, inputs, targets, weights, batch_size, shuffle, training, seed):
+    def _dataset(self, kind, inputs, targets, weights, batch_size, shuffle, augment, seed):
         import tensorflow as tf
 
         parts = {"image": inputs}
@@ -107,7 +112,7 @@ class SpatialPipeline(ImagePipeline):
         if shuffle:
             ds = ds.shuffle(_count(inputs), seed=seed, reshuffle_each_iteration=True)
         ds = ds.map(self._load(kind), num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)
-        if training and self.augmentation and targets is not None:
+        if augment and self.augmentation and targets is not None:
             ds = ds.map(self._augment, num_parallel_calls=tf.data.AUTOTUNE)
         ds = ds.map(self._as_model_batch, num_parallel_calls=tf.data.AUTOTUNE)
         return ds.prefetch(tf.data.AUTOTUNE)

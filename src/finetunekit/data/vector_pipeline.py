@@ -52,7 +52,7 @@ class VectorPipeline:
 
     def prepare(
         self, x, y=None, *, class_names=None, batch_size=32, shuffle=False, validation_split=0.0,
-        sample_weight=None, seed=None, require_labels=True, **options,
+        sample_weight=None, seed=None, require_labels=True, training=False, **options,
     ):
         """Checks and converts vectors; returns a `Prepared` of arrays (datasets pass through)."""
         if options:
