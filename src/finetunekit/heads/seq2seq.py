@@ -159,7 +159,7 @@ class Seq2SeqHead(Head):
 
 
 def special_overhead(preprocessor):
-    """How many decoder positions a preprocessor's start/end tokens take (2 for BART)."""
+    """Decoder positions a preprocessor adds to a target's tokens (3 for BART: `</s><s>` and `</s>`)."""
     out = preprocessor({"encoder_text": [""], "decoder_text": [""]})
     mask = out[0]["decoder_padding_mask"] if isinstance(out, tuple) else out["decoder_padding_mask"]
     return int(np.asarray(mask).sum())
