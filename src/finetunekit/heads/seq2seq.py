@@ -131,7 +131,10 @@ class Seq2SeqHead(Head):
         }
         tuner.backbone_kind.check_target_length(self, max_length)
         generator = tuner.backbone_kind.generator()
-        generator.compile(sampler=samplers[strategy]())
+        key = (strategy, int(num_beams), int(top_k))
+        if getattr(generator, "_finetunekit_sampler", None) != key:  # compiling drops the trace
+            generator.compile(sampler=samplers[strategy]())
+            generator._finetunekit_sampler = key
         length = self.decoder_length(tuner.preprocessor, max_length or self.max_target_length)
         texts = []
         size = batch_size or 32
