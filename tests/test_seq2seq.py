@@ -119,3 +119,15 @@ def test_text_report_scores():
     report = fk.heads.text_report(["the cat sat on the mat"], ["the cat sat on the mat"])
     assert report.metrics["bleu"] == pytest.approx(100.0)
     assert report.metrics["chrf"] == pytest.approx(100.0)
+
+
+def test_lora_and_unfreeze_open_the_expected_weights():
+    ft = seq2seq_tuner(lora_rank=2)
+    assert ft.unfrozen_blocks == ["lora"]
+    trainable = {v.path.split("/")[-1] for v in ft.trainable_variables}
+    assert trainable == {"lora_kernel_a", "lora_kernel_b"}
+    ft = seq2seq_tuner(unfreeze=1)
+    assert ft.unfrozen_blocks == ["decoder_layer_0"]
+    assert [name for name, _ in ft.backbone_kind.groups()] == [
+        "stem", "encoder_layer_0", "decoder_layer_0"
+    ]
