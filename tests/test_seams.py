@@ -125,7 +125,7 @@ def test_fine_tune_resumes_without_repeating_the_head_stage(tmp_path, capsys):
 
 def test_backbone_registry_and_unknown_names():
     kinds = fk.backbones.backbone_kinds()
-    assert [k.name for k in kinds][:4] == ["applications", "text_encoder", "seq2seq", "keras_model"]
+    assert [k.name for k in kinds][:3] == ["applications", "text_encoder", "keras_model"]
     assert fk.backbones.ApplicationsBackbone.matches("resnet50")
     assert not fk.backbones.TextEncoderBackbone.matches(tiny_cnn())
     assert fk.backbones.KerasModelBackbone.matches(tiny_cnn())

@@ -26,7 +26,7 @@ from finetunekit.backbones.text import TextEncoderBackbone, close_preset_names
 
 register_backbone_kind(ApplicationsBackbone)
 register_backbone_kind(TextEncoderBackbone)
-register_backbone_kind(Seq2SeqBackbone)
+register_backbone_kind(Seq2SeqBackbone, first=True)  # before text encoders, which take any preset
 register_backbone_kind(KerasModelBackbone)
 
 

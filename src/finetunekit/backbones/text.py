@@ -100,11 +100,7 @@ class TextEncoderBackbone(BackboneKind):
 
     @classmethod
     def matches(cls, backbone):
-        from finetunekit.backbones.seq2seq import is_seq2seq_preset
-
-        if is_text_encoder(backbone):
-            return True
-        return is_text_preset(backbone) and not is_seq2seq_preset(backbone)  # BART, T5: seq2seq
+        return is_text_encoder(backbone) or is_text_preset(backbone)
 
     def __init__(
         self, backbone, weights="imagenet", input_shape=None, preprocessing="auto",
