@@ -92,7 +92,7 @@ CASES = [
     ("seq2seq_unknown_strategy", lambda t: seq2seq().predict_text(["the cat"], strategy="nucleus"), ValueError, r"Unknown strategy 'nucleus'\. Expected one of 'greedy', 'beam', 'top_k'"),
     ("seq2seq_max_target_length_not_positive", lambda t: fk.Seq2SeqHead(max_target_length=0), ValueError, r"`max_target_length` must be a positive int \(tokens\)\. Received: max_target_length=0"),
     ("seq2seq_nothing_trains", lambda t: seq2seq().fit(["the cat"], ["cat the"], verbose=0), ValueError, r"A Seq2SeqHead has no weights of its own, and with unfreeze=0 the backbone is frozen: nothing would train\. Pass unfreeze=\"all\""),
-    ("seq2seq_max_target_length_above_positions", lambda t: seq2seq(max_target_length=40, unfreeze="all").fit(["the cat"], ["cat the"], verbose=0), ValueError, r"max_target_length=40 needs 42 decoder positions \(with the start and end tokens\), but BartBackbone has 32\. Use max_target_length=30 or less"),
+    ("seq2seq_max_target_length_above_positions", lambda t: seq2seq(max_target_length=40, unfreeze="all").fit(["the cat"], ["cat the"], verbose=0), ValueError, r"max_target_length=40 needs 43 decoder positions \(with the start and end tokens\), but BartBackbone has 32\. Use max_target_length=29 or less"),
     ("seq2seq_without_targets", lambda t: seq2seq(unfreeze="all").fit(["the cat"], verbose=0), ValueError, r"No targets: pass y=\[target texts\]"),
 ]
 # fmt: on

@@ -69,6 +69,7 @@ def test_learns_a_reverse_task_and_generates_it_after_saving(tmp_path):
     assert history.history["loss"][-1] < 0.1 * history.history["loss"][0]
     assert ft.predict_text(sources) == targets
     assert ft.predict_text(sources, strategy="beam", num_beams=2) == targets
+    assert isinstance(ft.predict_text(sources[0], strategy="top_k", top_k=2), str)
     assert ft.evaluate(sources, targets, report=True).metrics["bleu"] == pytest.approx(100.0)
     ft.save(tmp_path / "mt.keras")
     assert fk.load(tmp_path / "mt.keras").predict_text(sources) == targets
@@ -81,7 +82,6 @@ def test_generation_strategies_report_and_saved_model_take_raw_strings(tmp_path)
     greedy = ft.predict_text(sources)
     assert len(greedy) == 3 and all(isinstance(t, str) for t in greedy)
     assert len(ft.predict_text(sources, strategy="beam", num_beams=2)) == 3
-    assert isinstance(ft.predict_text(sources[0], strategy="top_k", top_k=2), str)
     report = ft.evaluate(sources, targets, report=True)
     assert set(report.metrics) == {"bleu", "chrf"} and report.num_examples == 3
     ft.save(tmp_path / "mt.keras")
@@ -119,3 +119,15 @@ def test_text_report_scores():
     report = fk.heads.text_report(["the cat sat on the mat"], ["the cat sat on the mat"])
     assert report.metrics["bleu"] == pytest.approx(100.0)
     assert report.metrics["chrf"] == pytest.approx(100.0)
+
+
+def test_lora_and_unfreeze_open_the_expected_weights():
+    ft = seq2seq_tuner(lora_rank=2)
+    assert ft.unfrozen_blocks == ["lora"]
+    trainable = {v.path.split("/")[-1] for v in ft.trainable_variables}
+    assert trainable == {"lora_kernel_a", "lora_kernel_b"}
+    ft = seq2seq_tuner(unfreeze=1)
+    assert ft.unfrozen_blocks == ["decoder_layer_0"]
+    assert [name for name, _ in ft.backbone_kind.groups()] == [
+        "stem", "encoder_layer_0", "decoder_layer_0"
+    ]

@@ -121,16 +121,30 @@ class Seq2SeqPipeline:
             weight = weight * rest[0]
         return x, y[:target], weight
 
+    def pack(self, sources, targets, chunk=4096):
+        """Tokenises and packs pairs eagerly (much faster than tracing the tokenizer in tf.data).
+
+        Returns:
+            `(x, y, sample_weight)` as numpy arrays padded to the preprocessor's lengths.
+        """
+        import tensorflow as tf
+
+        parts = []
+        for start in range(0, len(sources), chunk):
+            columns = [
+                tf.constant(np.asarray([to_utf8_bytes(t) for t in c[start : start + chunk]], object))
+                for c in (sources, targets)
+            ]
+            parts.append(tf.nest.map_structure(np.asarray, self._pack(*columns)))
+        return tf.nest.map_structure(lambda *p: np.concatenate(p), *parts)
+
     def pairs_dataset(self, sources, targets, weights=None):
         """Unbatched dataset of trimmed `(x, y, sample_weight)`, one per pair (order kept)."""
         import tensorflow as tf
 
-        columns = [np.asarray([to_utf8_bytes(t) for t in c], dtype=object) for c in (sources, targets)]
-        ds = tf.data.Dataset.from_tensor_slices(tuple(columns))
-        ds = ds.batch(256).map(self._pack, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
-        if weights is not None:
-            ds = tf.data.Dataset.zip((ds, tf.data.Dataset.from_tensor_slices(weights)))
-            ds = ds.map(lambda element, w: (*element, w))
+        x, y, weight = self.pack(sources, targets)
+        columns = (x, y, weight) if weights is None else (x, y, weight, weights)
+        ds = tf.data.Dataset.from_tensor_slices(columns)
         return ds.map(self._trim, num_parallel_calls=tf.data.AUTOTUNE)
 
     def batch(self, ds, batch_size, n, shuffle=False, seed=None):

@@ -131,7 +131,10 @@ class Seq2SeqHead(Head):
         }
         tuner.backbone_kind.check_target_length(self, max_length)
         generator = tuner.backbone_kind.generator()
-        generator.compile(sampler=samplers[strategy]())
+        key = (strategy, int(num_beams), int(top_k))
+        if getattr(generator, "_finetunekit_sampler", None) != key:  # compiling drops the trace
+            generator.compile(sampler=samplers[strategy]())
+            generator._finetunekit_sampler = key
         length = self.decoder_length(tuner.preprocessor, max_length or self.max_target_length)
         texts = []
         size = batch_size or 32
@@ -159,7 +162,7 @@ class Seq2SeqHead(Head):
 
 
 def special_overhead(preprocessor):
-    """How many decoder positions a preprocessor's start/end tokens take (2 for BART)."""
+    """Decoder positions a preprocessor adds to a target's tokens (3 for BART: `</s><s>` and `</s>`)."""
     out = preprocessor({"encoder_text": [""], "decoder_text": [""]})
     mask = out[0]["decoder_padding_mask"] if isinstance(out, tuple) else out["decoder_padding_mask"]
     return int(np.asarray(mask).sum())
