@@ -153,8 +153,8 @@ def run_finetuner(args, data, weights):
     ft.fit(x, y, epochs=args.epochs, batch_size=args.batch_size, verbose=0, callbacks=[timer])
     report = ft.evaluate(x_test, y_test, report=True, batch_size=args.batch_size)
     if args.picture and weights is not None:
-        found = ft.predict_boxes(x_test[:1])
-        fk.plot_boxes(x_test[0], found[0], args.picture, min_score=0.25)
+        found = ft.predict_boxes(x_test[:1])[0]  # sorted by score: draw the top 3
+        fk.plot_boxes(x_test[0], {k: v[:3] for k, v in found.items()}, args.picture)
     return timer.times, report.metrics
 
 

@@ -177,6 +177,7 @@ def test_outputs_stay_float32_under_mixed_precision():
     assert np.isfinite(outputs).all()
 
 
+@pytest.mark.slow  # the default run covers this path in tests/test_examples.py (a YOLO folder)
 def test_fit_on_a_coco_json_and_predict_boxes_in_each_image_size(tmp_path):
     ft = coco_tuner(tmp_path)
     assert ft.class_names == ["cat", "dog"]

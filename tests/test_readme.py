@@ -55,7 +55,7 @@ def test_same_split_and_seed_hold_out_the_same_images(tmp_path, fit_kwargs):
         ft.fit(data, validation_split=0.25, seed=seed, epochs=1, verbose=0, cache_features=False)
         held_out.append(_validation_images(fit_kwargs["validation_data"]))
     ft.fine_tune(data, validation_split=0.25, seed=0, epochs=1, freeze_epochs=0, unfreeze=1,
-                 verbose=0)  # fmt: skip
+                 verbose=0, cache_features=False)  # fmt: skip
     fine_tune_held_out = _validation_images(fit_kwargs["validation_data"])
     assert held_out[0].shape == (4, 16, 16, 3)
     np.testing.assert_array_equal(held_out[0], held_out[1])

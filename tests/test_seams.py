@@ -93,7 +93,7 @@ def test_class_weight_by_class_name(fit_kwargs):
         ft.fit(x, ["cat", "dog", "cat", "dog"], class_weight={"bird": 2.0}, epochs=1, verbose=0)
 
 
-def test_fine_tune_takes_fit_arguments_and_caches_the_head_stage(monkeypatch, tmp_path):
+def test_fine_tune_takes_fit_arguments_and_caches_both_stages(monkeypatch, tmp_path):
     from finetunekit import caching
 
     calls = []
@@ -104,7 +104,9 @@ def test_fine_tune_takes_fit_arguments_and_caches_the_head_stage(monkeypatch, tm
     ft = tiny_tuner()
     history = ft.fine_tune(root, epochs=3, freeze_epochs=2, unfreeze=1, on_bad_image="skip",
                            seed=0, cache_features="auto", verbose=0)
-    assert calls == [2]  # the head-only stage trained on cached features
+    # the head-only stage trains on cached features, the unfreeze=1 stage on the
+    # cached activations at the freezing boundary (boundary caching)
+    assert calls == [2, 3]
     assert history.epoch == [0, 1, 2] and ft.unfrozen_blocks
 
 
