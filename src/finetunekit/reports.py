@@ -82,10 +82,9 @@ def report(ft, x, y=None, batch_size=None, **options):
     report.to_dict()["metrics"]["accuracy"]
     ```
     """
-    if hasattr(ft.head, "make_report"):  # heads that generate (speech to text) report themselves
-        return ft.head.make_report(ft, x, y, batch_size=batch_size, **options)
-    if hasattr(ft.head, "generation_report"):  # heads that score generated output (seq2seq)
-        return ft.head.generation_report(ft, x, y, batch_size, **options)
+    made = ft.head.make_report(ft, x, y, batch_size=batch_size, **options)
+    if made is not None:  # heads that score generated output (speech to text, seq2seq)
+        return made
     outputs, targets = _collect(ft, x, y, batch_size, options)
     return ft.head.report(outputs, targets, ft.class_names)
 

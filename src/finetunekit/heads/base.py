@@ -14,7 +14,9 @@ A head is a Keras layer called on the backbone's outputs dict (see
 - `encode_targets(y, class_names)`: checks and encodes user targets.
 - `default_loss(label_smoothing)`, `default_metrics()`: what `compile("auto")` uses.
 - `decode(outputs, class_names, context)`: user-facing predictions.
-- `report(outputs, targets, class_names)`: its section of `fk.report`.
+- `report(outputs, targets, class_names)`: its section of `fk.report`;
+  `make_report(tuner, x, y, ...)` instead for heads that score generated
+  output (speech to text, seq2seq).
 - `cache_input(outputs)` / `call_cached(cached)`: what feature caching stores
   and how the head runs on it (`None`: the head cannot train on a cache).
 - `class_weight(labels, mode, class_names)`: `fit(class_weight=...)`.
@@ -67,6 +69,14 @@ class Head(keras.layers.Layer):
     def report(self, outputs, targets, class_names=None):
         """A `fk.Report` of predictions against encoded targets."""
         raise ValueError(f"{type(self).__name__} has no report; use FineTuner.evaluate instead.")
+
+    def make_report(self, tuner, x, y=None, batch_size=None, **options):
+        """A `fk.Report` from the head's own predictions on raw data, or None.
+
+        Heads that generate (speech to text, seq2seq) score generated text
+        here; None (the default) lets `fk.report` predict and call `report`.
+        """
+        return None
 
     def cache_input(self, outputs):
         """The symbolic tensor feature caching stores (from the backbone outputs), or None."""

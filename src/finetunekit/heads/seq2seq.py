@@ -148,7 +148,7 @@ class Seq2SeqHead(Head):
         """Decoder positions for `target_tokens` tokens plus the preprocessor's start/end tokens."""
         return int(target_tokens) + special_overhead(preprocessor)
 
-    def generation_report(self, tuner, x, y, batch_size=None, **options):
+    def make_report(self, tuner, x, y=None, batch_size=None, **options):
         """BLEU and chrF (sacreBLEU) of generated texts against the targets (`evaluate(report=True)`)."""
         from finetunekit.data.seq2seq_pipeline import read_pairs
 
