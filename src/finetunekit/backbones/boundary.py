@@ -64,6 +64,9 @@ def split_at_boundary(model):
     (boundary,) = crossing.values()
     if any(boundary is t for t in _flat(model.inputs)):
         return "the first block trains (nothing frozen before it)"
-    front = keras.Model(model.inputs, boundary, name=f"{model.name}_frozen_front")
-    back = keras.Model(boundary, model.outputs[0], name=f"{model.name}_trainable_back")
+    try:
+        front = keras.Model(model.inputs, boundary, name=f"{model.name}_frozen_front")
+        back = keras.Model(boundary, model.outputs[0], name=f"{model.name}_trainable_back")
+    except (ValueError, TypeError, KeyError) as error:  # a graph Keras cannot cut there
+        return f"the graph cannot be cut at the boundary ({type(error).__name__}: {error})"
     return front, back
