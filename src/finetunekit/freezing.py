@@ -75,3 +75,27 @@ def apply_unfreeze(backbone, groups, unfreeze):
             layer.trainable = True
     _freeze_batchnorm(backbone)
     return [name for name, _ in chosen]
+
+
+def train_lora_only(model, lora_paths, unfreeze):
+    """Makes only the LoRA weights of `model` trainable (what `lora_rank=` means).
+
+    Args:
+        model: a keras-hub backbone with LoRA enabled.
+        lora_paths: iterable of variable paths of the LoRA weights that train.
+        unfreeze: the FineTuner's `unfreeze`; anything but 0 is refused, since
+            with LoRA the backbone's own weights stay frozen.
+
+    Returns:
+        `["lora"]`, the name of the one trainable block.
+    """
+    if unfreeze != 0:
+        raise ValueError(
+            "With lora_rank the backbone trains only its LoRA weights; use unfreeze=0. "
+            f"Received: unfreeze={unfreeze!r}"
+        )
+    model.trainable = True
+    keep = set(lora_paths)
+    for variable in model.weights:
+        variable.trainable = variable.path in keep
+    return ["lora"]

@@ -15,6 +15,7 @@ import sys
 import keras
 
 from finetunekit.backbones.base import BackboneKind, check_layer_decay, check_needs
+from finetunekit.freezing import train_lora_only
 
 AUDIO_CLASSES = ("WhisperBackbone",)
 STEM = ("encoder_conv_layer_1", "encoder_conv_layer_2", "encoder_padder",
@@ -195,16 +196,8 @@ class AudioBackbone(BackboneKind):
     def apply_unfreeze(self, unfreeze):
         """Applies `unfreeze` (LoRA: only LoRA weights train); the decoder stays frozen when unused."""
         if self.lora_rank is not None:
-            if unfreeze != 0:
-                raise ValueError(
-                    "With lora_rank the backbone trains only its LoRA weights; use unfreeze=0. "
-                    f"Received: unfreeze={unfreeze!r}"
-                )
-            self.model.trainable = True
-            keep = {p for p in self._lora_paths if self.uses_decoder or "decoder" not in p}
-            for variable in self.model.weights:
-                variable.trainable = variable.path in keep
-            return ["lora"]
+            keep = [p for p in self._lora_paths if self.uses_decoder or "decoder" not in p]
+            return train_lora_only(self.model, keep, unfreeze)
         blocks = super().apply_unfreeze(unfreeze)
         if not self.uses_decoder:
             for name in DECODER_STEM + ("decoder_layer_norm",):

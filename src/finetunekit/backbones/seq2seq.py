@@ -14,6 +14,7 @@ import sys
 import keras
 
 from finetunekit.backbones.base import BackboneKind, check_layer_decay, check_needs
+from finetunekit.freezing import train_lora_only
 
 SEQ2SEQ_INPUTS = (
     "encoder_token_ids", "encoder_padding_mask", "decoder_token_ids", "decoder_padding_mask",
@@ -158,16 +159,7 @@ class Seq2SeqBackbone(BackboneKind):
         """As for text encoders: with LoRA only the LoRA weights of the backbone train."""
         if self.lora_rank is None:
             return super().apply_unfreeze(unfreeze)
-        if unfreeze != 0:
-            raise ValueError(
-                "With lora_rank the backbone trains only its LoRA weights; use unfreeze=0. "
-                f"Received: unfreeze={unfreeze!r}"
-            )
-        self.model.trainable = True
-        keep = set(self._lora_trainable)
-        for variable in self.model.weights:
-            variable.trainable = variable.path in keep
-        return ["lora"]
+        return train_lora_only(self.model, self._lora_trainable, unfreeze)
 
     def data_pipeline(self, head, augmentation=()):
         from finetunekit.data.seq2seq_pipeline import Seq2SeqPipeline

@@ -7,6 +7,7 @@ import sys
 import keras
 
 from finetunekit.backbones.base import BackboneKind, check_layer_decay, check_needs
+from finetunekit.freezing import train_lora_only
 
 TEXT_INPUTS = ("token_ids", "padding_mask", "segment_ids")
 UNUSED_LAYERS = ("pooled_dense",)  # BERT's pooler: the heads pool sequence_output themselves
@@ -195,16 +196,7 @@ class TextEncoderBackbone(BackboneKind):
                 if layer.name in UNUSED_LAYERS:  # not on the sequence_output path
                     layer.trainable = False
             return blocks
-        if unfreeze != 0:
-            raise ValueError(
-                "With lora_rank the backbone trains only its LoRA weights; use unfreeze=0. "
-                f"Received: unfreeze={unfreeze!r}"
-            )
-        self.model.trainable = True
-        keep = set(self._lora_trainable)
-        for variable in self.model.weights:
-            variable.trainable = variable.path in keep
-        return ["lora"]
+        return train_lora_only(self.model, self._lora_trainable, unfreeze)
 
     def data_pipeline(self, head, augmentation=()):
         """The pipeline that tokenises user text for `head`."""
