@@ -94,7 +94,7 @@ def split(paths, masks, fraction=0.2):
     return (paths[cut:], masks[cut:]), (paths[:cut], masks[:cut])
 
 
-def run(images_dir, masks_dir, num_classes, class_names, smoke, plot, workdir):
+def run(images_dir, masks_dir, num_classes, class_names, smoke, plot, workdir, epochs=None):
     import finetunekit as fk
     from finetunekit.data.masks import pair_mask_folder, read_mask
 
@@ -111,10 +111,10 @@ def run(images_dir, masks_dir, num_classes, class_names, smoke, plot, workdir):
                           head=fk.SegmentationHead(num_classes, filters=16), augment=AUGMENT,
                           class_names=class_names)
         ft.compile(learning_rate=1e-2)
-        ft.fit(train_x, train_y, epochs=20, batch_size=8, verbose=0, seed=0)
+        ft.fit(train_x, train_y, epochs=epochs or 20, batch_size=8, verbose=0, seed=0)
     else:
         ft = build_model(num_classes, class_names)
-        ft.fine_tune(train_x, train_y, epochs=12, freeze_epochs=4, unfreeze=2, batch_size=8,
+        ft.fine_tune(train_x, train_y, epochs=epochs or 12, freeze_epochs=4, unfreeze=2, batch_size=8,
                      checkpoint_dir=os.path.join(workdir, "checkpoints"))
     report = ft.evaluate(test_x, test_y, report=True)
     print(report)
@@ -144,6 +144,7 @@ def main(argv=None):
     parser.add_argument("--class-names", help="comma-separated names by class id")
     parser.add_argument("--smoke", action="store_true", help="offline run on generated shapes")
     parser.add_argument("--plot", help="write a picture of one test image, its mask and prediction")
+    parser.add_argument("--epochs", type=int, help="epochs (default: 20 smoke, 12 real)")
     args = parser.parse_args(argv)
     if args.smoke == bool(args.images or args.masks):
         parser.error("pass --smoke, or --images and --masks (not both)")
@@ -152,12 +153,13 @@ def main(argv=None):
         if args.smoke:
             images_dir, masks_dir = write_folders(workdir, *shapes(40))
             ok = run(images_dir, masks_dir, 3, ["background", "square", "disc"], True,
-                     args.plot, workdir)
+                     args.plot, workdir, args.epochs)
             print("smoke test passed" if ok else "smoke test FAILED")
             return 0 if ok else 1
         if not (args.images and args.masks and args.num_classes):
             parser.error("--images, --masks and --num-classes are all needed")
-        run(args.images, args.masks, args.num_classes, names, False, args.plot, workdir)
+        run(args.images, args.masks, args.num_classes, names, False, args.plot, workdir,
+            args.epochs)
     return 0
 
 

@@ -55,6 +55,24 @@ def hub_backbone_without_size(tmp):
     return fk.FineTuner(backbone=tiny_hub_resnet(), head=fk.SegmentationHead(2))
 
 
+def hub_preset_offline(tmp):
+    import keras_hub
+    import requests
+
+    def no_network(*args, **kwargs):  # what kagglehub raises without a network
+        raise requests.exceptions.ConnectionError(
+            "HTTPSConnectionPool(host='api.kaggle.com', port=443): Max retries exceeded with url: "
+            "/v1/models (Caused by NameResolutionError(\"Failed to resolve 'api.kaggle.com'\"))"
+        )
+
+    real = keras_hub.models.Backbone.from_preset
+    keras_hub.models.Backbone.from_preset = no_network
+    try:
+        return fk.FineTuner("resnet_18_imagenet", head=fk.SegmentationHead(2), input_shape=(32, 32, 3))
+    finally:
+        keras_hub.models.Backbone.from_preset = real
+
+
 def plot_wrong_size(tmp):
     return fk.plot_masks(X4[0], MASKS[0, :10], str(tmp / "m.png"))
 
@@ -78,6 +96,7 @@ CASES = [
     ("segmentation_one_class", lambda t: fk.SegmentationHead(1), ValueError, r"`num_classes` must be a whole number >= 2 \(background counts as a class\)\. Received: num_classes=1"),
     ("unknown_decoder", lambda t: fk.SegmentationHead(3, decoder="deeplab"), ValueError, r'Unknown decoder "deeplab"\. Expected one of "unet", "fpn"'),
     ("hub_backbone_without_input_shape", hub_backbone_without_size, ValueError, r"The keras-hub backbone 'res_net_backbone\w*' takes images of any size; pass input_shape=\(height, width, 3\)"),
+    ("hub_preset_download_fails_offline", hub_preset_offline, ConnectionError, r"Could not download the keras-hub preset 'resnet_18_imagenet': no network .*save_to_preset\('folder'\), then pass backbone='folder'"),
     ("plot_masks_wrong_size", plot_wrong_size, ValueError, r"The mask has shape \(10, 24\) but the image is \(20, 24\)"),
 ]
 # fmt: on

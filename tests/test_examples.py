@@ -70,7 +70,7 @@ def test_bert_sentiment_smoke_offline_without_minilm(tmp_path):
 
 def test_segmentation_smoke(tmp_path):
     picture = tmp_path / "masks.png"
-    done = _run_example("segmentation.py", "--smoke", "--plot", str(picture))
+    done = _run_example("segmentation.py", "--smoke", "--epochs", "2", "--plot", str(picture))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
     assert "smoke test passed" in out and picture.stat().st_size > 1000

@@ -7,6 +7,7 @@ import pytest
 
 import finetunekit as fk
 from tests.conftest import tiny_cnn, tiny_tuner, write_images
+from tests.harness import tiny_hub_resnet
 from tests.test_text import TEXTS, text_tuner
 
 
@@ -127,8 +128,11 @@ def test_fine_tune_resumes_without_repeating_the_head_stage(tmp_path, capsys):
 
 def test_backbone_registry_and_unknown_names():
     kinds = fk.backbones.backbone_kinds()
-    built_in = ["applications", "text_encoder", "keras_model"]
+    built_in = ["applications", "keras_hub_image", "text_encoder", "keras_model"]
+    # keras-hub image models and preset folders before the text kind and plain Keras models
     assert [k.name for k in kinds if k.name in built_in] == built_in
+    assert fk.backbones.KerasHubImageBackbone.matches(tiny_hub_resnet())
+    assert not fk.backbones.KerasHubImageBackbone.matches(tiny_cnn())
     assert fk.backbones.ApplicationsBackbone.matches("resnet50")
     assert not fk.backbones.TextEncoderBackbone.matches(tiny_cnn())
     assert fk.backbones.KerasModelBackbone.matches(tiny_cnn())

@@ -37,7 +37,9 @@ def iou(a, b):
     return np.logical_and(a, b).sum() / max(np.logical_or(a, b).sum(), 1)
 
 
-@pytest.mark.parametrize("decoder", ["unet", "fpn"])
+@pytest.mark.parametrize(
+    "decoder", ["unet", pytest.param("fpn", marks=pytest.mark.slow)]  # fpn also fits in the export test
+)
 def test_learns_masks_and_predicts_them_at_each_inputs_size(decoder):
     images, masks = squares(24)
     ft = fk.FineTuner(pyramid_cnn(), head=fk.SegmentationHead(2, decoder=decoder, filters=8),

@@ -14,6 +14,7 @@ import sys
 
 import keras
 
+from finetunekit.backbones.downloads import is_download_failure
 from finetunekit.backbones.image import KerasModelBackbone
 
 #: Named presets that need a download are accepted by name; local folders by their config.
@@ -132,15 +133,32 @@ class KerasHubImageBackbone(KerasModelBackbone):
     def _from_preset(self, preset, weights, policy):
         import keras_hub
 
-        model = keras_hub.models.Backbone.from_preset(
-            preset, load_weights=weights is not None, dtype=policy
-        )
+        try:
+            model = keras_hub.models.Backbone.from_preset(
+                preset, load_weights=weights is not None, dtype=policy
+            )
+        except Exception as error:  # keras-hub raises requests' and others' errors
+            if not _offline(error):
+                raise
+            raise ConnectionError(
+                f"Could not download the keras-hub preset {preset!r}: no network ({error}). "
+                "Where there is a network, save it with keras_hub.models.Backbone.from_preset("
+                f"{preset!r}).save_to_preset('folder'), then pass backbone='folder'."
+            ) from error
         self._converter_mode = converter_mode(preset)
         return model
 
     def pyramid_outputs(self):
         """The encoder's own `pyramid_outputs` (stage outputs named by keras-hub)."""
         return dict(self.model.pyramid_outputs)
+
+
+def _offline(error):
+    """A failed download: Keras' own signs, or requests' connection errors (an OSError) of kagglehub."""
+    signs = ("Failed to resolve", "Max retries exceeded", "Connection refused", "Network is unreachable")
+    return is_download_failure(error) or (
+        isinstance(error, OSError) and any(sign in str(error) for sign in signs)
+    )
 
 
 def converter_mode(preset):
