@@ -124,12 +124,16 @@ def _boundary_blocker(model):
     return None
 
 
-def feature_function(model, training):
-    """A `tf.function` mapping a batch of raw inputs to what the head trains on (`Head.cache_input`)."""
+def feature_function(model, training, front=None):
+    """A `tf.function` mapping a batch of raw inputs to what the training model reads.
+
+    That is `Head.cache_input` for a frozen backbone, or the float16 output of
+    `front` (the frozen front of `backbone_kind.boundary_split()`) when the
+    backbone trains.
+    """
     import tensorflow as tf
 
-    if backbone_trains(model):
-        front, _ = model.backbone_kind.boundary_split()
+    if front is not None:
         cached = keras.ops.cast(front(model.backbone_kind.backbone_input), "float16")
     else:
         cached = model.head.cache_input(model.backbone_outputs)
@@ -254,10 +258,12 @@ def fit_on_cached_features(
         first = keras.tree.flatten(unpack(next(iter(train.x.take(1))))[0])[0]
         batch_size = int(keras.ops.shape(first)[0])
     cache = FeatureCache(model, memory_budget)
+    # Cut once: (front, back) at the freezing boundary when the backbone trains.
+    front, back = model.backbone_kind.boundary_split() if backbone_trains(model) else (None, None)
     try:
-        copies = _extract_copies(model, cache, train, batch_size, augmented_copies)
-        validation = _extract_validation(model, cache, validation_data, batch_size)
-        head_model = _compiled_head_model(model)
+        copies = _extract_copies(model, cache, train, batch_size, augmented_copies, front)
+        validation = _extract_validation(model, cache, validation_data, batch_size, front)
+        head_model = _compiled_head_model(model, back)
         forward = _ForwardCallbacks(callbacks, model, epochs=epochs)
         common = dict(epochs=epochs, validation_data=validation, callbacks=[forward], **fit_kwargs)
         if len(copies) == 1 and not cache.on_disk:
@@ -276,7 +282,7 @@ def fit_on_cached_features(
             "feature_shape": tuple(copies[0][0].shape[1:]),
             "bytes": cache.nbytes,
             "on_disk": cache.on_disk,
-            "boundary": backbone_trains(model),
+            "boundary": back is not None,
         }
         model.history = history
         return history
@@ -284,10 +290,10 @@ def fit_on_cached_features(
         cache.close()
 
 
-def _extract_copies(model, cache, train, batch_size, augmented_copies):
+def _extract_copies(model, cache, train, batch_size, augmented_copies, front):
     """Features of the training data: one pass, or `augmented_copies` augmented passes."""
     wanted = max(1, int(augmented_copies)) if model.augmentation_layers else 1
-    extract = feature_function(model, training=bool(model.augmentation_layers))
+    extract = feature_function(model, bool(model.augmentation_layers), front)
     inputs = train.x
     return [
         cache.extract(extract, inputs, train.y, train.sample_weight, batch_size, f"train_{k}")
@@ -295,10 +301,10 @@ def _extract_copies(model, cache, train, batch_size, augmented_copies):
     ]
 
 
-def _extract_validation(model, cache, validation_data, batch_size):
+def _extract_validation(model, cache, validation_data, batch_size, front):
     if validation_data is None:
         return None
-    extract = feature_function(model, training=False)
+    extract = feature_function(model, False, front)
     if is_dataset(validation_data):
         val = cache.extract(extract, validation_data, None, None, batch_size, "val")
     else:
@@ -309,13 +315,13 @@ def _extract_validation(model, cache, validation_data, batch_size):
     return tuple(v for v in val if v is not None)
 
 
-def _compiled_head_model(model):
-    """The head alone, compiled like the FineTuner (same optimizer object, fresh metrics)."""
+def _compiled_head_model(model, back=None):
+    """The head (after `back`, the trainable back of the backbone, if given), compiled like
+    the FineTuner (same optimizer object, fresh metrics)."""
     args = dict(model.compile_arguments)
     # The head trains under the FineTuner's distribution strategy, if any.
     with strategy_scope(distribute_strategy(model)):
-        if backbone_trains(model):
-            _, back = model.backbone_kind.boundary_split()
+        if back is not None:
             head_model = _BackModel(back, model.head, name=f"{model.name}_back")
         else:
             head_model = _HeadModel(model.head, name=f"{model.name}_head")

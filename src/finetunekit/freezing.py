@@ -77,6 +77,11 @@ def apply_unfreeze(backbone, groups, unfreeze):
     return [name for name, _ in chosen]
 
 
+def lora_paths(model):
+    """Paths of the LoRA weights of a keras-hub backbone after `enable_lora` (its trainable ones)."""
+    return [variable.path for variable in model.trainable_variables if "lora" in variable.path]
+
+
 def train_lora_only(model, lora_paths, unfreeze):
     """Makes only the LoRA weights of `model` trainable (what `lora_rank=` means).
 

@@ -15,7 +15,7 @@ import sys
 import keras
 
 from finetunekit.backbones.base import BackboneKind, check_layer_decay, check_needs
-from finetunekit.freezing import train_lora_only
+from finetunekit.freezing import lora_paths, train_lora_only
 
 AUDIO_CLASSES = ("WhisperBackbone",)
 STEM = ("encoder_conv_layer_1", "encoder_conv_layer_2", "encoder_padder",
@@ -115,7 +115,7 @@ class AudioBackbone(BackboneKind):
         self.lora_rank = None if lora_rank is None else int(lora_rank)
         if self.lora_rank is not None:
             self.model.enable_lora(self.lora_rank)  # query and value projections of every attention
-        self._lora_paths = [v.path for v in self.model.trainable_variables if "lora" in v.path]
+        self._lora_paths = lora_paths(self.model)
         self.max_seconds = self.model.max_encoder_sequence_length * STRIDE / SAMPLING_RATE
 
     @property

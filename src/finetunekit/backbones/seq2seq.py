@@ -14,7 +14,7 @@ import sys
 import keras
 
 from finetunekit.backbones.base import BackboneKind, check_layer_decay, check_needs
-from finetunekit.freezing import train_lora_only
+from finetunekit.freezing import lora_paths, train_lora_only
 
 SEQ2SEQ_INPUTS = (
     "encoder_token_ids", "encoder_padding_mask", "decoder_token_ids", "decoder_padding_mask",
@@ -135,7 +135,7 @@ class Seq2SeqBackbone(BackboneKind):
         self.lora_rank = None if lora_rank is None else int(lora_rank)
         if self.lora_rank is not None:
             model.enable_lora(self.lora_rank)
-        self._lora_trainable = [v.path for v in model.trainable_variables if "lora" in v.path]
+        self._lora_trainable = lora_paths(model)
         self.task = self.task_class(backbone=model, preprocessor=None)
         self._generator = None
 

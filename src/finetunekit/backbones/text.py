@@ -7,7 +7,7 @@ import sys
 import keras
 
 from finetunekit.backbones.base import BackboneKind, check_layer_decay, check_needs
-from finetunekit.freezing import train_lora_only
+from finetunekit.freezing import lora_paths, train_lora_only
 
 TEXT_INPUTS = ("token_ids", "padding_mask", "segment_ids")
 UNUSED_LAYERS = ("pooled_dense",)  # BERT's pooler: the heads pool sequence_output themselves
@@ -137,9 +137,7 @@ class TextEncoderBackbone(BackboneKind):
         self.text_augmentation = None  # set by build(augmentation=...)
         if self.lora_rank is not None:
             model.enable_lora(self.lora_rank)
-        self._lora_trainable = [
-            variable.path for variable in model.trainable_variables if "lora" in variable.path
-        ]
+        self._lora_trainable = lora_paths(model)
 
     @staticmethod
     def _check_inputs(model):
