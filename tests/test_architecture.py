@@ -21,7 +21,7 @@ LAYERS = [
                   "feature_store", "lr_finder", "checkpoints"}),
     ("evaluation/saving/export", {"reports", "saving", "export"}),
     ("orchestration", {"fine_tuner", "inference", "rl"}),
-    ("cli", {"cli", "cli_commands", "cli_predict", "demo", "__main__"}),
+    ("cli", {"cli", "cli_args", "cli_commands", "cli_predict", "cli_tasks", "demo", "__main__"}),
 ]
 
 

@@ -7,23 +7,26 @@ network; `3` bad input or data (a `ValueError`, `FileNotFoundError` or
 
 `--help` and `--version` load neither TensorFlow nor Keras; commands load them
 when needed, hiding TensorFlow's C++ start-up notices (`TF_CPP_MIN_LOG_LEVEL=0`
-shows them). Commands live in `cli_commands` and `cli_predict`; `--out` is written atomically.
+shows them). Commands live in `cli_commands`, `cli_tasks` (`fit --task
+segmentation|detection|seq2seq`) and `cli_predict`; `--out` is written atomically.
+
 Example:
 ```shell
 finetunekit demo
 finetunekit fit --backbone resnet50 --data photos/ --epochs 5 --out animals.keras
 finetunekit evaluate --model animals.keras --data photos_test/
 finetunekit predict --model animals.keras photos_new/1.jpg photos_new/2.jpg
+finetunekit fit --task detection --backbone resnet50 --data coco.json --out boxes.keras
 ```
 """
 
 import argparse
 import importlib
-import math
 import os
 import sys
 import textwrap
 
+from finetunekit.cli_args import fraction, learning_rate, positive_int, unfreeze
 from finetunekit.cli_commands import (
     EXIT_BAD_INPUT,
     EXIT_UNEXPECTED,
@@ -31,6 +34,7 @@ from finetunekit.cli_commands import (
     CLIError,
     NoNetworkError,
 )
+from finetunekit.cli_tasks import add_task_options
 
 __all__ = ["CLIError", "build_parser", "main"]
 
@@ -60,50 +64,6 @@ def _wrap(text):
     return textwrap.fill(" ".join(text.split()), width=79)
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _unfreeze(text):
-    if text.lower() == "all":
-        return "all"
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f'expected a number of blocks or "all", got {text!r}'
-        ) from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f'expected a number of blocks >= 0 or "all", got {text!r}')
-    return value
-
-
-def _learning_rate(text):
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive number such as 1e-3, got {text!r}")
-    return value
-
-
-def _fraction(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
-    return value
-
-
 def build_parser():
     """Builds the `finetunekit` argument parser (cheap: no TensorFlow, no Keras).
 
@@ -115,7 +75,7 @@ def build_parser():
 
     parser = argparse.ArgumentParser(
         prog="finetunekit",
-        description="Fine-tune pretrained Keras image models from the command line.",
+        description="Fine-tune pretrained Keras models from the command line.",
         epilog="Run 'finetunekit COMMAND --help' for the options of a command.\n"
         "Exit codes: 0 ok, 2 usage error (or --weights imagenet without network), "
         "3 bad input or data, 1 unexpected error.",
@@ -145,7 +105,7 @@ def _add_demo(commands):
     demo.add_argument("--seed", type=int, default=0, help="random seed of data and training")
     demo.add_argument(
         "--labels-per-class",
-        type=_positive_int,
+        type=positive_int,
         default=5,
         help="labelled training images per new digit",
     )
@@ -158,7 +118,8 @@ def _add_fit(commands):
     """The `fit` sub-command with its data, model and weights options."""
     fit = commands.add_parser(
         "fit",
-        help="fine-tune a backbone on a folder of images, one sub-folder per class",
+        help="fine-tune a backbone on a folder of images, one sub-folder per class (or "
+        "--task segmentation, detection, seq2seq)",
         description=_wrap(
             "Fine-tunes a keras.applications backbone on a folder with one "
             "sub-folder per class (photos/cat/1.jpg, photos/dog/2.jpg, ...) and saves the "
@@ -180,7 +141,7 @@ def _add_fit(commands):
         help="folder with one sub-folder per class (photos/cat/1.jpg, photos/dog/2.jpg, ...)",
     )
     fit.add_argument("--out", required=True, help="where to save the model (.keras)")
-    fit.add_argument("--epochs", type=_positive_int, default=5, help="training epochs in all")
+    fit.add_argument("--epochs", type=positive_int, default=5, help="training epochs in all")
     fit.add_argument(
         "--weights",
         default="imagenet",
@@ -189,13 +150,13 @@ def _add_fit(commands):
     )
     fit.add_argument(
         "--image-size",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="input height and width of the backbone (default: the backbone's native size)",
     )
     fit.add_argument(
         "--unfreeze",
-        type=_unfreeze,
+        type=unfreeze,
         default=0,
         help='backbone blocks that train: 0 (head only), N (last N blocks) or "all"',
     )
@@ -205,7 +166,8 @@ def _add_fit(commands):
         default="auto",
         help='in-model normalisation of 0-255 images; "auto" is the backbone\'s own',
     )
-    fit.add_argument("--dropout", type=_fraction, default=0.0, help="dropout before the output")
+    fit.add_argument("--dropout", type=fraction, default=0.0, help="dropout before the output")
+    add_task_options(fit)
     fit.set_defaults(handler=(_COMMANDS, "run_fit"))
     return fit
 
@@ -219,16 +181,16 @@ def _add_fit_options(fit):
         help="with --unfreeze: first train the head alone for this many epochs, then "
         "unfreeze at a 10x lower learning rate (FineTuner.fine_tune)",
     )
-    fit.add_argument("--batch-size", type=_positive_int, default=32, help="batch size")
+    fit.add_argument("--batch-size", type=positive_int, default=32, help="batch size")
     fit.add_argument(
         "--learning-rate",
-        type=_learning_rate,
+        type=learning_rate,
         default=None,
         help="learning rate (default: 1e-3 with a frozen backbone, 1e-4 otherwise)",
     )
     fit.add_argument(
         "--validation-split",
-        type=_fraction,
+        type=fraction,
         default=0.2,
         help="fraction of the images held out (stratified) for validation; 0 for none",
     )
@@ -262,7 +224,10 @@ def _add_evaluate(commands):
     )
     evaluate.add_argument("--model", required=True, help="a saved .keras model")
     evaluate.add_argument("--data", required=True, help="folder with one sub-folder per class")
-    evaluate.add_argument("--batch-size", type=_positive_int, default=32, help="batch size")
+    evaluate.add_argument(
+        "--masks", default=None, help="a segmentation model's PNG masks of the --data images"
+    )
+    evaluate.add_argument("--batch-size", type=positive_int, default=32, help="batch size")
     evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
     evaluate.add_argument(
         "--report",
@@ -293,10 +258,11 @@ def _add_predict(commands):
         metavar="INPUT",
         help="image files or folders; for a text model, the texts",
     )
-    predict.add_argument("--batch-size", type=_positive_int, default=32, help="batch size")
+    predict.add_argument("--batch-size", type=positive_int, default=32, help="batch size")
     predict.add_argument(
         "--json", action="store_true", help="print a JSON list with all class probabilities"
     )
+    predict.add_argument("--out", default=None, help="segmentation: folder for the PNG masks")
     predict.set_defaults(handler=(_PREDICT, "run_predict"))
 
 

@@ -130,7 +130,8 @@ def _check_fit_options(args):
         )
     if args.freeze_epochs is not None and args.unfreeze == 0:
         raise CLIError("--freeze-epochs needs --unfreeze N or --unfreeze all.")
-    check_image_folder(args.data)
+    if getattr(args, "task", "classification") == "classification":
+        check_image_folder(args.data)
 
 
 # ------------------------------------------------------------- downloads
@@ -291,6 +292,13 @@ def _train(model, paths, labels, validation, args):
 
 def run_fit(args):
     _check_fit_options(args)
+    if args.task != "classification":
+        from finetunekit.cli_tasks import run_task_fit
+
+        return run_task_fit(args)
+    from finetunekit.cli_tasks import check_task_options
+
+    check_task_options(args)
     augment = parse_augment(args.augment)
     weights = parse_weights(args.weights)
     from finetunekit.data.images import list_image_folder
@@ -331,15 +339,21 @@ def run_fit(args):
 
 def run_evaluate(args):
     model = load_finetuner(args.model, compile=True)
-    if not is_text_model(model):
-        check_image_folder(args.data)
+    from finetunekit.cli_tasks import evaluation_data, task_of
+
+    if task_of(model) != "classification" or args.masks is not None:
+        x, y, count = evaluation_data(model, args)
+    else:
+        if not is_text_model(model):
+            check_image_folder(args.data)
+        x, y, count = args.data, None, None
     if args.report:
-        report = model.evaluate(args.data, batch_size=args.batch_size, verbose=0, report=True)
+        report = model.evaluate(x, y, batch_size=args.batch_size, verbose=0, report=True)
         print(json.dumps(report.to_dict(), indent=2) if args.json else report)
         return EXIT_OK
-    results = model.evaluate(args.data, batch_size=args.batch_size, verbose=0, return_dict=True)
+    results = model.evaluate(x, y, batch_size=args.batch_size, verbose=0, return_dict=True)
     results = {k: float(v) for k, v in results.items()}
-    count = count_examples(model, args.data)
+    count = count_examples(model, args.data) if count is None else count
     if args.json:
         print(json.dumps({"num_examples": count, **results}, indent=2))
         return EXIT_OK

@@ -90,6 +90,12 @@ def _prediction_rows(model, inputs, outputs, key):
 
 def run_predict(args):
     model = load_finetuner(args.model, compile=False)
+    from finetunekit.cli_tasks import task_of
+
+    task = task_of(model)
+    if task != "classification" or getattr(args, "out", None) is not None:
+        items = (_text_inputs if is_text_model(model) else _image_inputs)(args.model, args.images)
+        return run_task_predict(model, task, items, args)
     text = is_text_model(model)
     inputs = (_text_inputs if text else _image_inputs)(args.model, args.images)
     outputs = model.predict(inputs, batch_size=args.batch_size, verbose=0)
@@ -107,6 +113,58 @@ def run_predict(args):
             line += f"\t{row['probability']:.4f}"
         print(line)
     return EXIT_OK
+
+
+def run_task_predict(model, task, items, args):
+    """Prints translations or boxes, or writes masks, for a seq2seq/detection/segmentation model."""
+    if task != "segmentation" and args.out is not None:
+        raise CLIError(f"--out applies to segmentation models (it writes masks); this is {task}.")
+    if task == "seq2seq":
+        rows = [{"text": s, "prediction": t} for s, t in zip(items, model.predict_text(items))]
+        lines = [f"{row['text']}\t{row['prediction']}" for row in rows]
+    elif task == "detection":
+        found = model.predict_boxes(items, batch_size=args.batch_size)
+        rows = [{"path": path, **{k: plain(v) for k, v in f.items()}} for path, f in zip(items, found)]
+        lines = [_box_line(row) for row in rows]
+    else:
+        rows = _write_masks(model, items, args)
+        lines = [f"{row['path']}\t{row['mask']}" for row in rows]
+    print(json.dumps(rows, indent=2) if args.json else "\n".join(lines))
+    return EXIT_OK
+
+
+def _box_line(row):
+    boxes = [
+        f"{label} {score:.3f} " + ",".join(f"{v:.1f}" for v in box)
+        for box, score, label in zip(row["boxes"], row["scores"], row["labels"])
+    ]
+    return f"{row['path']}\t" + ("; ".join(boxes) if boxes else "(none)")
+
+
+def _write_masks(model, items, args):
+    """One PNG of class ids per image, named like the image, in `--out` (atomic writes)."""
+    if args.out is None:
+        raise CLIError(
+            f"{args.model!r} is a segmentation model: pass --out FOLDER for its masks (one PNG "
+            "of class ids per image, named like the image)."
+        )
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from finetunekit.files import atomic_write_bytes
+
+    masks = model.predict_masks(items, batch_size=args.batch_size)
+    os.makedirs(args.out, exist_ok=True)
+    rows = []
+    for path, mask in zip(items, masks):
+        target = os.path.join(args.out, os.path.splitext(os.path.basename(path))[0] + ".png")
+        buffer = io.BytesIO()
+        Image.fromarray(np.asarray(mask).astype("uint8")).save(buffer, format="PNG")
+        atomic_write_bytes(target, buffer.getvalue())
+        rows.append({"path": path, "mask": target})
+    return rows
 
 
 def plain(value):

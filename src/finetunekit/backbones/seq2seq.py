@@ -128,6 +128,7 @@ class Seq2SeqBackbone(BackboneKind):
             )
         if sequence_length is not None:
             preprocessor.encoder_sequence_length = int(sequence_length)
+        _fit_lengths(preprocessor, getattr(model, "max_sequence_length", None))
         self.model = model
         self.preprocessor = preprocessor
         self.sequence_length = int(preprocessor.encoder_sequence_length)
@@ -216,6 +217,20 @@ class Seq2SeqBackbone(BackboneKind):
         if self._generator is None:
             self._generator = self.task_class(backbone=self.model, preprocessor=self.preprocessor)
         return self._generator
+
+
+def _fit_lengths(preprocessor, limit):
+    """Caps packing lengths at the backbone's position table.
+
+    A preset folder saved by keras-hub keeps no sequence lengths, so its
+    preprocessor comes back with the 1024-token default even when the
+    backbone has fewer positions; generation would then fail inside the graph.
+    """
+    if not limit:
+        return
+    for name in ("encoder_sequence_length", "decoder_sequence_length"):
+        if getattr(preprocessor, name, None) and getattr(preprocessor, name) > limit:
+            setattr(preprocessor, name, int(limit))
 
 
 def _load_preset(preset, weights, policy, preprocessor):

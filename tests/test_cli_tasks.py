@@ -1,0 +1,132 @@
+"""`finetunekit fit --task segmentation|detection|seq2seq`, then evaluate and predict.
+
+Each task runs the whole command-line cycle in-process on tiny generated
+data: fit saves a model, evaluate scores it (with `--report --json`), and
+predict writes masks, prints boxes or prints translations.
+"""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from finetunekit import cli
+
+
+def write_task_data(root, count=6, size=16):
+    """Images with one bright square each, their PNG masks and a COCO json of the squares."""
+    rng = np.random.default_rng(0)
+    images, masks = os.path.join(root, "images"), os.path.join(root, "masks")
+    os.makedirs(images)
+    os.makedirs(masks)
+    coco = {"images": [], "annotations": [],
+            "categories": [{"id": 1, "name": "square"}, {"id": 2, "name": "bar"}]}  # fmt: skip
+    for i in range(count):
+        image = (rng.random((size, size, 3)) * 60).astype("uint8")
+        mask = np.zeros((size, size), "uint8")
+        top, left = rng.integers(0, size // 2, 2)
+        image[top:top + size // 2, left:left + size // 2] = 220
+        mask[top:top + size // 2, left:left + size // 2] = 1
+        Image.fromarray(image).save(os.path.join(images, f"{i}.png"))
+        Image.fromarray(mask).save(os.path.join(masks, f"{i}.png"))
+        coco["images"].append({"id": i, "file_name": f"{i}.png", "width": size, "height": size})
+        coco["annotations"].append({"id": i, "image_id": i, "category_id": 1 + i % 2,
+                                    "bbox": [float(left), float(top), size / 2, size / 2]})  # fmt: skip
+    annotations = os.path.join(images, "coco.json")
+    with open(annotations, "w", encoding="utf-8") as f:
+        json.dump(coco, f)
+    return images, masks, annotations
+
+
+def write_pairs(path, count=8):
+    from tests.test_seq2seq import pairs
+
+    sources, targets = pairs(count)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("source\ttarget\n" + "".join(f"{s}\t{t}\n" for s, t in zip(sources, targets)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    from tests.test_segmentation import pyramid_cnn
+
+    root = str(tmp_path_factory.mktemp("cli_tasks"))
+    images, masks, annotations = write_task_data(root)
+    backbone = os.path.join(root, "pyramid.keras")
+    pyramid_cnn(16).save(backbone)
+    return {"root": root, "images": images, "masks": masks, "coco": annotations,
+            "backbone": backbone}  # fmt: skip
+
+
+def _main(argv, capsys):
+    code = cli.main(argv)
+    captured = capsys.readouterr()
+    assert code == 0, captured.out[-2000:] + captured.err[-3000:]
+    return captured.out
+
+
+FIT = ["--epochs", "1", "--validation-split", "0", "--batch-size", "4", "--seed", "0", "--quiet"]
+
+
+def test_segmentation_from_the_command_line(data, tmp_path, capsys):
+    model = str(tmp_path / "seg.keras")
+    out = _main(["fit", "--task", "segmentation", "--backbone", data["backbone"],
+                 "--preprocessing", "zero_one", "--data", data["images"], "--masks",
+                 data["masks"], "--out", model, *FIT], capsys)  # fmt: skip
+    assert "Training segmentation" in out and "2 classes" in out and os.path.exists(model)
+    out = _main(["evaluate", "--model", model, "--data", data["images"], "--masks", data["masks"]],
+                capsys)
+    assert out.startswith(f"Scored 6 examples from {data['images']}") and "mean_iou: " in out
+    report = json.loads(_main(["evaluate", "--model", model, "--data", data["images"], "--masks",
+                               data["masks"], "--report", "--json"], capsys))  # fmt: skip
+    assert set(report["metrics"]) >= {"mean_iou", "pixel_accuracy", "mean_dice"}
+    wide = tmp_path / "new"
+    wide.mkdir()
+    Image.open(os.path.join(data["images"], "0.png")).resize((24, 20)).save(wide / "wide.jpg")
+    out = _main(["predict", "--model", model, str(wide), "--out", str(tmp_path / "masks")], capsys)
+    written = str(tmp_path / "masks" / "wide.png")
+    assert out.strip() == f"{wide / 'wide.jpg'}\t{written}"
+    mask = np.asarray(Image.open(written))
+    assert mask.shape == (20, 24) and set(np.unique(mask)) <= {0, 1}  # the input's own size
+
+
+def test_detection_from_the_command_line(data, tmp_path, capsys):
+    model = str(tmp_path / "det.keras")
+    out = _main(["fit", "--task", "detection", "--backbone", data["backbone"],
+                 "--preprocessing", "zero_one", "--data", data["coco"], "--out", model, *FIT],
+                capsys)  # fmt: skip
+    assert "6 examples, 2 classes" in out
+    report = json.loads(_main(["evaluate", "--model", model, "--data", data["coco"], "--report",
+                               "--json"], capsys))  # fmt: skip
+    assert {"map", "map_50"} <= set(report["metrics"])
+    rows = json.loads(_main(["predict", "--model", model, "--json", data["images"]], capsys))
+    assert [os.path.basename(r["path"]) for r in rows] == [f"{i}.png" for i in range(6)]
+    for row in rows:
+        assert len(row["boxes"]) == len(row["scores"]) == len(row["labels"])
+        assert set(row["labels"]) <= {"bar", "square"}
+
+
+def test_seq2seq_from_the_command_line(tmp_path, capsys):
+    import keras_hub
+
+    from tests.test_seq2seq import tiny_bart
+
+    backbone, preprocessor = tiny_bart()
+    preset = str(tmp_path / "bart_tiny")
+    keras_hub.models.BartSeq2SeqLM(backbone=backbone, preprocessor=preprocessor).save_to_preset(
+        preset
+    )
+    table = write_pairs(str(tmp_path / "pairs.tsv"))
+    model = str(tmp_path / "mt.keras")
+    out = _main(["fit", "--task", "seq2seq", "--backbone", preset, "--data", table,
+                 "--unfreeze", "all", "--max-target-length", "8", "--out", model, *FIT], capsys)  # fmt: skip
+    assert "8 examples, targets up to 8 tokens" in out
+    report = json.loads(_main(["evaluate", "--model", model, "--data", table, "--report", "--json"],
+                              capsys))  # fmt: skip
+    assert {"bleu", "chrf"} <= set(report["metrics"])
+    out = _main(["predict", "--model", model, "red cat", "a dog"], capsys)
+    lines = out.splitlines()
+    assert [line.split("\t")[0] for line in lines] == ["red cat", "a dog"]
