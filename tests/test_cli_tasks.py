@@ -130,3 +130,32 @@ def test_seq2seq_from_the_command_line(tmp_path, capsys):
     out = _main(["predict", "--model", model, "red cat", "a dog"], capsys)
     lines = out.splitlines()
     assert [line.split("\t")[0] for line in lines] == ["red cat", "a dog"]
+
+
+def test_audio_models_from_the_command_line(tmp_path, capsys):
+    """A saved keyword classifier labels .wav files; a speech-to-text model transcribes them."""
+    import finetunekit as fk
+    from tests.audio_fixtures import tiny_tokenizer, tiny_whisper, tone, write_wav
+
+    for label, frequency in (("high", 2000), ("low", 300)):
+        for i in range(2):
+            write_wav(str(tmp_path / "kws" / label / f"{i}.wav"), tone(frequency, seed=i))
+    kws = fk.FineTuner(backbone=tiny_whisper(), head=fk.ClassificationHead(2, pooling="mean"))
+    kws.fit(str(tmp_path / "kws"), epochs=1, batch_size=4, verbose=0)
+    kws.save(tmp_path / "kws.keras")
+    out = _main(["evaluate", "--model", str(tmp_path / "kws.keras"), "--data",
+                 str(tmp_path / "kws")], capsys)  # fmt: skip
+    assert out.startswith(f"Scored 4 examples from {tmp_path / 'kws'}")
+    out = _main(["predict", "--model", str(tmp_path / "kws.keras"), str(tmp_path / "kws" / "low")],
+                capsys)
+    assert [line.split("\t")[1] in ("high", "low") for line in out.splitlines()] == [True, True]
+    asr = fk.FineTuner(backbone=tiny_whisper(), preprocessor=tiny_tokenizer(),
+                       head=fk.SpeechToTextHead(max_new_tokens=3))  # fmt: skip
+    asr.save(tmp_path / "asr.keras")
+    clip = str(tmp_path / "kws" / "high" / "0.wav")
+    rows = json.loads(_main(["predict", "--model", str(tmp_path / "asr.keras"), clip, "--json"],
+                            capsys))  # fmt: skip
+    assert rows == [{"path": clip, "prediction": asr.predict_text([clip])[0]}]
+    code = cli.main(["predict", "--model", str(tmp_path / "asr.keras"), str(tmp_path / "kws.keras")])
+    assert code == 3
+    assert "is not an audio file, but" in capsys.readouterr().err

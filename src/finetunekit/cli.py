@@ -240,7 +240,7 @@ def _add_evaluate(commands):
 def _add_predict(commands):
     predict = commands.add_parser(
         "predict",
-        help="predict the labels of images (or texts) with a saved model",
+        help="predict labels, masks, boxes or text for images, audio or texts with a saved model",
         description=_wrap(
             "Prints one line per input: the image path (or the text), the predicted label "
             "and (for single-label classification) the probability of that label. Folders "
@@ -256,7 +256,7 @@ def _add_predict(commands):
         "images",
         nargs="+",
         metavar="INPUT",
-        help="image files or folders; for a text model, the texts",
+        help="image or audio files or folders; for a text model, the texts",
     )
     predict.add_argument("--batch-size", type=positive_int, default=32, help="batch size")
     predict.add_argument(

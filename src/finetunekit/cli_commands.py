@@ -214,6 +214,10 @@ def count_examples(model, data):
     source = as_tfds(data)
     if source is not None:
         return int(source.load()[0].cardinality())
+    if getattr(model.backbone_kind, "modality", None) == "audio":
+        from finetunekit.data.audio_readers import folder_files, read_manifest
+
+        return len((folder_files(data) if os.path.isdir(data) else read_manifest(data))[0])
     if not is_text_model(model):
         from finetunekit.data.images import list_image_folder
 
@@ -341,10 +345,10 @@ def run_evaluate(args):
     model = load_finetuner(args.model, compile=True)
     from finetunekit.cli_tasks import evaluation_data, task_of
 
-    if task_of(model) != "classification" or args.masks is not None:
+    if task_of(model) in ("segmentation", "detection", "seq2seq") or args.masks is not None:
         x, y, count = evaluation_data(model, args)
     else:
-        if not is_text_model(model):
+        if getattr(model.backbone_kind, "modality", None) == "image":
             check_image_folder(args.data)
         x, y, count = args.data, None, None
     if args.report:

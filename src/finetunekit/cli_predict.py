@@ -28,9 +28,14 @@ def _is_readable_image(path):
         return False
 
 
-def _image_inputs(model_path, items):
-    """Image files, and the images in folders (natural order), for an image model."""
-    extensions = image_extensions()
+def _file_inputs(model_path, items, kind="image"):
+    """Files, and the files in folders (natural order), for an image or audio model."""
+    if kind == "audio":
+        from finetunekit.data.audio_readers import AUDIO_EXTENSIONS as extensions
+    else:
+        extensions = image_extensions()
+    article = "an" if kind[0] in "aeiou" else "a"
+    plural = "images" if kind == "image" else f"{kind} files"
     paths = []
     for item in items:
         if os.path.isdir(item):
@@ -41,19 +46,20 @@ def _image_inputs(model_path, items):
                 if name.lower().endswith(extensions) and not name.startswith(".")
             ]
             if not found:
-                raise CLIError(f"No images found in the folder {item!r}.")
+                raise CLIError(f"No {kind} files found in the folder {item!r}.")
             paths += sorted(found, key=natural_key)
         elif os.path.isfile(item):
-            if not item.lower().endswith(extensions) and not _is_readable_image(item):
+            readable = kind == "image" and _is_readable_image(item)
+            if not item.lower().endswith(extensions) and not readable:
                 raise CLIError(
-                    f"{item!r} is not an image file, but {model_path!r} is an image model: "
-                    f"pass image files ({', '.join(extensions)}) or folders of images."
+                    f"{item!r} is not {article} {kind} file, but {model_path!r} is {article} {kind} "
+                    f"model: pass {kind} files ({', '.join(extensions)}) or folders of {plural}."
                 )
             paths.append(item)
         else:
             raise FileNotFoundError(
-                f"No such image file or folder: {item!r}. {model_path!r} is an image model: "
-                "pass image files or folders of images, not text."
+                f"No such {kind} file or folder: {item!r}. {model_path!r} is {article} {kind} "
+                f"model: pass {kind} files or folders of {plural}, not text."
             )
     return paths
 
@@ -93,11 +99,14 @@ def run_predict(args):
     from finetunekit.cli_tasks import task_of
 
     task = task_of(model)
-    if task != "classification" or getattr(args, "out", None) is not None:
-        items = (_text_inputs if is_text_model(model) else _image_inputs)(args.model, args.images)
-        return run_task_predict(model, task, items, args)
     text = is_text_model(model)
-    inputs = (_text_inputs if text else _image_inputs)(args.model, args.images)
+    modality = getattr(model.backbone_kind, "modality", "image")
+    if text:
+        inputs = _text_inputs(args.model, args.images)
+    else:
+        inputs = _file_inputs(args.model, args.images, "audio" if modality == "audio" else "image")
+    if task != "classification" or getattr(args, "out", None) is not None:
+        return run_task_predict(model, task, inputs, args)
     outputs = model.predict(inputs, batch_size=args.batch_size, verbose=0)
     key = "text" if text else "path"
     rows = _prediction_rows(model, inputs, outputs, key)
@@ -119,9 +128,11 @@ def run_task_predict(model, task, items, args):
     """Prints translations or boxes, or writes masks, for a seq2seq/detection/segmentation model."""
     if task != "segmentation" and args.out is not None:
         raise CLIError(f"--out applies to segmentation models (it writes masks); this is {task}.")
-    if task == "seq2seq":
-        rows = [{"text": s, "prediction": t} for s, t in zip(items, model.predict_text(items))]
-        lines = [f"{row['text']}\t{row['prediction']}" for row in rows]
+    if task in ("seq2seq", "speech"):
+        key = "text" if task == "seq2seq" else "path"
+        found = model.predict_text(items, batch_size=args.batch_size)
+        rows = [{key: item, "prediction": text} for item, text in zip(items, found)]
+        lines = [f"{row[key]}\t{row['prediction']}" for row in rows]
     elif task == "detection":
         found = model.predict_boxes(items, batch_size=args.batch_size)
         rows = [{"path": path, **{k: plain(v) for k, v in f.items()}} for path, f in zip(items, found)]

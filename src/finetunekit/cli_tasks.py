@@ -205,12 +205,17 @@ def run_task_fit(args):
 
 # --------------------------------------------------------------- evaluate
 def task_of(model):
-    """The CLI task of a saved FineTuner's head ("classification" for the others)."""
+    """The CLI task of a saved FineTuner's head ("classification" for the others).
+
+    `speech` (a `SpeechToTextHead`) is predicted from the command line; `fit`
+    and `evaluate` for it are Python-only.
+    """
     head = type(model.head).__name__
     return {
         "SegmentationHead": "segmentation",
         "DetectionHead": "detection",
         "Seq2SeqHead": "seq2seq",
+        "SpeechToTextHead": "speech",
     }.get(head, "classification")
 
 
