@@ -204,8 +204,8 @@ class RetrievalHead(Head):
         excluded = self._seen(tuner, exclude_seen, seen)
         most = max([len(excluded.get(u, ())) for u in users] + [0])
         towers = tuner.backbone
-        query = ops.convert_to_numpy(ops.cast(towers.user_tower(users), "float32"))
-        table = ops.convert_to_numpy(ops.cast(towers.item_tower.table(), "float32"))
+        query = ops.convert_to_numpy(ops.cast(towers.user_vectors(users), "float32"))
+        table = ops.convert_to_numpy(ops.cast(towers.item_table(), "float32"))
         bias = ops.convert_to_numpy(self.bias)[:, None]
         # [user, 1] . [item, bias] = user . item + bias: one brute-force search over the catalogue.
         retrieval = keras_rs.layers.BruteForceRetrieval(
