@@ -30,7 +30,7 @@ def test_categorical_features_score_cold_items_and_round_trip(tmp_path):
     rec = genre_model(item_features={"genre": GENRES},
                       user_features={"tags": {u: ["all", f"g{int(u[1:]) % 2}"] for u in USERS}})
     rec.compile(learning_rate=3e-2)
-    rec.fit(warm_interactions(), epochs=6, batch_size=32, verbose=0)
+    rec.fit(warm_interactions(), epochs=4, batch_size=32, verbose=0)
     # Cold items were never seen: only their genre tells them apart.
     scores = rec.predict(USERS, verbose=0)[:, 12:]
     liked = np.array([int(u[1:]) % 4 for u in USERS])
@@ -109,3 +109,29 @@ def test_item_text_through_the_offline_minilm():
     vectors = towers.item_side[0].vectors.numpy()[1:]
     assert vectors.shape == (3, 384)
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]  # alike titles embed alike
+
+
+def test_report_with_exclude_seen_masks_what_users_saw_in_fit(tmp_path):
+    train, test = fk.data.temporal_split(interactions(), fractions=(0.8,))
+    keras.utils.set_random_seed(1)
+    rec = genre_model()
+    rec.compile(learning_rate=3e-2)
+    rec.fit(train, epochs=3, batch_size=32, verbose=0)
+    plain = rec.evaluate(test, report=True)
+    masked = rec.evaluate(test, report=True, exclude_seen=True)
+    # Each user saw the other items of their group in fit: masked, the test item ranks first.
+    assert plain["mrr"] < 0.7 and masked["mrr"] > 0.9
+    assert masked.metrics == rec.evaluate_ranking(test).metrics
+    # By hand: a test item's rank among the items its user did not see in fit (itself kept).
+    scores = rec.predict(test.user.to_numpy(), verbose=0)
+    ranks = []
+    for row, (user, item) in enumerate(zip(test.user, test.item)):
+        target = ITEMS.index(item)
+        seen = rec.head.seen[user] - {target}
+        others = [s for column, s in enumerate(scores[row]) if column not in seen | {target}]
+        ranks.append(1 + sum(s > scores[row, target] for s in others))
+    assert masked["mrr"] == pytest.approx(np.mean(1.0 / np.array(ranks)), abs=1e-5)
+    rec.save(str(tmp_path / "rec.keras"))
+    loaded = fk.load(str(tmp_path / "rec.keras"))  # what users saw is not saved: pass seen=
+    assert loaded.evaluate(test, report=True, seen=train)["mrr"] == pytest.approx(masked["mrr"])
+    assert loaded.evaluate(test, report=True, exclude_seen=False)["mrr"] == pytest.approx(plain["mrr"])

@@ -167,6 +167,24 @@ class RetrievalHead(Head):
     def report(self, outputs, targets, class_names=None):
         return ranking_section(outputs, targets, self.k)
 
+    def make_report(self, tuner, x, y=None, batch_size=None, exclude_seen=None, seen=None,
+                    **options):
+        """`evaluate(test, report=True, exclude_seen=True)`: the report with seen items masked.
+
+        Without `exclude_seen` or `seen`, None: the plain report ranks each
+        test item among all items. With them, `evaluate_ranking` ranks it
+        among the items its user did not interact with in `fit` (or in `seen`).
+        """
+        if exclude_seen is None and seen is None:
+            return None
+        if y is not None or options:
+            given = ["y"] * (y is not None) + sorted(options)
+            raise ValueError(
+                f"evaluate(report=True, exclude_seen=...) reads user and item columns of "
+                f"interactions; remove {', '.join(given)}."
+            )
+        return self.evaluate_ranking(tuner, x, exclude_seen=exclude_seen is not False, seen=seen)
+
     def _seen(self, tuner, exclude_seen, seen):
         if not exclude_seen:
             return {}
