@@ -135,3 +135,45 @@ def test_report_with_exclude_seen_masks_what_users_saw_in_fit(tmp_path):
     loaded = fk.load(str(tmp_path / "rec.keras"))  # what users saw is not saved: pass seen=
     assert loaded.evaluate(test, report=True, seen=train)["mrr"] == pytest.approx(masked["mrr"])
     assert loaded.evaluate(test, report=True, exclude_seen=False)["mrr"] == pytest.approx(plain["mrr"])
+
+
+def test_saved_model_export_serves_raw_ids(tmp_path):
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(2)
+    rec = genre_model(item_features={"genre": GENRES})
+    rec.fit(interactions(96), epochs=1, verbose=0)
+    served = tf.saved_model.load(rec.export(str(tmp_path / "retrieval"), format="saved_model"))
+    top = served.serve(tf.constant(["u1", "u2", "stranger"]))
+    items = [[i.decode() for i in row] for row in top["items"].numpy()]
+    assert items[:2] == rec.recommend(["u1", "u2"], exclude_seen=False)
+    # An unknown user gets the fallback of recommend: the most popular items.
+    assert items[2] == rec.recommend(["stranger"], exclude_seen=False, unknown_ids="fallback")[0]
+    scores = rec.predict(["u1", "u2"], verbose=0)
+    np.testing.assert_allclose(top["scores"].numpy()[:2], -np.sort(-scores)[:, :4], atol=1e-5)
+    assert (tmp_path / "retrieval" / "labels.txt").read_text().split() == ITEMS
+
+    ranker = fk.FineTuner(backbone=fk.backbones.Embeddings(users=USERS, items=ITEMS, dim=4),
+                          head=fk.RankingHead(hidden_units=(4,)), unfreeze="all")
+    served = tf.saved_model.load(ranker.export(str(tmp_path / "ranking")))
+    pairs = pd.DataFrame({"user": ["u1", "u3"], "item": ["i2", "i5"]})
+    signature = served.signatures["serving_default"]
+    got = signature(user=tf.constant(pairs.user), item=tf.constant(pairs.item))
+    np.testing.assert_allclose(list(got.values())[0].numpy(), ranker.predict(pairs, verbose=0),
+                               atol=1e-5)
+    # An unknown item is scored from its user alone, as the Keras model does.
+    unknown = {"user": tf.constant(["u1"]), "item": tf.constant(["new item"])}
+    np.testing.assert_allclose(served.serve(unknown["user"], unknown["item"]).numpy(),
+                               ranker(unknown, training=False).numpy(), atol=1e-5)
+
+
+def test_saved_model_export_of_a_vector_policy(tmp_path):
+    import tensorflow as tf
+
+    inputs = keras.Input((4,))
+    body = keras.Model(inputs, keras.layers.Dense(8, activation="relu")(inputs))
+    policy = fk.FineTuner(backbone=body, head=fk.ClassificationHead(num_classes=2))
+    states = np.random.default_rng(0).normal(size=(5, 4)).astype("float32")
+    served = tf.saved_model.load(policy.export(str(tmp_path / "policy")))
+    np.testing.assert_allclose(served.serve(tf.constant(states)).numpy(),
+                               policy.predict(states, verbose=0), atol=1e-5)

@@ -67,19 +67,36 @@ def export_model(ft, directory, format="saved_model", verbose=False, input_signa
             **kwargs,
         )
     _check_format(format, input_signature, kwargs)
-    ft.backbone_kind.serving_signature()  # raises for backbones that cannot be served raw yet
+    # raises for backbones that cannot be served raw yet
+    signature = ft.backbone_kind.serving_signature()
     directory = os.fspath(directory)
+    if format == "tflite":
+        signature = _fixed_signature(ft, signature)
     check_export_folder(directory, format)
     if format == "saved_model":
         with atomic_path(directory, directory=True) as temp:
-            _write_saved_model(ft, temp, (None, None, None, 3), verbose)
+            _write_saved_model(ft, temp, signature, verbose)
             _write_labels(ft, temp)
         return directory
-    height, width = ft.backbone_kind.input_shape[:2]
     path = os.path.join(directory, "model.tflite")
-    atomic_write_bytes(path, _tflite_flatbuffer(ft, (None, height, width, 3), verbose))
+    atomic_write_bytes(path, _tflite_flatbuffer(ft, signature, verbose))
     _write_labels(ft, directory)
     return path
+
+
+def _fixed_signature(ft, signature):
+    """The TFLite signature: images at the model's input size; string ids are refused."""
+    import tensorflow as tf
+
+    if any(spec.dtype == tf.string for spec in signature.values()):
+        raise ValueError(
+            'format="tflite" takes numeric inputs; a model on raw ids (fk.backbones.Embeddings) '
+            'exports with format="saved_model".'
+        )
+    if "images" not in signature:
+        return signature
+    height, width = ft.backbone_kind.input_shape[:2]
+    return {"images": tf.TensorSpec((None, height, width, 3), tf.float32, name="images")}
 
 
 def _check_format(format, input_signature, kwargs):
@@ -133,14 +150,14 @@ def check_export_folder(directory, format):
         )
 
 
-def _tflite_flatbuffer(ft, shape, verbose):
+def _tflite_flatbuffer(ft, signature, verbose):
     """Converts a SavedModel with a fixed input shape, written to a scratch folder, to TFLite."""
     import tensorflow as tf
 
     staging = tempfile.mkdtemp(prefix="finetunekit-export-")
     try:
         saved = os.path.join(staging, "saved_model")
-        _write_saved_model(ft, saved, shape, verbose)
+        _write_saved_model(ft, saved, signature, verbose)
         converter = tf.lite.TFLiteConverter.from_saved_model(saved)
         try:
             return converter.convert()
@@ -152,22 +169,26 @@ def _tflite_flatbuffer(ft, shape, verbose):
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _write_saved_model(ft, directory, shape, verbose):
+def _write_saved_model(ft, directory, signature, verbose):
     """A SavedModel whose `serve` endpoint calls the model in inference mode.
 
     `keras.Model.export` calls the model without `training=False`, which
     leaves random augmentation layers (their default is training=True) active
-    in the exported graph; this endpoint passes it explicitly.
+    in the exported graph; this endpoint passes it explicitly. The inputs are
+    the backbone kind's `serving_signature()` (one tensor, or named inputs for
+    a model on a dict); the head's `serving_outputs` shapes what it returns.
     """
-    import tensorflow as tf
+    names = list(signature)
+    takes_dict = isinstance(ft._inputs_struct, dict)
+
+    def serve(*tensors):
+        inputs = dict(zip(names, tensors)) if takes_dict else tensors[0]
+        return ft.head.serving_outputs(ft, ft(inputs, training=False))
 
     archive = keras.export.ExportArchive()
     archive.track(ft)
-    archive.add_endpoint(
-        name="serve",
-        fn=lambda images: ft(images, training=False),
-        input_signature=[tf.TensorSpec(shape, tf.float32, name="images")],
-    )
+    archive.add_endpoint(name="serve", fn=serve,
+                         input_signature=list(signature.values()))
     archive.write_out(directory, verbose=verbose)
 
 

@@ -333,6 +333,12 @@ class EmbeddingsBackbone(BackboneKind):
     def cache_blocker(self):
         return "an Embeddings backbone has no features worth caching (its towers are lookups)"
 
+    def serving_signature(self):
+        """Raw string ids: `user` (and `item` for heads that score pairs), shape `(batch,)`."""
+        import tensorflow as tf
+
+        return {name: tf.TensorSpec((None,), tf.string, name=name) for name in self.input_names}
+
     def build(self, needs=("features",), augmentation=()):
         """`"user"` (and, for `features`, `"item"`) string inputs -> towers -> named outputs."""
         unknown = set(needs) - set(ID_OUTPUTS) - {"padding_mask"}  # no padding: nothing to mask
@@ -346,6 +352,7 @@ class EmbeddingsBackbone(BackboneKind):
         inputs = {"user": keras.Input(shape=(), dtype="string", name="user")}
         if "features" in needs:
             inputs["item"] = keras.Input(shape=(), dtype="string", name="item")
+        self.input_names = tuple(inputs)
         towers = self.model(inputs)
         outputs = {"query": towers["user"], "candidates": towers["candidates"]}
         if "features" in needs:

@@ -164,6 +164,18 @@ class RetrievalHead(Head):
             return top.tolist()
         return [[class_names[i] for i in row] for row in top]
 
+    def serving_outputs(self, tuner, outputs):
+        """The exported endpoint's `{"items": (n, k) item ids, "scores": (n, k)}`, best first.
+
+        Nothing is excluded (what users saw is not part of the model); an
+        unknown user gets the items with the highest bias (the most popular).
+        """
+        import tensorflow as tf
+
+        items = _items(tuner)
+        scores, top = tf.math.top_k(outputs, k=min(self.k, len(items)))
+        return {"items": tf.gather(tf.constant(items), top), "scores": scores}
+
     def report(self, outputs, targets, class_names=None):
         return ranking_section(outputs, targets, self.k)
 
