@@ -41,6 +41,12 @@ def image_weights(tmp):
     return towers(pretrained=str(tmp / "cnn.weights.h5"))
 
 
+def bare_bert():
+    from tests.test_text import tiny_bert
+
+    return tiny_bert()[0]
+
+
 def policy():
     inputs = keras.Input((4,))
     return fk.FineTuner(backbone=keras.Model(inputs, keras.layers.Dense(4)(inputs)),
@@ -79,6 +85,7 @@ CASES = [
     ("text_encoder_gives_a_wrong_shape", lambda t: towers(item_text=["a", "b", "c"], text_encoder=lambda texts: np.ones(4)), ValueError, r"`text_encoder` must return one finite vector per text: 3 texts gave an array of shape \(4,\)"),
     ("exclude_seen_on_a_ranking_head", lambda t: tuner(fk.RankingHead()).evaluate(FRAME, report=True, exclude_seen=True), ValueError, r"exclude_seen apply to a RetrievalHead's evaluate\(report=True\), evaluate_ranking and recommend, not to RankingHead here"),
     ("tflite_export_of_raw_ids", lambda t: tuner().export(str(t / "lite"), format="tflite"), ValueError, r'format="tflite" takes numeric inputs; a model on raw ids \(fk\.backbones\.Embeddings\) exports with format="saved_model"'),
+    ("text_encoder_backbone_without_preprocessor", lambda t: towers(item_text=["a", "b", "c"], text_encoder=bare_bert()), ValueError, r"a keras-hub Backbone needs its preprocessor: pass the pair"),
     ("temporal_split_without_timestamps", lambda t: fk.data.temporal_split(FRAME.drop(columns="timestamp")), ValueError, r"temporal_split needs a timestamp column"),
     ("env_with_continuous_actions", continuous_env, ValueError, r"Behaviour cloning with a ClassificationHead needs a discrete action space"),
     ("states_of_the_wrong_width", lambda t: policy().fit(np.zeros((4, 3)), [0, 1, 0, 1], verbose=0), ValueError, r"x must be vectors of shape \(n, 4\) for this backbone\. Received shape \(4, 3\)"),

@@ -3,6 +3,10 @@
 The FineTuner graph already holds its preprocessing (resizing and the
 backbone's normalisation), so an exported model takes raw RGB images as
 float32 values in 0-255 and returns probabilities (or regression values).
+The inputs are the backbone kind's `serving_signature()` (images; state
+vectors; raw string ids for `fk.backbones.Embeddings`), and the head's
+`serving_outputs` shapes what it returns (a `RetrievalHead`: the top-k item
+ids and their scores).
 """
 
 import os
@@ -19,15 +23,21 @@ KERAS_FORMATS = ("tf_saved_model", "onnx", "openvino", "litert", "torch")
 
 
 def export_model(ft, directory, format="saved_model", verbose=False, input_signature=None, **kwargs):
-    """Exports an image FineTuner as a SavedModel or a TFLite file.
+    """Exports a FineTuner on images, vectors or raw ids as a SavedModel or a TFLite file.
 
     - `"saved_model"`: a TensorFlow SavedModel in `directory` with a `serve`
       endpoint (and the default `serving_default` signature) taking float32
       images of shape `(batch, height, width, 3)` with any height and width
-      (values 0-255, resized inside), returning the model's outputs.
+      (values 0-255, resized inside), returning the model's outputs. A
+      model on vectors takes float32 `(batch, features)` states; a model on
+      an `fk.backbones.Embeddings` backbone takes string ids, `user` (and
+      `item` for pair-scoring heads), and with a `RetrievalHead` returns
+      `{"items", "scores"}` of the top k (nothing excluded; an unknown
+      user gets the most popular items, an unknown item its user's score).
     - `"tflite"`: `directory/model.tflite`, converted from a SavedModel
       whose input is fixed to `(batch, H, W, 3)` float32 at the model's
-      input size.
+      input size (or the vector model's `(batch, features)`; raw ids are
+      refused).
 
     Class names, when known, are written to `directory/labels.txt`, one per
     line, in output order.
@@ -48,8 +58,8 @@ def export_model(ft, directory, format="saved_model", verbose=False, input_signa
         The path of the artifact: the SavedModel folder or the `.tflite` file.
 
     Raises:
-        ValueError: unknown format, a text backbone, or `directory` is an
-            existing file.
+        ValueError: unknown format, a text or audio backbone, tflite of raw
+            ids, or `directory` is an existing file.
         FileExistsError: a SavedModel export to a folder holding other files.
         RuntimeError: the TFLite converter failed (its message is included).
 

@@ -193,6 +193,12 @@ def _keras_hub_encoder(text_encoder):
     """`(backbone, preprocessor)` of a keras-hub preset name or folder, or of a given pair."""
     if isinstance(text_encoder, tuple) and len(text_encoder) == 2:
         return text_encoder
+    if not isinstance(text_encoder, (str, os.PathLike)):
+        raise ValueError(
+            "`text_encoder` must be a keras-hub text preset name or folder, a (backbone, "
+            f"preprocessor) pair or a callable texts -> vectors. Received: {type(text_encoder).__name__}"
+            " (a keras-hub Backbone needs its preprocessor: pass the pair)."
+        )
     from finetunekit.backbones.text import _load
 
     return _load(os.fspath(text_encoder), "pretrained", "float32", None, None)
