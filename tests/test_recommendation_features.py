@@ -177,3 +177,22 @@ def test_saved_model_export_of_a_vector_policy(tmp_path):
     served = tf.saved_model.load(policy.export(str(tmp_path / "policy")))
     np.testing.assert_allclose(served.serve(tf.constant(states)).numpy(),
                                policy.predict(states, verbose=0), atol=1e-5)
+
+
+def test_side_feature_layers_round_trip_their_config():
+    layer = fk.backbones.CategoricalFeature(["comedy", "drama"], num_rows=3, width=2, dim=4)
+    layer.build()
+    layer.set_index(np.array([[0, 0], [1, 0], [1, 2]]))
+    rows = np.array([0, 1, 2])
+    out = layer(rows).numpy()
+    np.testing.assert_allclose(out[0], 0.0)
+    table = layer.embeddings.numpy()
+    np.testing.assert_allclose(out[2], (table[1] + table[2]) / 2, atol=1e-6)  # averaged
+    text = fk.backbones.TextFeature(num_rows=3, text_dim=5, dim=4)
+    text.build()
+    for original in (layer, text):
+        config = json.loads(json.dumps(original.get_config()))
+        clone = type(original).from_config(config)
+        clone.build()
+        clone.set_weights(original.get_weights())
+        np.testing.assert_allclose(clone(rows).numpy(), original(rows).numpy())
