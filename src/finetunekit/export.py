@@ -3,6 +3,10 @@
 The FineTuner graph already holds its preprocessing (resizing and the
 backbone's normalisation), so an exported model takes raw RGB images as
 float32 values in 0-255 and returns probabilities (or regression values).
+The inputs are the backbone kind's `serving_signature()` (images; state
+vectors; raw string ids for `fk.backbones.Embeddings`), and the head's
+`serving_outputs` shapes what it returns (a `RetrievalHead`: the top-k item
+ids and their scores).
 """
 
 import os
@@ -19,15 +23,21 @@ KERAS_FORMATS = ("tf_saved_model", "onnx", "openvino", "litert", "torch")
 
 
 def export_model(ft, directory, format="saved_model", verbose=False, input_signature=None, **kwargs):
-    """Exports an image FineTuner as a SavedModel or a TFLite file.
+    """Exports a FineTuner on images, vectors or raw ids as a SavedModel or a TFLite file.
 
     - `"saved_model"`: a TensorFlow SavedModel in `directory` with a `serve`
       endpoint (and the default `serving_default` signature) taking float32
       images of shape `(batch, height, width, 3)` with any height and width
-      (values 0-255, resized inside), returning the model's outputs.
+      (values 0-255, resized inside), returning the model's outputs. A
+      model on vectors takes float32 `(batch, features)` states; a model on
+      an `fk.backbones.Embeddings` backbone takes string ids, `user` (and
+      `item` for pair-scoring heads), and with a `RetrievalHead` returns
+      `{"items", "scores"}` of the top k (nothing excluded; an unknown
+      user gets the most popular items, an unknown item its user's score).
     - `"tflite"`: `directory/model.tflite`, converted from a SavedModel
       whose input is fixed to `(batch, H, W, 3)` float32 at the model's
-      input size.
+      input size (or the vector model's `(batch, features)`; raw ids are
+      refused).
 
     Class names, when known, are written to `directory/labels.txt`, one per
     line, in output order.
@@ -48,8 +58,8 @@ def export_model(ft, directory, format="saved_model", verbose=False, input_signa
         The path of the artifact: the SavedModel folder or the `.tflite` file.
 
     Raises:
-        ValueError: unknown format, a text backbone, or `directory` is an
-            existing file.
+        ValueError: unknown format, a text or audio backbone, tflite of raw
+            ids, or `directory` is an existing file.
         FileExistsError: a SavedModel export to a folder holding other files.
         RuntimeError: the TFLite converter failed (its message is included).
 
@@ -67,19 +77,36 @@ def export_model(ft, directory, format="saved_model", verbose=False, input_signa
             **kwargs,
         )
     _check_format(format, input_signature, kwargs)
-    ft.backbone_kind.serving_signature()  # raises for backbones that cannot be served raw yet
+    # raises for backbones that cannot be served raw yet
+    signature = ft.backbone_kind.serving_signature()
     directory = os.fspath(directory)
+    if format == "tflite":
+        signature = _fixed_signature(ft, signature)
     check_export_folder(directory, format)
     if format == "saved_model":
         with atomic_path(directory, directory=True) as temp:
-            _write_saved_model(ft, temp, (None, None, None, 3), verbose)
+            _write_saved_model(ft, temp, signature, verbose)
             _write_labels(ft, temp)
         return directory
-    height, width = ft.backbone_kind.input_shape[:2]
     path = os.path.join(directory, "model.tflite")
-    atomic_write_bytes(path, _tflite_flatbuffer(ft, (None, height, width, 3), verbose))
+    atomic_write_bytes(path, _tflite_flatbuffer(ft, signature, verbose))
     _write_labels(ft, directory)
     return path
+
+
+def _fixed_signature(ft, signature):
+    """The TFLite signature: images at the model's input size; string ids are refused."""
+    import tensorflow as tf
+
+    if any(spec.dtype == tf.string for spec in signature.values()):
+        raise ValueError(
+            'format="tflite" takes numeric inputs; a model on raw ids (fk.backbones.Embeddings) '
+            'exports with format="saved_model".'
+        )
+    if "images" not in signature:
+        return signature
+    height, width = ft.backbone_kind.input_shape[:2]
+    return {"images": tf.TensorSpec((None, height, width, 3), tf.float32, name="images")}
 
 
 def _check_format(format, input_signature, kwargs):
@@ -133,14 +160,14 @@ def check_export_folder(directory, format):
         )
 
 
-def _tflite_flatbuffer(ft, shape, verbose):
+def _tflite_flatbuffer(ft, signature, verbose):
     """Converts a SavedModel with a fixed input shape, written to a scratch folder, to TFLite."""
     import tensorflow as tf
 
     staging = tempfile.mkdtemp(prefix="finetunekit-export-")
     try:
         saved = os.path.join(staging, "saved_model")
-        _write_saved_model(ft, saved, shape, verbose)
+        _write_saved_model(ft, saved, signature, verbose)
         converter = tf.lite.TFLiteConverter.from_saved_model(saved)
         try:
             return converter.convert()
@@ -152,22 +179,26 @@ def _tflite_flatbuffer(ft, shape, verbose):
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _write_saved_model(ft, directory, shape, verbose):
+def _write_saved_model(ft, directory, signature, verbose):
     """A SavedModel whose `serve` endpoint calls the model in inference mode.
 
     `keras.Model.export` calls the model without `training=False`, which
     leaves random augmentation layers (their default is training=True) active
-    in the exported graph; this endpoint passes it explicitly.
+    in the exported graph; this endpoint passes it explicitly. The inputs are
+    the backbone kind's `serving_signature()` (one tensor, or named inputs for
+    a model on a dict); the head's `serving_outputs` shapes what it returns.
     """
-    import tensorflow as tf
+    names = list(signature)
+    takes_dict = isinstance(ft._inputs_struct, dict)
+
+    def serve(*tensors):
+        inputs = dict(zip(names, tensors)) if takes_dict else tensors[0]
+        return ft.head.serving_outputs(ft, ft(inputs, training=False))
 
     archive = keras.export.ExportArchive()
     archive.track(ft)
-    archive.add_endpoint(
-        name="serve",
-        fn=lambda images: ft(images, training=False),
-        input_signature=[tf.TensorSpec(shape, tf.float32, name="images")],
-    )
+    archive.add_endpoint(name="serve", fn=serve,
+                         input_signature=list(signature.values()))
     archive.write_out(directory, verbose=verbose)
 
 

@@ -25,6 +25,7 @@ from finetunekit.backbones.image import (
     pyramid_layers,
 )
 from finetunekit.backbones.seq2seq import Seq2SeqBackbone
+from finetunekit.backbones.side_features import CategoricalFeature, TextFeature, encode_texts
 from finetunekit.backbones.text import TextEncoderBackbone, close_preset_names
 from finetunekit.backbones.vector import VectorModelBackbone
 
@@ -91,4 +92,7 @@ __all__ = [
     "pyramid_layers",
     "register_backbone_kind",
     "resolve_backbone",
+    "CategoricalFeature",
+    "TextFeature",
+    "encode_texts",
 ]

@@ -18,13 +18,20 @@ fresh random rows, which train as soon as their tower does (`unfreeze=`).
 """
 
 import json
-import os
 
 import keras
 import numpy as np
 from keras import ops
 
 from finetunekit.backbones.base import BackboneKind, check_layer_decay
+from finetunekit.backbones.pretrained_tables import copy_rows, load_pretrained_tables
+from finetunekit.backbones.side_features import (
+    TextFeature,
+    build_side_layers,
+    item_vector_rows,
+    layout_of,
+    text_table,
+)
 from finetunekit.data.interactions import as_id_strings
 
 #: Outputs of the Embeddings kind: `features` = stacked (user, item) vectors,
@@ -140,6 +147,24 @@ class Embeddings(keras.Model):
             id, or None. Starting rows for items, e.g. sentence embeddings of
             their titles or descriptions (reduced to `dim` by PCA); rows from
             `pretrained` take precedence. Defaults to None.
+        user_features, item_features: dict `{feature name: values}` or a
+            DataFrame indexed by id (one feature per column), or None.
+            Categorical side features stored in the model: `values` is a
+            list with one value per id in `users=`/`items=` order, or a dict
+            / Series `{id: value}`; a value is a category, a list of
+            categories (e.g. a movie's genres; their embeddings are
+            averaged) or None. Each feature learns its own embedding table,
+            added to the id's vector. Defaults to None.
+        item_text: list (in `items=` order), dict or Series `{item id:
+            text}`, or None. Item text embedded once by `text_encoder` and
+            stored, frozen, in the model; a learned projection of it is
+            added to the item's vector. Defaults to None.
+        text_encoder: what embeds `item_text`: a keras-hub text preset name
+            or folder (e.g. the offline MiniLM), a `(backbone, preprocessor)`
+            pair, or a callable texts -> `(n, width)` array. Not saved (the
+            text vectors are). Defaults to None.
+        feature_layout: dict or None. The side-feature table shapes of a
+            saved model (written by `get_config`; not passed by hand).
         **kwargs: Standard `keras.Model` arguments.
 
     Example:
@@ -147,10 +172,15 @@ class Embeddings(keras.Model):
     backbone = fk.backbones.Embeddings(users=frame.user.unique(), items=frame.item.unique(),
                                        dim=32, pretrained="mf.weights.h5")
     rec = fk.FineTuner(backbone=backbone, head=fk.RetrievalHead(k=10), unfreeze="all")
+    with_genres = fk.backbones.Embeddings(users=users, items=movies.index, dim=32,
+                                          item_features={"genres": movies.genres},
+                                          item_text=movies.title, text_encoder=minilm_folder)
     ```
     """
 
-    def __init__(self, users, items, dim=64, pretrained=None, item_vectors=None, **kwargs):
+    def __init__(self, users, items, dim=64, pretrained=None, item_vectors=None,
+                 user_features=None, item_features=None, item_text=None, text_encoder=None,
+                 feature_layout=None, **kwargs):
         super().__init__(**kwargs)
         if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
             raise ValueError(f"`dim` must be a positive int. Received: dim={dim!r}")
@@ -161,6 +191,8 @@ class Embeddings(keras.Model):
         self.item_tower = IdEmbedding(self.items, self.dim, name="item_embedding")
         self.user_tower.build()
         self.item_tower.build()
+        self._add_side_features(user_features, item_features, item_text, text_encoder,
+                                feature_layout or {})
         self.built = True
         started = {"users": set(), "items": set()}
         if item_vectors is not None:
@@ -172,124 +204,70 @@ class Embeddings(keras.Model):
         self.fresh = {"users": len(self.users) - len(started["users"]),
                       "items": len(self.items) - len(started["items"])}
 
+    def _add_side_features(self, user_features, item_features, item_text, text_encoder, layout):
+        self.user_side = build_side_layers(self.users, self.dim, user_features, "user_features",
+                                           layout.get("users"))
+        self.item_side = build_side_layers(self.items, self.dim, item_features, "item_features",
+                                           layout.get("items"))
+        if item_text is None and text_encoder is not None:
+            raise ValueError("`text_encoder` embeds `item_text`; pass item_text=... too.")
+        table = None if item_text is None else text_table(item_text, self.items, text_encoder)
+        text_dim = layout.get("item_text") if table is None else table.shape[1]
+        self.text_dim = text_dim
+        if text_dim:
+            text = TextFeature(len(self.items) + 1, text_dim, self.dim, name="item_text")
+            text.build()
+            if table is not None:
+                text.set_vectors(table)
+            self.item_side = [*self.item_side, text]
+
+    def _vectors(self, tower, side, ids):
+        vectors = tower(ids)
+        if side:
+            rows = tower.indices(ids)
+            for layer in side:
+                vectors = vectors + layer(rows)
+        return vectors
+
+    def user_vectors(self, ids):
+        """`(batch, dim)` user vectors of raw user ids (side features included)."""
+        return self._vectors(self.user_tower, self.user_side, ids)
+
+    def item_vectors_of(self, ids):
+        """`(batch, dim)` item vectors of raw item ids (side features included)."""
+        return self._vectors(self.item_tower, self.item_side, ids)
+
+    def item_table(self):
+        """Every item's vector, `(len(items), dim)`, in vocabulary order (side features included)."""
+        table = self.item_tower.table()
+        if self.item_side:
+            rows = ops.arange(1, len(self.items) + 1, dtype="int32")
+            for layer in self.item_side:
+                table = table + layer(rows)
+        return table
+
     def call(self, inputs):
-        outputs = {"candidates": self.item_tower.table()}
+        outputs = {"candidates": self.item_table()}
         if "user" in inputs:
-            outputs["user"] = self.user_tower(inputs["user"])
+            outputs["user"] = self.user_vectors(inputs["user"])
         if "item" in inputs:
-            outputs["item"] = self.item_tower(inputs["item"])
+            outputs["item"] = self.item_vectors_of(inputs["item"])
         return outputs
 
     def get_config(self):
-        return {"name": self.name, "trainable": self.trainable, "users": self.users,
-                "items": self.items, "dim": self.dim}
+        config = {"name": self.name, "trainable": self.trainable, "users": self.users,
+                  "items": self.items, "dim": self.dim}
+        categorical = [layer for layer in self.item_side if layer.name != "item_text"]
+        if self.user_side or self.item_side:
+            config["feature_layout"] = {"users": layout_of(self.user_side),
+                                        "items": layout_of(categorical), "item_text": self.text_dim}
+        return config
 
     @classmethod
     def from_config(cls, config):
         model = cls(**config)
         model.fresh = {}  # a saved model: its weights are loaded next, no row stays fresh
         return model
-
-
-def _tables_in_file(path):
-    """`{layer name: (vocabulary, table)}` of every IdEmbedding saved in a `.weights.h5` file."""
-    import h5py
-
-    found = {}
-
-    def visit(name, node):
-        if isinstance(node, h5py.Group) and "vocabulary" in node and "0" in node:
-            about = json.loads(bytes(node["vocabulary"][()]).decode())
-            found[about["name"]] = (about["ids"], np.asarray(node["0"][()]))
-
-    with h5py.File(path, "r") as f:
-        f.visititems(visit)
-    return found
-
-
-def _read_tables(path):
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"No such pretrained weights file: {path!r}")
-    if path.endswith(".keras"):
-        import tempfile
-        import zipfile
-
-        with zipfile.ZipFile(path) as archive, tempfile.TemporaryDirectory() as folder:
-            archive.extract("model.weights.h5", folder)
-            return _tables_in_file(os.path.join(folder, "model.weights.h5"))
-    return _tables_in_file(path)
-
-
-def copy_rows(tower, ids, vectors):
-    """Sets the row of each of `ids` the tower knows to its vector; returns the ids copied."""
-    row_of = {str(v): i + 1 for i, v in enumerate(tower.vocabulary)}
-    pairs = [(row_of[str(v)], i) for i, v in enumerate(ids) if str(v) in row_of]
-    table = ops.convert_to_numpy(tower.embeddings)
-    if pairs:
-        rows, sources = (np.array(p) for p in zip(*pairs))
-        table[rows] = np.asarray(vectors)[sources]
-    table[0] = 0.0
-    tower.embeddings.assign(table)
-    return {str(ids[i]) for _, i in pairs}
-
-
-def load_pretrained_tables(model, path):
-    """Copies pretrained rows by id into an `Embeddings` model.
-
-    Returns:
-        `{"users": ids, "items": ids}`: the sets of ids whose rows were copied.
-
-    Raises:
-        ValueError: the file holds no id tables, or their size differs from `dim`.
-    """
-    tables = _read_tables(path)
-    if not tables:
-        raise ValueError(
-            f"{os.fspath(path)!r} holds no user/item embedding tables; pretrained= takes the "
-            ".weights.h5 of a model with an fk.backbones.Embeddings backbone."
-        )
-    copied = {"users": set(), "items": set()}
-    for what, tower in (("users", model.user_tower), ("items", model.item_tower)):
-        if tower.name not in tables:
-            continue
-        vocabulary, old = tables[tower.name]
-        if old.shape[1] != tower.dim:
-            raise ValueError(
-                f"The pretrained {what} table has {old.shape[1]} dimensions but dim={tower.dim}. "
-                f"Pass dim={old.shape[1]}."
-            )
-        copied[what] = copy_rows(tower, vocabulary, old[1:])
-    return copied
-
-
-def item_vector_rows(item_vectors, dim):
-    """`(ids, rows)` of `item_vectors` (a dict or a DataFrame indexed by id), reduced to `dim` columns.
-
-    Wider vectors (e.g. 384-wide sentence embeddings of item titles) are
-    reduced to their top `dim` principal components; the rows are then
-    scaled to the spread of a fresh embedding table.
-    """
-    if hasattr(item_vectors, "index") and hasattr(item_vectors, "to_numpy"):
-        ids, rows = list(item_vectors.index), item_vectors.to_numpy()
-    elif isinstance(item_vectors, dict):
-        ids, rows = list(item_vectors), np.stack([np.asarray(v) for v in item_vectors.values()])
-    else:
-        raise ValueError(
-            "`item_vectors` must be a dict {item id: vector} or a DataFrame indexed by item id. "
-            f"Received: {type(item_vectors).__name__}"
-        )
-    rows = np.asarray(rows, "float64").reshape(len(ids), -1)
-    if rows.shape[1] < dim or not np.all(np.isfinite(rows)):
-        raise ValueError(
-            f"`item_vectors` must be finite and at least dim={dim} wide; they are "
-            f"{rows.shape[1]} wide. Pass dim={rows.shape[1]} or less."
-        )
-    rows = rows - rows.mean(axis=0)
-    if rows.shape[1] > dim:
-        _, _, components = np.linalg.svd(rows, full_matrices=False)
-        rows = rows @ components[:dim].T
-    return [str(i) for i in ids], (rows * (0.05 / max(rows.std(), 1e-12))).astype("float32")
 
 
 class EmbeddingsBackbone(BackboneKind):
@@ -324,11 +302,13 @@ class EmbeddingsBackbone(BackboneKind):
         self.layer_decay = check_layer_decay(layer_decay)
         self.model = backbone
         if policy != "float32":
-            for layer in (backbone.user_tower, backbone.item_tower):
+            for layer in (backbone.user_tower, backbone.item_tower, *backbone.user_side,
+                          *backbone.item_side):
                 layer.dtype_policy = policy
 
     def groups(self):
-        return [("items", [self.model.item_tower]), ("users", [self.model.user_tower])]
+        return [("items", [self.model.item_tower, *self.model.item_side]),
+                ("users", [self.model.user_tower, *self.model.user_side])]
 
     def apply_unfreeze(self, unfreeze):
         blocks = super().apply_unfreeze(unfreeze)
@@ -353,6 +333,12 @@ class EmbeddingsBackbone(BackboneKind):
     def cache_blocker(self):
         return "an Embeddings backbone has no features worth caching (its towers are lookups)"
 
+    def serving_signature(self):
+        """Raw string ids: `user` (and `item` for heads that score pairs), shape `(batch,)`."""
+        import tensorflow as tf
+
+        return {name: tf.TensorSpec((None,), tf.string, name=name) for name in self.input_names}
+
     def build(self, needs=("features",), augmentation=()):
         """`"user"` (and, for `features`, `"item"`) string inputs -> towers -> named outputs."""
         unknown = set(needs) - set(ID_OUTPUTS) - {"padding_mask"}  # no padding: nothing to mask
@@ -366,6 +352,7 @@ class EmbeddingsBackbone(BackboneKind):
         inputs = {"user": keras.Input(shape=(), dtype="string", name="user")}
         if "features" in needs:
             inputs["item"] = keras.Input(shape=(), dtype="string", name="item")
+        self.input_names = tuple(inputs)
         towers = self.model(inputs)
         outputs = {"query": towers["user"], "candidates": towers["candidates"]}
         if "features" in needs:

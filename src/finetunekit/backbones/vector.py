@@ -69,6 +69,12 @@ class VectorModelBackbone(BackboneKind):
 
         return VectorPipeline(head, self.num_features)
 
+    def serving_signature(self):
+        """Float32 state vectors, `(batch, features)`."""
+        import tensorflow as tf
+
+        return {"states": tf.TensorSpec((None, self.num_features), tf.float32, name="states")}
+
     def build(self, needs=("features",), augmentation=()):
         """`"states"` input `(batch, features)` -> the model -> `{"features": ...}`."""
         check_needs(self, needs)

@@ -106,6 +106,13 @@ class IdPipeline:
         unknown_ids="error", training=False, **options,
     ):
         """Checks and converts interactions; returns a `Prepared` of named id arrays."""
+        masking = sorted({"exclude_seen", "seen"} & set(options))
+        if masking:
+            raise ValueError(
+                f"{', '.join(masking)} apply to a RetrievalHead's evaluate(report=True), "
+                f"evaluate_ranking and recommend, not to {type(self.head).__name__} here. "
+                "Remove them, or use evaluate(test, report=True, exclude_seen=True)."
+            )
         if options:
             raise ValueError(
                 f"{', '.join(sorted(options))} do not apply to interactions (an Embeddings "

@@ -14,6 +14,7 @@ A head is a Keras layer called on the backbone's outputs dict (see
 - `encode_targets(y, class_names)`: checks and encodes user targets.
 - `default_loss(label_smoothing)`, `default_metrics()`: what `compile("auto")` uses.
 - `decode(outputs, class_names, context)`: user-facing predictions.
+- `serving_outputs(tuner, outputs)`: what an exported SavedModel returns.
 - `report(outputs, targets, class_names)`: its section of `fk.report`;
   `make_report(tuner, x, y, ...)` instead for heads that score generated
   output (speech to text, seq2seq).
@@ -64,6 +65,10 @@ class Head(keras.layers.Layer):
 
     def decode(self, outputs, class_names=None, context=None):
         """User-facing predictions from model outputs (`context`: what the pipeline knows of x)."""
+        return outputs
+
+    def serving_outputs(self, tuner, outputs):
+        """What an exported SavedModel returns for the model's outputs (TensorFlow tensors)."""
         return outputs
 
     def report(self, outputs, targets, class_names=None):

@@ -164,8 +164,38 @@ class RetrievalHead(Head):
             return top.tolist()
         return [[class_names[i] for i in row] for row in top]
 
+    def serving_outputs(self, tuner, outputs):
+        """The exported endpoint's `{"items": (n, k) item ids, "scores": (n, k)}`, best first.
+
+        Nothing is excluded (what users saw is not part of the model); an
+        unknown user gets the items with the highest bias (the most popular).
+        """
+        import tensorflow as tf
+
+        items = _items(tuner)
+        scores, top = tf.math.top_k(outputs, k=min(self.k, len(items)))
+        return {"items": tf.gather(tf.constant(items), top), "scores": scores}
+
     def report(self, outputs, targets, class_names=None):
         return ranking_section(outputs, targets, self.k)
+
+    def make_report(self, tuner, x, y=None, batch_size=None, exclude_seen=None, seen=None,
+                    **options):
+        """`evaluate(test, report=True, exclude_seen=True)`: the report with seen items masked.
+
+        Without `exclude_seen` or `seen`, None: the plain report ranks each
+        test item among all items. With them, `evaluate_ranking` ranks it
+        among the items its user did not interact with in `fit` (or in `seen`).
+        """
+        if exclude_seen is None and seen is None:
+            return None
+        if y is not None or options:
+            given = ["y"] * (y is not None) + sorted(options)
+            raise ValueError(
+                f"evaluate(report=True, exclude_seen=...) reads user and item columns of "
+                f"interactions; remove {', '.join(given)}."
+            )
+        return self.evaluate_ranking(tuner, x, exclude_seen=exclude_seen is not False, seen=seen)
 
     def _seen(self, tuner, exclude_seen, seen):
         if not exclude_seen:
@@ -204,8 +234,8 @@ class RetrievalHead(Head):
         excluded = self._seen(tuner, exclude_seen, seen)
         most = max([len(excluded.get(u, ())) for u in users] + [0])
         towers = tuner.backbone
-        query = ops.convert_to_numpy(ops.cast(towers.user_tower(users), "float32"))
-        table = ops.convert_to_numpy(ops.cast(towers.item_tower.table(), "float32"))
+        query = ops.convert_to_numpy(ops.cast(towers.user_vectors(users), "float32"))
+        table = ops.convert_to_numpy(ops.cast(towers.item_table(), "float32"))
         bias = ops.convert_to_numpy(self.bias)[:, None]
         # [user, 1] . [item, bias] = user . item + bias: one brute-force search over the catalogue.
         retrieval = keras_rs.layers.BruteForceRetrieval(

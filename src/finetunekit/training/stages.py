@@ -15,7 +15,7 @@ import numpy as np
 
 #: `fit` options handed to the data pipeline (when given).
 DATA_OPTIONS = ("on_bad_image", "x_col", "y_col", "padding", "sample_rate",
-                "pad_to_seconds")
+                "pad_to_seconds", "exclude_seen", "seen")
 
 
 def check_batch_size(batch_size):
