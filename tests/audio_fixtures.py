@@ -1,5 +1,6 @@
 """Tiny random Whisper and Moonshine models, tiny tokenizers and generated tones for the audio tests."""
 
+import functools
 import os
 
 import numpy as np
@@ -72,11 +73,10 @@ def tone_files(folder, n=8, rate=16000, vary=True):
     return paths, labels
 
 
-def tiny_moonshine_tokenizer():
-    """A SentencePiece (character) `MoonshineTokenizer` trained here on the test words."""
+@functools.cache
+def _moonshine_proto():
     import io
 
-    import keras_hub
     import sentencepiece
 
     proto = io.BytesIO()
@@ -85,7 +85,14 @@ def tiny_moonshine_tokenizer():
         vocab_size=len(set("".join(WORDS))) + 4, unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
         character_coverage=1.0, minloglevel=2,
     )
-    return keras_hub.models.MoonshineTokenizer(proto=proto.getvalue())
+    return proto.getvalue()
+
+
+def tiny_moonshine_tokenizer():
+    """A SentencePiece (character) `MoonshineTokenizer` trained here on the test words."""
+    import keras_hub
+
+    return keras_hub.models.MoonshineTokenizer(proto=_moonshine_proto())
 
 
 def tiny_moonshine(vocabulary_size=32, encoder_layers=1, decoder_layers=1):

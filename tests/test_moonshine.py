@@ -6,7 +6,6 @@ No real Moonshine weights exist offline: everything runs on a tiny random
 tokenizer trained here.
 """
 
-import functools
 import json
 
 import keras
@@ -22,7 +21,7 @@ from tests.audio_fixtures import (
     tone_files,
 )
 
-tokenizer = functools.cache(tiny_moonshine_tokenizer)
+tokenizer = tiny_moonshine_tokenizer
 
 
 def features_model(ft):

@@ -11,6 +11,7 @@ differs between families lives in `backbones/whisper.py` and
 `backbones/moonshine.py` (their "parts").
 """
 
+import contextlib
 import json
 import os
 import sys
@@ -18,7 +19,7 @@ import sys
 import keras
 
 from finetunekit.backbones.base import BackboneKind, check_layer_decay, check_needs
-from finetunekit.backbones.moonshine import MoonshineParts
+from finetunekit.backbones.moonshine import MoonshineParts, follow_block_policies
 from finetunekit.backbones.whisper import WhisperParts
 from finetunekit.freezing import lora_paths, train_lora_only
 
@@ -231,6 +232,25 @@ class AudioBackbone(BackboneKind):
                 "layer_decay": self.layer_decay}
 
 
+@contextlib.contextmanager
+def _policy_scope(policy):
+    """Yields the `dtype=` to build a backbone with under `policy`.
+
+    keras-hub's MoonshineBackbone gives its `dtype` to a `keras.Input`, which
+    refuses mixed policies: those are set as the global policy while it is
+    built (and `dtype=None` passed) instead.
+    """
+    if not policy.startswith("mixed_"):
+        yield policy
+        return
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield None
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
 def _load(backbone, weights, policy, preprocessor):
     """Returns `(model, preprocessor or None)` from a Backbone / Task instance or a preset."""
     import keras_hub
@@ -240,14 +260,17 @@ def _load(backbone, weights, policy, preprocessor):
         backbone = backbone.backbone
     if is_audio_backbone(backbone):
         if backbone.dtype_policy.name != policy:
-            rebuilt = type(backbone).from_config({**backbone.get_config(), "dtype": policy})
+            with _policy_scope(policy) as dtype:
+                rebuilt = type(backbone).from_config({**backbone.get_config(), "dtype": dtype})
             rebuilt.set_weights(backbone.get_weights())
-            backbone = rebuilt
+            backbone = follow_block_policies(rebuilt)
         return backbone, preprocessor
     preset = os.fspath(backbone)
-    model = keras_hub.models.Backbone.from_preset(
-        preset, load_weights=weights is not None, dtype=policy
-    )
+    with _policy_scope(policy) as dtype:
+        model = keras_hub.models.Backbone.from_preset(
+            preset, load_weights=weights is not None, dtype=dtype
+        )
+    follow_block_policies(model)
     if preprocessor is None:
         try:
             preprocessor = family_of(model).load_preprocessor(preset)

@@ -33,6 +33,25 @@ def _masked_group_norm(layer, x, mask):
     return (x * layer.gamma + layer.beta) * weight
 
 
+def follow_block_policies(model):
+    """Gives a mixed-precision MoonshineBackbone's block sublayers their block's dtype policy.
+
+    keras-hub builds the attention, normalisation and feed-forward layers of
+    each block with `dtype=block.dtype` (the variable dtype, float32), so under
+    a mixed policy they would compute in float32 between bfloat16 residuals and
+    fail. Weights stay float32 either way.
+    """
+    if type(model).__name__ != "MoonshineBackbone" or not model.dtype_policy.name.startswith(
+        "mixed_"
+    ):
+        return model
+    for block in model.encoder_blocks + model.decoder_blocks:
+        for layer in block._flatten_layers(include_self=False):
+            if layer.dtype_policy.name == "float32":
+                layer.dtype_policy = block.dtype_policy
+    return model
+
+
 def _frames(lengths, kernel, stride):
     return ops.maximum(ops.floor((lengths - kernel) / stride) + 1, 0.0)
 
