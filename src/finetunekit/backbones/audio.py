@@ -1,13 +1,17 @@
-"""Audio backbones: keras-hub Whisper from a preset name, a local preset folder or a Backbone object.
+"""Audio backbones: keras-hub Whisper and Moonshine from a preset name, a preset folder or an object.
 
 The FineTuner graph takes raw waveforms (`audio`, `audio_length`,
-`sample_rate`); `finetunekit.layers.AudioFeaturizer` (mono, resampling,
-log-mel) and training-only audio augmentation run inside the model, then
-Whisper's encoder. Heads that ask for `"decoder_logits"` (speech to text) also
-get Whisper's decoder, fed teacher-forcing token ids, with its output
-projection tied to the token embedding.
+`sample_rate`); the backbone family's converter runs inside the model
+(`finetunekit.layers.AudioFeaturizer`: mono, resampling, log-mel for Whisper;
+`finetunekit.layers.WaveformConverter`: mono 16 kHz waveforms for Moonshine),
+with training-only audio augmentation, then the encoder. Heads that ask for
+`"decoder_logits"` (speech to text) also get the decoder, fed teacher-forcing
+token ids, with its output projection tied to the token embedding. What
+differs between families lives in `backbones/whisper.py` and
+`backbones/moonshine.py` (their "parts").
 """
 
+import contextlib
 import json
 import os
 import sys
@@ -15,25 +19,34 @@ import sys
 import keras
 
 from finetunekit.backbones.base import BackboneKind, check_layer_decay, check_needs
+from finetunekit.backbones.moonshine import MoonshineParts, follow_block_policies
+from finetunekit.backbones.whisper import WhisperParts
 from finetunekit.freezing import lora_paths, train_lora_only
 
-AUDIO_CLASSES = ("WhisperBackbone",)
-STEM = ("encoder_conv_layer_1", "encoder_conv_layer_2", "encoder_padder",
-        "encoder_position_embedding", "encoder_embeddings_add", "encoder_embeddings_dropout")
-DECODER_STEM = ("decoder_embeddings", "decoder_embeddings_dropout")
-STRIDE, SAMPLING_RATE = 160, 16000
+FAMILIES = (WhisperParts, MoonshineParts)
+AUDIO_CLASSES = tuple(family.class_name for family in FAMILIES)
+TASK_CLASSES = ("MoonshineAudioToText",)
+
+
+def family_of(model):
+    """The parts class (`WhisperParts`, `MoonshineParts`) of a keras-hub audio backbone."""
+    return next(f for f in FAMILIES if f.class_name == type(model).__name__)
+
+
+def _keras_hub_instance(value, names, base):
+    keras_hub = sys.modules.get("keras_hub")
+    return (keras_hub is not None and type(value).__name__ in names
+            and isinstance(value, getattr(keras_hub.models, base)))
 
 
 def is_audio_backbone(value):
-    """True for a keras-hub Whisper backbone instance."""
-    keras_hub = sys.modules.get("keras_hub")
-    return keras_hub is not None and type(value).__name__ in AUDIO_CLASSES and isinstance(
-        value, keras_hub.models.Backbone
-    )
+    """True for a keras-hub Whisper or Moonshine backbone, or a `MoonshineAudioToText` task."""
+    return (_keras_hub_instance(value, AUDIO_CLASSES, "Backbone")
+            or _keras_hub_instance(value, TASK_CLASSES, "Task"))
 
 
 def is_audio_preset(value):
-    """True for a keras-hub Whisper preset name or a local preset folder of a Whisper backbone."""
+    """True for a Whisper or Moonshine preset name or a local preset folder of one."""
     if not isinstance(value, (str, os.PathLike)):
         return False
     value = os.fspath(value)
@@ -45,23 +58,26 @@ def is_audio_preset(value):
             return json.load(f).get("class_name") in AUDIO_CLASSES
     if os.sep in value or "." in value:
         return False
-    import keras_hub
-
-    return value in keras_hub.models.WhisperBackbone.presets
+    return any(value in family.presets() for family in FAMILIES)
 
 
 class AudioBackbone(BackboneKind):
-    """A keras-hub Whisper encoder (and decoder for speech to text) on raw waveforms.
+    """A keras-hub Whisper or Moonshine encoder (and decoder for speech to text) on raw waveforms.
 
     Args:
-        backbone: str or `keras_hub.models.WhisperBackbone`. A preset name
-            (`"whisper_tiny_en"`), a local preset folder, or a backbone
-            instance (pass `preprocessor=` a `WhisperTokenizer` for speech to
-            text).
+        backbone: str, a `keras_hub.models.WhisperBackbone` or
+            `MoonshineBackbone`, or a `keras_hub.models.MoonshineAudioToText`
+            task (its backbone and preprocessor are used). A preset name
+            (`"whisper_tiny_en"`, `"moonshine_tiny_en"`), a local preset
+            folder, or an instance (pass `preprocessor=` a tokenizer for
+            speech to text).
         weights: `"pretrained"`/`"imagenet"` (the preset's weights) or `None`.
-        preprocessing: `"auto"` (Whisper's log-mel features).
+        preprocessing: `"auto"` (the backbone's own input: Whisper's log-mel
+            features, Moonshine's 16 kHz waveforms).
         policy: str. Dtype policy name.
-        preprocessor: a keras-hub `WhisperTokenizer` or None (the preset's own).
+        preprocessor: a keras-hub `WhisperTokenizer`, `MoonshineTokenizer` or
+            `MoonshineAudioToTextPreprocessor` (its audio converter's
+            `do_normalize` is kept), or None (the preset's own).
         lora_rank: int or None. LoRA of this rank on the query and value
             projections of every attention layer (keras-hub `enable_lora`);
             only LoRA weights train (with `unfreeze=0`).
@@ -78,7 +94,8 @@ class AudioBackbone(BackboneKind):
     name = "audio"
     modality = "audio"
     has_decoder = True
-    description = 'a keras-hub Whisper preset, a Whisper preset folder or a keras_hub WhisperBackbone'
+    description = ("a keras-hub Whisper or Moonshine preset, a preset folder of one, a keras_hub "
+                   "WhisperBackbone / MoonshineBackbone or a MoonshineAudioToText")
     default_learning_rates = (1e-3, 5e-5)
 
     @classmethod
@@ -99,8 +116,8 @@ class AudioBackbone(BackboneKind):
                 )
         if preprocessing not in ("auto", "none"):
             raise ValueError(
-                'For an audio backbone `preprocessing` must be "auto" (the backbone\'s log-mel '
-                f"features, inside the model). Received: preprocessing={preprocessing!r}"
+                'For an audio backbone `preprocessing` must be "auto" (the backbone\'s own log-mel '
+                f"features or waveforms, inside the model). Received: preprocessing={preprocessing!r}"
             )
         if weights not in (None, "imagenet", "pretrained"):
             raise ValueError(
@@ -111,48 +128,39 @@ class AudioBackbone(BackboneKind):
         if lora_rank is not None and (isinstance(lora_rank, bool) or int(lora_rank) < 1):
             raise ValueError(f"`lora_rank` must be a positive int. Received: lora_rank={lora_rank!r}")
         self.model, self.preprocessor = _load(backbone, weights, policy, preprocessor)
+        self.parts = family_of(self.model)(self.model)
         self.uses_decoder = False
         self.lora_rank = None if lora_rank is None else int(lora_rank)
         if self.lora_rank is not None:
             self.model.enable_lora(self.lora_rank)  # query and value projections of every attention
         self._lora_paths = lora_paths(self.model)
-        self.max_seconds = self.model.max_encoder_sequence_length * STRIDE / SAMPLING_RATE
+        self.max_seconds = self.parts.max_seconds
 
     @property
     def tokenizer(self):
-        return self.preprocessor
+        return None if self.preprocessor is None else self.parts.tokenizer_of(self.preprocessor)
 
-    def _encoder(self, features):
-        model = self.model
-        x = keras.activations.gelu(model.encoder_conv_layer_1(features), approximate=False)
-        x = model.encoder_padder(x)
-        x = keras.activations.gelu(model.encoder_conv_layer_2(x), approximate=False)
-        x = model.encoder_embeddings_add((x, model.encoder_position_embedding(x)))
-        x = model.encoder_embeddings_dropout(x)
-        for layer in model.encoder_transformer_layers:
-            x = layer(x)
-        return model.encoder_layer_norm(x)
+    def decoder_steps(self):
+        """Cached one-step decoding for generation (`SpeechToTextHead.predict_text`)."""
+        return self.parts.steps()
 
-    def decode(self, encoder_output, token_ids, padding_mask):
-        """Whisper's decoder: token ids and encoder output -> vocabulary logits."""
-        model = self.model
-        x = model.decoder_embeddings_dropout(model.decoder_embeddings(token_ids))
-        for layer in model.decoder_transformer_layers:
-            x = layer(decoder_sequence=x, encoder_sequence=encoder_output,
-                      decoder_padding_mask=padding_mask)
-        x = model.decoder_layer_norm(x)
-        return model.token_embedding(x, reverse=True)
+    @property
+    def max_decoder_tokens(self):
+        return self.parts.max_decoder_tokens
 
     def build(self, needs=("features",), augmentation=()):
         """Raw waveforms -> `{"features", "padding_mask"[, "decoder_logits"]}`."""
-        from finetunekit.layers.audio import AudioFeaturizer
-
         check_needs(self, needs)
         stages = [getattr(layer, "stage", None) for layer in augmentation]
         if any(stage not in ("waveform", "spectrogram") for stage in stages):
             raise ValueError(
                 "`augment` for an audio backbone takes the audio keywords noise, gain_db, "
                 "time_shift, spec_mask (and seed); image augmentation does not apply."
+            )
+        if "spectrogram" in stages and "spectrogram" not in self.parts.feature_stages:
+            raise ValueError(
+                "`spec_mask` masks log-mel features, which a Moonshine backbone does not compute "
+                "(it reads waveforms). Use noise, gain_db and time_shift, or a Whisper backbone."
             )
         inputs = {
             "audio": keras.Input(shape=(None, None), dtype="float32", name="audio"),
@@ -162,35 +170,36 @@ class AudioBackbone(BackboneKind):
         audio = inputs["audio"]
         for layer in augmentation:
             audio = layer(audio) if layer.stage == "waveform" else audio
-        featurizer = AudioFeaturizer(num_mels=self.model.num_mels, stride=STRIDE,
-                                     sampling_rate=SAMPLING_RATE, name="audio_featurizer")
-        features, frame_mask = featurizer(audio, inputs["audio_length"], inputs["sample_rate"])
+        converter = self.parts.converter(self.preprocessor)
+        features, mask = converter(audio, inputs["audio_length"], inputs["sample_rate"])
         for layer in augmentation:
             features = layer(features) if layer.stage == "spectrogram" else features
-        encoded = self._encoder(features)
-        outputs = {"features": encoded, "padding_mask": frame_mask[:, ::2]}
+        encoded, encoded_mask = self.parts.encode(features, mask)
+        outputs = {"features": encoded, "padding_mask": encoded_mask}
         if "decoder_logits" in needs:
             self.uses_decoder = True
             inputs["decoder_token_ids"] = keras.Input(
                 shape=(None,), dtype="int32", name="decoder_token_ids")
             inputs["decoder_padding_mask"] = keras.Input(
                 shape=(None,), dtype="bool", name="decoder_padding_mask")
-            outputs["decoder_logits"] = self.decode(
-                encoded, inputs["decoder_token_ids"], inputs["decoder_padding_mask"])
+            outputs["decoder_logits"] = self.parts.decode(
+                encoded, encoded_mask, inputs["decoder_token_ids"], inputs["decoder_padding_mask"])
         return inputs, outputs
 
     def groups(self):
         """`(block_name, layers)`: the stem, then one block per layer (encoder and decoder layer i)."""
-        model = self.model
-        stem = [getattr(model, name) for name in STEM]
-        encoder = list(model.encoder_transformer_layers)
+        stem = self.parts.stem()
+        encoder, encoder_norm = self.parts.encoder_blocks()
         blocks = [[layer] for layer in encoder]
-        blocks[-1].append(model.encoder_layer_norm)
+        blocks[-1].append(encoder_norm)
         if self.uses_decoder:
-            stem += [getattr(model, name) for name in DECODER_STEM]
-            for block, layer in zip(blocks, model.decoder_transformer_layers):
+            stem += self.parts.decoder_stem()
+            decoder, decoder_norm = self.parts.decoder_blocks()
+            extra = [[] for _ in range(len(decoder) - len(blocks))]
+            blocks = extra + blocks  # a deeper decoder: its first layers form blocks of their own
+            for block, layer in zip(blocks[len(blocks) - len(decoder):], decoder):
                 block.append(layer)
-            blocks[-1].append(model.decoder_layer_norm)
+            blocks[-1].append(decoder_norm)
         return [("stem", stem)] + [(f"layer_{i}", block) for i, block in enumerate(blocks)]
 
     def apply_unfreeze(self, unfreeze):
@@ -200,17 +209,17 @@ class AudioBackbone(BackboneKind):
             return train_lora_only(self.model, keep, unfreeze)
         blocks = super().apply_unfreeze(unfreeze)
         if not self.uses_decoder:
-            for name in DECODER_STEM + ("decoder_layer_norm",):
-                getattr(self.model, name).trainable = False
-            for layer in self.model.decoder_transformer_layers:
+            decoder, decoder_norm = self.parts.decoder_blocks()
+            for layer in self.parts.decoder_stem() + decoder + [decoder_norm]:
                 layer.trainable = False
         return blocks
 
     def data_pipeline(self, head, augmentation=()):
         from finetunekit.data.audio_pipeline import AudioPipeline
 
-        return AudioPipeline(head, SAMPLING_RATE, self.max_seconds, self.tokenizer,
-                             max_tokens=self.model.max_decoder_sequence_length)
+        return AudioPipeline(head, self.parts.sampling_rate, self.max_seconds, self.tokenizer,
+                             max_tokens=self.max_decoder_tokens,
+                             min_seconds=self.parts.min_seconds)
 
     def cache_blocker(self):
         return "feature caching supports image backbones only"
@@ -223,23 +232,48 @@ class AudioBackbone(BackboneKind):
                 "layer_decay": self.layer_decay}
 
 
+@contextlib.contextmanager
+def _policy_scope(policy):
+    """Yields the `dtype=` to build a backbone with under `policy`.
+
+    keras-hub's MoonshineBackbone gives its `dtype` to a `keras.Input`, which
+    refuses mixed policies: those are set as the global policy while it is
+    built (and `dtype=None` passed) instead.
+    """
+    if not policy.startswith("mixed_"):
+        yield policy
+        return
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield None
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
 def _load(backbone, weights, policy, preprocessor):
-    """Returns `(model, tokenizer or None)` from a Backbone instance or a preset."""
+    """Returns `(model, preprocessor or None)` from a Backbone / Task instance or a preset."""
     import keras_hub
 
+    if isinstance(backbone, keras_hub.models.Task):  # MoonshineAudioToText: its backbone
+        preprocessor = preprocessor or backbone.preprocessor
+        backbone = backbone.backbone
     if is_audio_backbone(backbone):
         if backbone.dtype_policy.name != policy:
-            rebuilt = type(backbone).from_config({**backbone.get_config(), "dtype": policy})
+            with _policy_scope(policy) as dtype:
+                rebuilt = type(backbone).from_config({**backbone.get_config(), "dtype": dtype})
             rebuilt.set_weights(backbone.get_weights())
-            backbone = rebuilt
+            backbone = follow_block_policies(rebuilt)
         return backbone, preprocessor
     preset = os.fspath(backbone)
-    model = keras_hub.models.Backbone.from_preset(
-        preset, load_weights=weights is not None, dtype=policy
-    )
+    with _policy_scope(policy) as dtype:
+        model = keras_hub.models.Backbone.from_preset(
+            preset, load_weights=weights is not None, dtype=dtype
+        )
+    follow_block_policies(model)
     if preprocessor is None:
         try:
-            preprocessor = keras_hub.models.WhisperTokenizer.from_preset(preset)
+            preprocessor = family_of(model).load_preprocessor(preset)
         except (ValueError, FileNotFoundError, OSError):
             preprocessor = None  # a preset without a tokenizer: classification only
     return model, preprocessor

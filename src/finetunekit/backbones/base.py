@@ -230,5 +230,5 @@ def check_needs(kind, needs):
     if "decoder_logits" in needs and not getattr(kind, "has_decoder", False):
         raise ValueError(
             f"This head needs a speech decoder, which the {kind.modality} backbone ({kind.name}) "
-            'does not provide. Use a Whisper backbone (e.g. backbone="whisper_tiny_en").'
+            'does not provide. Use a Whisper or Moonshine backbone (e.g. backbone="whisper_tiny_en").'
         )

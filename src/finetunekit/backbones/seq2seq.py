@@ -55,6 +55,10 @@ def is_seq2seq_preset(value):
     value = os.fspath(value)
     import keras_hub
 
+    from finetunekit.backbones.audio import is_audio_preset
+
+    if is_audio_preset(value):  # Moonshine's MoonshineAudioToText is a Seq2SeqLM: audio kind
+        return False
     if value in keras_hub.models.Seq2SeqLM.presets:
         return True
     is_folder = os.path.isdir(value) and os.path.exists(os.path.join(value, "config.json"))

@@ -51,13 +51,16 @@ class AudioPipeline:
         max_seconds: float. Longest clip the backbone takes.
         tokenizer: the keras-hub tokenizer (transcript heads), or None.
         max_tokens: int. Longest decoder input (prompt and transcript).
+        min_seconds: float. Shortest clip the backbone takes (0: any).
     """
 
-    def __init__(self, head, sampling_rate, max_seconds, tokenizer=None, max_tokens=448):
+    def __init__(self, head, sampling_rate, max_seconds, tokenizer=None, max_tokens=448,
+                 min_seconds=0.0):
         self.head = head
         self.max_tokens = int(max_tokens)
         self.sampling_rate = int(sampling_rate)
         self.max_seconds = float(max_seconds)
+        self.min_seconds = float(min_seconds)
         self.tokenizer = tokenizer
 
     @property
@@ -79,6 +82,12 @@ class AudioPipeline:
                     f"Audio clip {i} is {seconds:.2f} s long; this backbone takes clips of at most "
                     f"{self.max_seconds:g} s. Trim or split longer clips (e.g. `sox in.wav out.wav "
                     f"trim 0 {self.max_seconds:g} : newfile`)."
+                )
+            if seconds < self.min_seconds - 1e-6:
+                raise ValueError(
+                    f"Audio clip {i} is {seconds:.3f} s long; this backbone takes clips of at "
+                    f"least {self.min_seconds:g} s. Pad it with silence (e.g. `sox in.wav out.wav "
+                    f"pad 0 {self.min_seconds:g}`) or remove it."
                 )
         if len(set(rates)) > 1:
             clips = [_resample_numpy(c, r, self.sampling_rate) for c, r in zip(clips, rates)]

@@ -1,4 +1,4 @@
-"""Speech-to-text head: Whisper's decoder with cross-attention over the encoder.
+"""Speech-to-text head: the backbone's (Whisper or Moonshine) decoder with cross-attention.
 
 Training is teacher forcing: the audio pipeline feeds the prompt and the
 transcript's tokens to the decoder (`decoder_token_ids`) and the next token of
@@ -14,13 +14,12 @@ from keras import ops
 
 from finetunekit.heads.base import Head
 from finetunekit.heads.scores import Report
-
-SPECIAL = ("<|startoftranscript|>", "<|notimestamps|>", "<|transcribe|>", "<|translate|>")
+from finetunekit.heads.speech_decoding import end_id, prompt_ids, special_ids
 
 
 @keras.saving.register_keras_serializable(package="finetunekit")
 class SpeechToTextHead(Head):
-    """Transcribes speech with the backbone's Whisper decoder (tied output projection).
+    """Transcribes speech with the backbone's Whisper or Moonshine decoder (tied output projection).
 
     Args:
         max_new_tokens: int. Longest transcript `predict_text` writes, in
@@ -90,12 +89,8 @@ class SpeechToTextHead(Head):
         return [text.strip() for text in texts], None
 
     def prompt_ids(self, tokenizer):
-        """`<|startoftranscript|>` [language, `<|transcribe|>`] `<|notimestamps|>` token ids."""
-        ids = [tokenizer.bos_token_id]
-        languages = getattr(tokenizer, "language_tokens", None)
-        if languages and self.language:
-            ids += [languages[f"<|{self.language}|>"], tokenizer.transcribe_token_id]
-        return ids + [tokenizer.no_timestamps_token_id]
+        """Whisper: `<|startoftranscript|>` [language, `<|transcribe|>`] `<|notimestamps|>`; Moonshine: `<s>`."""
+        return prompt_ids(tokenizer, self.language)
 
     def tokenize(self, texts, tokenizer, max_length):
         """Prompt + tokens + end token for each transcript; raises for untokenisable text."""
@@ -111,7 +106,7 @@ class SpeechToTextHead(Head):
                     f"Transcript {i} ({text!r}) has characters the tokenizer cannot encode: "
                     f"{missing}. Remove or replace them (e.g. normalise the text) before training."
                 )
-            sequence = prompt + ids + [tokenizer.eos_token_id]
+            sequence = prompt + ids + [end_id(tokenizer)]
             if len(sequence) - 1 > max_length:
                 raise ValueError(
                     f"Transcript {i} is {len(ids)} tokens long; the decoder takes at most "
@@ -130,8 +125,8 @@ class SpeechToTextHead(Head):
         ids = np.asarray(outputs).argmax(-1)
         if tokenizer is None:
             return ids.tolist()
-        return [tokenizer.detokenize([int(t) for t in row if t < tokenizer.eos_token_id])
-                for row in ids]
+        skip = special_ids(tokenizer, np.asarray(outputs).shape[-1]) | {end_id(tokenizer)}
+        return [tokenizer.detokenize([int(t) for t in row if int(t) not in skip]) for row in ids]
 
     def predict_text(self, tuner, x, batch_size=None, num_beams=None, max_new_tokens=None,
                      **options):
@@ -151,23 +146,24 @@ class SpeechToTextHead(Head):
         """
         from finetunekit.heads.speech_decoding import generate
 
-        tokenizer = tuner.backbone_kind.tokenizer
+        kind = tuner.backbone_kind
+        tokenizer = kind.tokenizer
         _check_tokenizer(tokenizer)
         prepared = tuner._prepare(x, None, batch_size, require_labels=False, **options)
         names = ("audio", "audio_length", "sample_rate")
-        encoder = keras.Model({n: tuner.input[n] for n in names}, tuner.backbone_outputs["features"])
-        # Never write special tokens (start, task, language, timestamps): all ids after the end one.
-        suppress = sorted({tokenizer.bos_token_id, tokenizer.no_timestamps_token_id,
-                           tokenizer.transcribe_token_id, tokenizer.translate_token_id}
-                          | set(range(tokenizer.eos_token_id + 1, tuner.backbone.vocabulary_size)))
+        outputs = [tuner.backbone_outputs["features"], tuner.backbone_outputs["padding_mask"]]
+        encoder = keras.Model({n: tuner.input[n] for n in names}, outputs)
+        # Never write special tokens (start, task, language, timestamps, padding).
+        suppress = sorted(special_ids(tokenizer, tuner.backbone.vocabulary_size))
         prompt = self.prompt_ids(tokenizer)
-        room = tuner.backbone.max_decoder_sequence_length - len(prompt)  # decoder positions left
+        room = kind.max_decoder_tokens - len(prompt)  # decoder positions left
         max_new_tokens = min(max_new_tokens or self.max_new_tokens, room)
+        steps = kind.decoder_steps()
         texts = []
         for batch in prepared.train.x:
             features = batch[0] if isinstance(batch, tuple) else batch
-            encoded = encoder({n: features[n] for n in names}, training=False)
-            ids = generate(tuner.backbone, encoded, prompt, tokenizer.eos_token_id,
+            encoded, mask = encoder({n: features[n] for n in names}, training=False)
+            ids = generate(steps, encoded, mask, prompt, end_id(tokenizer),
                            max_new_tokens, num_beams or self.num_beams, suppress)
             texts += [tokenizer.detokenize(row).strip() if row else "" for row in ids]
         return texts
@@ -190,8 +186,9 @@ class SpeechToTextHead(Head):
 def _check_tokenizer(tokenizer):
     if tokenizer is None:
         raise ValueError(
-            "Speech to text needs the backbone's tokenizer: use a Whisper preset (or preset "
-            "folder) that has one, or pass preprocessor=keras_hub.models.WhisperTokenizer(...)."
+            "Speech to text needs the backbone's tokenizer: use a Whisper or Moonshine preset (or "
+            "preset folder) that has one, or pass preprocessor=keras_hub.models.WhisperTokenizer"
+            "(...) (MoonshineTokenizer(...) for a Moonshine backbone)."
         )
 
 

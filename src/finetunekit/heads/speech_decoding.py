@@ -1,54 +1,58 @@
-"""Cached greedy and beam-search decoding with a keras-hub Whisper decoder.
+"""Cached greedy and beam-search decoding for speech to text, and the tokenizers' special ids.
 
-The encoder runs once per batch; each decoder layer keeps a key/value cache
-of the tokens seen so far (self-attention) and of the encoder output
-(cross-attention, computed at the first step), as keras-hub's seq2seq models
-do.
+The encoder runs once per batch; the backbone family's decoding steps
+(`AudioBackbone.decoder_steps()`: Whisper's decoder layers, or keras-hub's
+`MoonshineAudioToText.call_decoder_with_cache`) keep key/value caches of the
+tokens seen so far and of the encoder output, as keras-hub's seq2seq models
+do. This module holds what is shared: the search over tokens.
 """
 
 import numpy as np
 from keras import ops
 
 
-def _empty_caches(backbone, batch, max_length, encoder_length, dtype):
-    heads = backbone.num_heads
-    head_dim = backbone.hidden_dim // heads
-    layers = len(backbone.decoder_transformer_layers)
-    self_cache = [ops.zeros((batch, 2, max_length, heads, head_dim), dtype) for _ in range(layers)]
-    cross_cache = [ops.zeros((batch, 2, encoder_length, heads, head_dim), dtype)
-                   for _ in range(layers)]
-    return self_cache, cross_cache
+def is_whisper_tokenizer(tokenizer):
+    return hasattr(tokenizer, "no_timestamps_token_id")
 
 
-def decoder_step(backbone, encoder_output, token_ids, index, self_cache, cross_cache, first):
-    """Runs the decoder on `token_ids` (starting at position `index`) with caches.
-
-    Returns:
-        `(log_probs of the last position, self_cache, cross_cache)`.
-    """
-    x = backbone.decoder_embeddings(token_ids, start_index=index)
-    new_self, new_cross = [], []
-    for i, layer in enumerate(backbone.decoder_transformer_layers):
-        x, layer_self, layer_cross = layer(
-            decoder_sequence=x, encoder_sequence=encoder_output,
-            self_attention_cache=self_cache[i], self_attention_cache_update_index=index,
-            cross_attention_cache=cross_cache[i],
-            cross_attention_cache_update_index=0 if first else None,
-        )
-        new_self.append(layer_self)
-        new_cross.append(layer_cross)
-    x = backbone.decoder_layer_norm(x[:, -1:, :])
-    logits = ops.cast(backbone.token_embedding(x, reverse=True)[:, 0, :], "float32")
-    return ops.log_softmax(logits, axis=-1), new_self, new_cross
+def end_id(tokenizer):
+    """The end-of-transcript token id (`<|endoftext|>` for Whisper, `</s>` for Moonshine)."""
+    if hasattr(tokenizer, "eos_token_id"):
+        return int(tokenizer.eos_token_id)
+    return int(tokenizer.end_token_id)
 
 
-def generate(backbone, encoder_output, prompt, eos_id, max_new_tokens, num_beams=1,
+def prompt_ids(tokenizer, language=None):
+    """Decoder start tokens: Whisper's task prompt, or Moonshine's `<s>`."""
+    if not is_whisper_tokenizer(tokenizer):
+        return [int(tokenizer.start_token_id)]
+    ids = [tokenizer.bos_token_id]
+    languages = getattr(tokenizer, "language_tokens", None)
+    if languages and language:
+        ids += [languages[f"<|{language}|>"], tokenizer.transcribe_token_id]
+    return ids + [tokenizer.no_timestamps_token_id]
+
+
+def special_ids(tokenizer, vocabulary_size):
+    """Ids never written in a transcript (start, task, language, timestamp, padding/unknown)."""
+    if is_whisper_tokenizer(tokenizer):
+        eos = end_id(tokenizer)
+        return ({tokenizer.bos_token_id, tokenizer.no_timestamps_token_id,
+                 tokenizer.transcribe_token_id, tokenizer.translate_token_id}
+                | set(range(eos + 1, vocabulary_size)))
+    # Moonshine's vocabulary has unused ids past the tokenizer's (768 in the real models).
+    return ({int(tokenizer.start_token_id), int(tokenizer.pad_token_id)}
+            | set(range(tokenizer.vocabulary_size(), vocabulary_size)))
+
+
+def generate(steps, encoder_output, encoder_mask, prompt, eos_id, max_new_tokens, num_beams=1,
              suppress=()):
     """Transcribes a batch: token ids after `prompt`, up to (not including) the end token.
 
     Args:
-        backbone: a keras-hub `WhisperBackbone`.
+        steps: the backbone's decoding steps (`start`, `step`, `reorder`).
         encoder_output: `(batch, frames, hidden)` encoder features.
+        encoder_mask: `(batch, frames)` bool mask of real frames.
         prompt: list of int. Start tokens (`<|startoftranscript|>`, ...).
         eos_id: int. End-of-text token id.
         max_new_tokens: int. Longest transcript in tokens.
@@ -61,24 +65,21 @@ def generate(backbone, encoder_output, prompt, eos_id, max_new_tokens, num_beams
     batch = int(ops.shape(encoder_output)[0])
     if num_beams > 1:
         encoder_output = ops.repeat(encoder_output, num_beams, axis=0)
+        encoder_mask = ops.repeat(encoder_mask, num_beams, axis=0)
     rows = batch * num_beams
-    max_length = len(prompt) + max_new_tokens
-    self_cache, cross_cache = _empty_caches(
-        backbone, rows, max_length, int(ops.shape(encoder_output)[1]), encoder_output.dtype
-    )
+    state = steps.start(encoder_output, encoder_mask, rows, len(prompt) + max_new_tokens)
     tokens = np.tile(np.asarray(prompt, "int32"), (rows, 1))
     scores = np.zeros((batch, num_beams), "float64")
     scores[:, 1:] = -np.inf  # all beams start equal: keep one until the first split
     done = np.zeros(rows, bool)
-    step_ids, index, first = tokens, 0, True
+    step_ids, index = tokens, 0
     for _ in range(max_new_tokens):
-        log_probs, self_cache, cross_cache = decoder_step(
-            backbone, encoder_output, step_ids, index, self_cache, cross_cache, first)
+        log_probs, state = steps.step(state, step_ids, index)
         log_probs = np.array(ops.convert_to_numpy(log_probs), dtype="float64")
         log_probs[:, list(suppress)] = -np.inf
         log_probs[done] = -np.inf
         log_probs[done, eos_id] = 0.0  # finished rows only extend with end tokens
-        index, first = index + step_ids.shape[1], False
+        index += step_ids.shape[1]
         if num_beams == 1:
             chosen = log_probs.argmax(-1).astype("int32")
             order = np.arange(rows)
@@ -89,8 +90,7 @@ def generate(backbone, encoder_output, prompt, eos_id, max_new_tokens, num_beams
             vocab = log_probs.shape[-1]
             order = (np.arange(batch)[:, None] * num_beams + best // vocab).reshape(-1)
             chosen = (best % vocab).reshape(-1).astype("int32")
-            self_cache = [ops.take(c, order, axis=0) for c in self_cache]
-            cross_cache = [ops.take(c, order, axis=0) for c in cross_cache]
+            state = steps.reorder(state, order)
         tokens = np.concatenate([tokens[order], chosen[:, None]], axis=1)
         done = done[order] | (chosen == eos_id)
         step_ids = chosen[:, None]

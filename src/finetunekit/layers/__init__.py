@@ -1,4 +1,4 @@
-from finetunekit.layers.audio import AudioFeaturizer
+from finetunekit.layers.audio import AudioFeaturizer, WaveformConverter
 from finetunekit.layers.audio_augmentation import (
     AUDIO_AUGMENT_KEYWORDS,
     SpecMask,
@@ -21,6 +21,7 @@ __all__ = [
     "RandomChannelShift",
     "SpecMask",
     "WaveformAugmentation",
+    "WaveformConverter",
     "TEXT_AUGMENT_KEYWORDS",
     "TextAugmentation",
     "build_augmentation",

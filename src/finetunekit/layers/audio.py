@@ -1,11 +1,13 @@
-"""In-model audio preprocessing: mono, resampling and Whisper-style log-mel features.
+"""In-model audio preprocessing: mono, resampling, Whisper-style log-mel features or waveforms.
 
 `AudioFeaturizer` is the audio converter that lives inside a saved
 `FineTuner`: it takes raw waveforms padded per batch (`audio`, shape
 `(batch, samples, channels)`), the number of real samples of each clip
 (`audio_length`) and the clips' sample rate (`sample_rate`), and returns
-log-mel features and a per-frame padding mask. Everything is `keras.ops`, so
-serving equals training.
+log-mel features and a per-frame padding mask. `WaveformConverter` is its
+counterpart for backbones that read waveforms (Moonshine): mono 16 kHz
+waveforms and a per-sample mask. Everything is `keras.ops`, so serving equals
+training.
 """
 
 import keras
@@ -114,3 +116,59 @@ class AudioFeaturizer(keras.layers.Layer):
             **super().get_config(), "num_mels": self.num_mels, "num_fft_bins": self.num_fft_bins,
             "stride": self.stride, "sampling_rate": self.sampling_rate,
         }
+
+
+@keras.saving.register_keras_serializable(package="finetunekit")
+class WaveformConverter(keras.layers.Layer):
+    """Raw waveforms -> mono waveforms at the backbone's rate and a sample padding mask.
+
+    The in-model converter of backbones that read waveforms directly
+    (Moonshine): it follows keras-hub's `MoonshineAudioConverter` (16 kHz mono,
+    zero padding, optional zero-mean unit-variance normalisation), mixing
+    channels to mono and resampling linearly from the batch's sample rate
+    first. Normalisation uses each clip's real samples only, and padding stays
+    zero, so a clip gives the same output whatever it is batched with.
+
+    Args:
+        sampling_rate: int. Rate the backbone expects. Defaults to 16000.
+        do_normalize: bool. Normalise each clip to zero mean and unit variance.
+        **kwargs: Standard `keras.layers.Layer` arguments.
+
+    Returns:
+        `(waveform, sample_mask)`: `(batch, samples, 1)` float32 and
+        `(batch, samples)` bool.
+
+    Example:
+    ```python
+    layer = WaveformConverter()
+    wave, mask = layer(np.zeros((2, 8000, 2)), np.array([8000, 4000]), np.array([8000, 8000]))
+    ```
+    """
+
+    def __init__(self, sampling_rate=16000, do_normalize=False, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        self.sampling_rate = int(sampling_rate)
+        self.do_normalize = bool(do_normalize)
+
+    def call(self, audio, audio_length, sample_rate):
+        audio = ops.mean(ops.cast(audio, "float32"), axis=-1, keepdims=True)
+        rate = ops.reshape(sample_rate, (-1,))[0]
+        audio, ratio = resample(audio, rate, self.sampling_rate)
+        length = ops.ceil(ops.cast(ops.reshape(audio_length, (-1,)), "float32") * ratio)
+        mask = ops.arange(ops.shape(audio)[1], dtype="float32")[None, :] < length[:, None]
+        weight = ops.cast(mask, "float32")[..., None]
+        audio = audio * weight
+        if self.do_normalize:
+            count = ops.maximum(ops.sum(weight, axis=1, keepdims=True), 1.0)
+            mean = ops.sum(audio, axis=1, keepdims=True) / count
+            var = ops.sum(ops.square(audio - mean) * weight, axis=1, keepdims=True) / count
+            audio = (audio - mean) / ops.sqrt(var + 1e-7) * weight
+        return audio, mask
+
+    def compute_output_shape(self, audio_shape, audio_length_shape=None, sample_rate_shape=None):
+        return (audio_shape[0], None, 1), (audio_shape[0], None)
+
+    def get_config(self):
+        return {**super().get_config(), "sampling_rate": self.sampling_rate,
+                "do_normalize": self.do_normalize}
