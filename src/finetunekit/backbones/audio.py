@@ -213,7 +213,13 @@ class AudioBackbone(BackboneKind):
                              max_tokens=self.model.max_decoder_sequence_length)
 
     def cache_blocker(self):
-        return "feature caching supports image backbones only"
+        """Pooled encoder features are cached for classification; not for speech to text."""
+        if self.lora_rank is not None:
+            return "LoRA adapters in the encoder train"
+        if self.uses_decoder:
+            return ("speech to text trains Whisper's decoder (part of the backbone) on the "
+                    "encoder output, which is not cached (see docs/speech.md)")
+        return None
 
     def config(self):
         preprocessor = None

@@ -1,0 +1,56 @@
+"""Audio on the training paths of other kinds: feature caching, checkpoint/resume, mixed precision."""
+
+import keras
+import numpy as np
+import pytest
+
+import finetunekit as fk
+from tests.audio_fixtures import WORDS, tiny_tokenizer, tiny_whisper, tone_files
+
+
+def _classifier(**kwargs):
+    head = fk.ClassificationHead(2, hidden_units=(8,), dropout=0.0, pooling="mean")
+    return fk.FineTuner(backbone=tiny_whisper(), head=head, **kwargs)
+
+
+def test_frozen_whisper_encoder_trains_its_head_on_cached_features(tmp_path):
+    # The cache runs the encoder once in inference mode; tiny_whisper has no
+    # dropout, so training on the cache must match training through the encoder.
+    paths, labels = tone_files(str(tmp_path), n=8)
+    ft = _classifier()
+    start, initial = ft.get_weights(), [w.copy() for w in ft.head.get_weights()]
+    encoder = [w.copy() for w in ft.backbone.get_weights()]
+    results = []
+    for cache in (False, True):
+        ft.set_weights(start)
+        ft.compile(learning_rate=1e-2)
+        history = ft.fit(paths, labels, epochs=2, batch_size=4, shuffle=False, verbose=0,
+                         validation_data=(paths[:4], labels[:4]), cache_features=cache)
+        assert hasattr(history, "feature_cache") is cache
+        results.append(([w.copy() for w in ft.head.get_weights()], history))
+    (slow, h_slow), (fast, h_fast) = results
+    assert not np.allclose(slow[0], initial[0])  # the head trained
+    for a, b in zip(slow, fast, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    np.testing.assert_allclose(h_slow.history["loss"], h_fast.history["loss"], rtol=1e-4)
+    np.testing.assert_allclose(h_slow.history["val_loss"], h_fast.history["val_loss"], rtol=1e-4)
+    assert h_fast.feature_cache["feature_shape"] == (8,)  # mean-pooled encoder features
+    for a, b in zip(ft.backbone.get_weights(), encoder, strict=True):
+        np.testing.assert_array_equal(a, b)  # the encoder stayed frozen
+
+
+def test_audio_runs_that_cannot_be_cached_say_why(tmp_path, caplog):
+    paths, labels = tone_files(str(tmp_path), n=4, vary=False)
+    ft = _classifier(augment={"noise": 0.1})
+    with caplog.at_level("INFO", logger="finetunekit"):
+        history = ft.fit(paths, labels, epochs=1, batch_size=4, verbose=0)
+    assert not hasattr(history, "feature_cache")
+    assert "Training without the feature cache: augmentation is active" in caplog.text
+    assert _classifier(lora_rank=2).backbone_kind.cache_blocker() == (
+        "LoRA adapters in the encoder train")
+    asr = fk.FineTuner(backbone=tiny_whisper(), preprocessor=tiny_tokenizer(),
+                       head=fk.SpeechToTextHead(max_new_tokens=2), unfreeze=1)
+    assert "decoder" in asr.backbone_kind.cache_blocker()
+    with pytest.raises(ValueError, match="Cannot cache features: speech to text trains"):
+        asr.fit(paths, [WORDS[i] for i in labels], epochs=1, batch_size=4, verbose=0,
+                cache_features=True)
