@@ -54,3 +54,59 @@ def test_audio_runs_that_cannot_be_cached_say_why(tmp_path, caplog):
     with pytest.raises(ValueError, match="Cannot cache features: speech to text trains"):
         asr.fit(paths, [WORDS[i] for i in labels], epochs=1, batch_size=4, verbose=0,
                 cache_features=True)
+
+
+def _tuner(task):
+    if task == "classification":
+        return _classifier(unfreeze=1)
+    return fk.FineTuner(backbone=tiny_whisper(), preprocessor=tiny_tokenizer(),
+                        head=fk.SpeechToTextHead(max_new_tokens=2), unfreeze=1)
+
+
+class _Restored(keras.callbacks.Callback):
+    """Records the model's weights when training (re)starts, after any restore."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if not hasattr(self, "weights_at"):
+            self.epoch, self.weights_at = epoch, [w.copy() for w in self.model.get_weights()]
+
+
+@pytest.mark.parametrize(
+    "task", ["classification", pytest.param("speech_to_text", marks=pytest.mark.slow)])
+def test_audio_fit_resumes_from_its_checkpoint(task, tmp_path):
+    from tests.test_bad_inputs_saving import Interrupt
+
+    paths, labels = tone_files(str(tmp_path / "clips"), n=4, vary=False)
+    targets = labels if task == "classification" else [WORDS[i] for i in labels]
+    args = dict(epochs=2, batch_size=4, shuffle=False, verbose=0, checkpoint_dir=str(tmp_path))
+    first = _tuner(task)
+    start = [w.copy() for w in first.get_weights()]
+    with pytest.raises(KeyboardInterrupt):  # a crash at the start of epoch 1
+        first.fit(paths, targets, callbacks=[Interrupt(1)], **args)
+    trained = first.get_weights()
+    assert not all(np.allclose(a, b) for a, b in zip(trained, start, strict=True))
+    resumed = _tuner(task)  # a new process builds a new model: other random weights
+    restored = _Restored()
+    history = resumed.fit(paths, targets, callbacks=[restored], **args)
+    assert history.epoch == [1] and restored.epoch == 1  # epoch 0 is not trained again
+    for a, b in zip(restored.weights_at, trained, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert np.isfinite(history.history["loss"]).all()
+
+
+def test_mixed_precision_audio_classifier_trains_saves_and_loads(tmp_path):
+    # mixed_float16 kernels are GPU-only in parts of TensorFlow; bfloat16 runs on CPU.
+    paths, labels = tone_files(str(tmp_path), n=4, vary=False)
+    ft = _classifier(mixed_precision="bfloat16", unfreeze=1)
+    assert ft.policy_name == "mixed_bfloat16"
+    assert ft.backbone.compute_dtype == "bfloat16" and ft.backbone.variable_dtype == "float32"
+    before = ft.backbone.trainable_variables[0].numpy().copy()
+    history = ft.fit(paths, labels, epochs=1, batch_size=4, verbose=0, cache_features=False)
+    assert np.isfinite(history.history["loss"]).all()
+    assert not np.allclose(ft.backbone.trainable_variables[0].numpy(), before)
+    probabilities = ft.predict(paths, verbose=0)
+    assert probabilities.dtype == np.float32
+    ft.save(str(tmp_path / "mixed.keras"))
+    loaded = fk.load(str(tmp_path / "mixed.keras"))
+    assert loaded.policy_name == "mixed_bfloat16"
+    np.testing.assert_allclose(loaded.predict(paths, verbose=0), probabilities, atol=1e-6)
