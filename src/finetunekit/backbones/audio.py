@@ -212,6 +212,12 @@ class AudioBackbone(BackboneKind):
         return AudioPipeline(head, SAMPLING_RATE, self.max_seconds, self.tokenizer,
                              max_tokens=self.model.max_decoder_sequence_length)
 
+    def serving_signature(self):
+        """Raw waveforms padded per batch, their real lengths and their sample rate."""
+        from finetunekit.backbones.audio_serving import serving_signature
+
+        return serving_signature(self)
+
     def cache_blocker(self):
         """Pooled encoder features are cached for classification; not for speech to text."""
         if self.lora_rank is not None:
