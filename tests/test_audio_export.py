@@ -45,3 +45,18 @@ def test_saved_model_and_tflite_serve_raw_waveforms(tmp_path):
     runner = tf.lite.Interpreter(model_path=lite).get_signature_runner()
     out = list(runner(audio=audio, audio_length=lengths, sample_rate=rates).values())[0]
     np.testing.assert_allclose(out, expected, atol=1e-4)
+
+
+def test_speech_to_text_saved_model_transcribes_like_predict_text(tmp_path):
+    import tensorflow as tf
+
+    from tests.audio_fixtures import tiny_tokenizer
+
+    asr = fk.FineTuner(backbone=tiny_whisper(), preprocessor=tiny_tokenizer(),
+                       head=fk.SpeechToTextHead(max_new_tokens=4))
+    clips = [tone(300), tone(900, seconds=0.2)]
+    expected = asr.predict_text(clips, sample_rate=16000)
+    served = tf.saved_model.load(asr.export(str(tmp_path / "asr")))
+    out = served.serve(*_served_inputs(clips, 4800))
+    assert [t.decode() for t in out["text"].numpy()] == expected
+    assert out["token_ids"].shape == (2, 4) and out["token_ids"].dtype == tf.int32
