@@ -5,6 +5,7 @@ Tolerances as in tests/test_export.py: the SavedModel runs the Keras graph
 """
 
 import numpy as np
+import pytest
 
 import finetunekit as fk
 from tests.audio_fixtures import tiny_whisper, tone
@@ -60,3 +61,24 @@ def test_speech_to_text_saved_model_transcribes_like_predict_text(tmp_path):
     out = served.serve(*_served_inputs(clips, 4800))
     assert [t.decode() for t in out["text"].numpy()] == expected
     assert out["token_ids"].shape == (2, 4) and out["token_ids"].dtype == tf.int32
+
+
+@pytest.mark.slow
+def test_trained_speech_to_text_served_writes_its_transcripts(tmp_path):
+    import tensorflow as tf
+
+    from tests.audio_fixtures import WORDS, tiny_tokenizer, tone_files
+
+    paths, labels = tone_files(str(tmp_path / "clips"), n=4, vary=False)
+    texts = [WORDS[i] for i in labels]  # "yes" for low tones, "no" for high ones
+    asr = fk.FineTuner(backbone=tiny_whisper(), preprocessor=tiny_tokenizer(),
+                       head=fk.SpeechToTextHead(max_new_tokens=5), unfreeze="all")
+    asr.compile(learning_rate=1e-2)
+    asr.fit(paths, texts, epochs=40, batch_size=2, verbose=0)
+    assert asr.predict_text(paths) == texts
+    served = tf.saved_model.load(asr.export(str(tmp_path / "asr")))
+    from finetunekit.data.audio_readers import read_audio
+
+    clips = [read_audio(path)[0][:, 0] for path in paths]  # the WAV files, 0.2 s each
+    out = served.serve(*_served_inputs(clips, 3200))
+    assert [t.decode() for t in out["text"].numpy()] == texts
