@@ -85,6 +85,8 @@ CASES = [
     ("image_and_audio_augment_mixed", lambda t: wrong_augment({"noise": 0.1, "horizontal_flip": True}), ValueError, r"`augment` mixes image keywords \(horizontal_flip\) with audio keywords \(noise\)"),
     ("audio_noise_out_of_range", lambda t: wrong_augment({"noise": -1}), ValueError, r"`noise` must be a number in \[0, 10\]\. Received: noise=-1"),
     ("input_shape_on_audio", lambda t: fk.FineTuner(backbone=tiny_whisper(), input_shape=(16, 16, 3), head=fk.ClassificationHead(2)), ValueError, r"`input_shape` does not apply to an audio backbone"),
+    ("speech_to_text_tflite_export", lambda t: recognizer().export(str(t / "asr"), format="tflite"), ValueError, r"ft\.export\(format=\"tflite\"\) cannot serve SpeechToTextHead: it generates text with the tokenizer's string ops .* Export format=\"saved_model\" instead"),
+    ("cache_features_for_speech_to_text", lambda t: recognizer().fit([tone(300), tone(9)], ["yes", "no"], sample_rate=16000, cache_features=True, verbose=0), ValueError, r"Cannot cache features: speech to text trains Whisper's decoder .* on the encoder output, which is not cached .* Use cache_features=False"),
 ]
 # fmt: on
 

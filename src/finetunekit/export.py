@@ -4,9 +4,10 @@ The FineTuner graph already holds its preprocessing (resizing and the
 backbone's normalisation), so an exported model takes raw RGB images as
 float32 values in 0-255 and returns probabilities (or regression values).
 The inputs are the backbone kind's `serving_signature()` (images; state
-vectors; raw string ids for `fk.backbones.Embeddings`), and the head's
-`serving_outputs` shapes what it returns (a `RetrievalHead`: the top-k item
-ids and their scores).
+vectors; raw string ids for `fk.backbones.Embeddings`; padded waveforms for
+audio), and the head's `serving_outputs` shapes what it returns (a
+`RetrievalHead`: the top-k item ids and their scores); a head with a
+`serving_function` (speech to text) is served through it instead.
 """
 
 import os
@@ -34,10 +35,14 @@ def export_model(ft, directory, format="saved_model", verbose=False, input_signa
       `item` for pair-scoring heads), and with a `RetrievalHead` returns
       `{"items", "scores"}` of the top k (nothing excluded; an unknown
       user gets the most popular items, an unknown item its user's score).
+      A model on audio takes `audio` (float32 `(batch, samples, channels)`,
+      zero-padded after each clip), `audio_length` and `sample_rate` (int32
+      `(batch,)`); a `SpeechToTextHead` returns `{"token_ids", "text"}` of
+      greedy transcription (its `serving_function`, one graph).
     - `"tflite"`: `directory/model.tflite`, converted from a SavedModel
       whose input is fixed to `(batch, H, W, 3)` float32 at the model's
-      input size (or the vector model's `(batch, features)`; raw ids are
-      refused).
+      input size (or the vector model's `(batch, features)`, or audio;
+      raw ids and speech to text are refused).
 
     Class names, when known, are written to `directory/labels.txt`, one per
     line, in output order.
@@ -58,8 +63,8 @@ def export_model(ft, directory, format="saved_model", verbose=False, input_signa
         The path of the artifact: the SavedModel folder or the `.tflite` file.
 
     Raises:
-        ValueError: unknown format, a text or audio backbone, tflite of raw
-            ids, or `directory` is an existing file.
+        ValueError: unknown format, a text backbone, tflite of raw ids or
+            of speech to text, or `directory` is an existing file.
         FileExistsError: a SavedModel export to a folder holding other files.
         RuntimeError: the TFLite converter failed (its message is included).
 
@@ -98,6 +103,12 @@ def _fixed_signature(ft, signature):
     """The TFLite signature: images at the model's input size; string ids are refused."""
     import tensorflow as tf
 
+    if getattr(ft.head, "serving_function", None) is not None:
+        raise ValueError(
+            f'ft.export(format="tflite") cannot serve {type(ft.head).__name__}: it generates '
+            "text with the tokenizer's string ops (lookup tables, unicode joins), which TFLite's "
+            'builtin kernels lack. Export format="saved_model" instead (token ids and text).'
+        )
     if any(spec.dtype == tf.string for spec in signature.values()):
         raise ValueError(
             'format="tflite" takes numeric inputs; a model on raw ids (fk.backbones.Embeddings) '
@@ -191,8 +202,13 @@ def _write_saved_model(ft, directory, signature, verbose):
     names = list(signature)
     takes_dict = isinstance(ft._inputs_struct, dict)
 
+    generate = getattr(ft.head, "serving_function", None)  # heads that generate (speech)
+    generate = None if generate is None else generate(ft)
+
     def serve(*tensors):
         inputs = dict(zip(names, tensors)) if takes_dict else tensors[0]
+        if generate is not None:
+            return generate(inputs, training=False)
         return ft.head.serving_outputs(ft, ft(inputs, training=False))
 
     archive = keras.export.ExportArchive()

@@ -221,8 +221,20 @@ class AudioBackbone(BackboneKind):
                              max_tokens=self.max_decoder_tokens,
                              min_seconds=self.parts.min_seconds)
 
+    def serving_signature(self):
+        """Raw waveforms padded per batch, their real lengths and their sample rate."""
+        from finetunekit.backbones.audio_serving import serving_signature
+
+        return serving_signature(self)
+
     def cache_blocker(self):
-        return "feature caching supports image backbones only"
+        """Pooled encoder features are cached for classification; not for speech to text."""
+        if self.lora_rank is not None:
+            return "LoRA adapters in the encoder train"
+        if self.uses_decoder:
+            return ("speech to text trains Whisper's decoder (part of the backbone) on the "
+                    "encoder output, which is not cached (see docs/speech.md)")
+        return None
 
     def config(self):
         preprocessor = None

@@ -168,6 +168,12 @@ class SpeechToTextHead(Head):
             texts += [tokenizer.detokenize(row).strip() if row else "" for row in ids]
         return texts
 
+    def serving_function(self, tuner):
+        """Greedy transcription as one graph (`ft.export`): waveforms in, token ids and text out."""
+        from finetunekit.heads.speech_serving import greedy_transcriber
+
+        return greedy_transcriber(tuner)
+
     def make_report(self, tuner, x, y=None, batch_size=None, **options):
         """Word and character error rates of `predict_text` against transcripts (jiwer)."""
         references = y

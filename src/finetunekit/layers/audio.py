@@ -88,6 +88,11 @@ class AudioFeaturizer(keras.layers.Layer):
         self.stride = int(stride)
         self.sampling_rate = int(sampling_rate)
         self.mel_filters = whisper_mel_filters(self.num_mels, self.num_fft_bins, self.sampling_rate)
+        n = np.arange(self.num_fft_bins)
+        window = 0.5 - 0.5 * np.cos(2 * np.pi * n / self.num_fft_bins)  # periodic Hann
+        angle = 2 * np.pi * np.outer(n, np.arange(self.num_fft_bins // 2 + 1)) / self.num_fft_bins
+        self.dft_basis = ((window[:, None] * np.cos(angle)).astype("float32"),
+                          (window[:, None] * np.sin(angle)).astype("float32"))
 
     def call(self, audio, audio_length, sample_rate):
         audio = ops.mean(ops.cast(audio, "float32"), axis=-1, keepdims=True)
@@ -95,18 +100,31 @@ class AudioFeaturizer(keras.layers.Layer):
         audio, ratio = resample(audio, rate, self.sampling_rate)
         audio = audio[..., 0]
         length = ops.ceil(ops.cast(ops.reshape(audio_length, (-1,)), "float32") * ratio)
-        real, imag = ops.stft(
-            audio, self.num_fft_bins, self.stride, self.num_fft_bins, window="hann", center=True
-        )
-        power = ops.square(real[:, :-1, :]) + ops.square(imag[:, :-1, :])
+        power = self._power_spectrum(audio)[:, :-1, :]
         mel = ops.matmul(power, ops.convert_to_tensor(self.mel_filters))
         log_spec = ops.log10(ops.maximum(mel, 1e-10))
         frames = ops.shape(log_spec)[1]
         valid = ops.ceil(length / self.stride)
         mask = ops.arange(frames, dtype="float32")[None, :] < valid[:, None]
-        peak = ops.max(ops.where(mask[..., None], log_spec, -10.0), axis=(1, 2), keepdims=True)
+        peak = ops.max(ops.where(ops.expand_dims(mask, -1), log_spec, -10.0), axis=(1, 2),
+                       keepdims=True)  # expand_dims, not [..., None]: a TFLite builtin
         log_spec = ops.maximum(log_spec, peak - 8.0)
         return (log_spec + 4.0) / 4.0, mask
+
+    def _power_spectrum(self, audio):
+        """`|STFT|^2` (Hann window, reflect padding) as a matmul with a windowed DFT basis.
+
+        The same numbers as `ops.stft`; a matmul instead of an FFT because
+        TFLite's FFT takes power-of-two lengths only (Whisper's is 400).
+        """
+        size, half = self.num_fft_bins, self.num_fft_bins // 2
+        audio = ops.pad(audio, [[0, 0], [half, half]], mode="reflect")
+        frames = (ops.shape(audio)[1] - size) // self.stride + 1
+        index = ops.arange(frames)[:, None] * self.stride + ops.arange(size)[None, :]
+        framed = ops.take(audio, index, axis=1)  # (batch, frames, size)
+        real = ops.matmul(framed, ops.convert_to_tensor(self.dft_basis[0]))
+        imag = ops.matmul(framed, ops.convert_to_tensor(self.dft_basis[1]))
+        return ops.square(real) + ops.square(imag)
 
     def compute_output_shape(self, audio_shape, audio_length_shape=None, sample_rate_shape=None):
         return (audio_shape[0], None, self.num_mels), (audio_shape[0], None)
