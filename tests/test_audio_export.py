@@ -68,3 +68,19 @@ def test_trained_speech_to_text_served_writes_its_transcripts(tmp_path):
     clips = [read_audio(path)[0][:, 0] for path in paths]  # the WAV files, 0.2 s each
     out = served.serve(*_served_inputs(clips, 3200))
     assert [t.decode() for t in out["text"].numpy()] == texts
+
+
+def test_moonshine_speech_to_text_served_matches_predict_text(tmp_path):
+    """The exported greedy graph runs on the backbone family's own decoder (here Moonshine)."""
+    import tensorflow as tf
+
+    from tests.audio_fixtures import tiny_moonshine, tiny_moonshine_tokenizer
+
+    asr = fk.FineTuner(backbone=tiny_moonshine(), preprocessor=tiny_moonshine_tokenizer(),
+                       head=fk.SpeechToTextHead(max_new_tokens=4))
+    clips = [tone(300, seconds=0.2), tone(900, seconds=0.2, seed=1)]
+    expected = asr.predict_text(clips, sample_rate=16000)
+    assert all(expected)  # random weights still write 4 tokens
+    served = tf.saved_model.load(asr.export(str(tmp_path / "asr")))
+    out = served.serve(*_served_inputs(clips, 3200))
+    assert [t.decode().strip() for t in out["text"].numpy()] == expected

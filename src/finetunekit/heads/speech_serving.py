@@ -12,14 +12,9 @@ gives the same greedy transcripts.
 import keras
 import numpy as np
 
+from finetunekit.heads.speech_decoding import end_id, special_ids
+
 AUDIO_INPUTS = ("audio", "audio_length", "sample_rate")
-
-
-def suppressed_ids(tokenizer, vocabulary_size):
-    """Token ids never written: the prompt tokens and every id after the end token."""
-    return sorted({tokenizer.bos_token_id, tokenizer.no_timestamps_token_id,
-                   tokenizer.transcribe_token_id, tokenizer.translate_token_id}
-                  | set(range(tokenizer.eos_token_id + 1, vocabulary_size)))
 
 
 def greedy_transcriber(tuner, max_new_tokens=None):
@@ -46,17 +41,19 @@ def greedy_transcriber(tuner, max_new_tokens=None):
     head, kind, backbone = tuner.head, tuner.backbone_kind, tuner.backbone
     tokenizer = kind.tokenizer
     prompt = head.prompt_ids(tokenizer)
-    room = backbone.max_decoder_sequence_length - len(prompt)
+    room = kind.max_decoder_tokens - len(prompt)
     steps = min(max_new_tokens or head.max_new_tokens, room)
-    eos = int(tokenizer.eos_token_id)
+    eos = end_id(tokenizer)
     blocked = np.zeros(backbone.vocabulary_size, bool)
-    blocked[suppressed_ids(tokenizer, backbone.vocabulary_size)] = True
-    encoder = keras.Model({n: tuner.input[n] for n in AUDIO_INPUTS},
-                          tuner.backbone_outputs["features"], name="speech_encoder")
+    blocked[sorted(special_ids(tokenizer, backbone.vocabulary_size))] = True
+    outputs = [tuner.backbone_outputs["features"], tuner.backbone_outputs["padding_mask"]]
+    encoder = keras.Model({n: tuner.input[n] for n in AUDIO_INPUTS}, outputs,
+                          name="speech_encoder")
 
     def step(encoded, tokens, done, index):
+        encoded, encoder_mask = encoded
         mask = tf.ones_like(tokens, dtype=tf.bool)
-        logits = tf.cast(kind.decode(encoded, tokens, mask), tf.float32)
+        logits = tf.cast(kind.parts.decode(encoded, encoder_mask, tokens, mask), tf.float32)
         logits = tf.gather(logits, len(prompt) - 1 + index, axis=1)
         logits = tf.where(tf.constant(blocked)[None, :], tf.constant(-1e9, tf.float32), logits)
         chosen = tf.where(done, eos, tf.cast(tf.argmax(logits, axis=-1), tf.int32))
@@ -66,7 +63,7 @@ def greedy_transcriber(tuner, max_new_tokens=None):
 
     def transcribe(inputs, training=False):
         encoded = encoder({n: inputs[n] for n in AUDIO_INPUTS}, training=False)
-        batch = tf.shape(encoded)[0]
+        batch = tf.shape(encoded[0])[0]
         tokens = tf.concat([tf.tile(tf.constant([prompt], tf.int32), [batch, 1]),
                             tf.fill([batch, steps], eos)], axis=1)
         done = tf.zeros([batch], tf.bool)
