@@ -8,16 +8,19 @@ import finetunekit as fk
 from tests.audio_fixtures import WORDS, tiny_tokenizer, tiny_whisper, tone_files
 
 
-def _classifier(**kwargs):
+def _classifier(backbone=None, **kwargs):
     head = fk.ClassificationHead(2, hidden_units=(8,), dropout=0.0, pooling="mean")
-    return fk.FineTuner(backbone=tiny_whisper(), head=head, **kwargs)
+    return fk.FineTuner(backbone=backbone or tiny_whisper(), head=head, **kwargs)
 
 
-def test_frozen_whisper_encoder_trains_its_head_on_cached_features(tmp_path):
-    # The cache runs the encoder once in inference mode; tiny_whisper has no
+@pytest.mark.parametrize("family", ["whisper", "moonshine"])
+def test_frozen_audio_encoder_trains_its_head_on_cached_features(family, tmp_path):
+    # The cache runs the encoder once in inference mode; the tiny backbones have no
     # dropout, so training on the cache must match training through the encoder.
+    from tests.audio_fixtures import tiny_moonshine
+
     paths, labels = tone_files(str(tmp_path), n=8)
-    ft = _classifier()
+    ft = _classifier(tiny_moonshine() if family == "moonshine" else None)
     start, initial = ft.get_weights(), [w.copy() for w in ft.head.get_weights()]
     encoder = [w.copy() for w in ft.backbone.get_weights()]
     results = []
@@ -34,7 +37,8 @@ def test_frozen_whisper_encoder_trains_its_head_on_cached_features(tmp_path):
         np.testing.assert_allclose(a, b, atol=1e-5)
     np.testing.assert_allclose(h_slow.history["loss"], h_fast.history["loss"], rtol=1e-4)
     np.testing.assert_allclose(h_slow.history["val_loss"], h_fast.history["val_loss"], rtol=1e-4)
-    assert h_fast.feature_cache["feature_shape"] == (8,)  # mean-pooled encoder features
+    width = 16 if family == "moonshine" else 8
+    assert h_fast.feature_cache["feature_shape"] == (width,)  # mean-pooled encoder features
     for a, b in zip(ft.backbone.get_weights(), encoder, strict=True):
         np.testing.assert_array_equal(a, b)  # the encoder stayed frozen
 
