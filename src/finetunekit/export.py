@@ -2,7 +2,10 @@
 
 The FineTuner graph already holds its preprocessing (resizing and the
 backbone's normalisation), so an exported model takes raw RGB images as
-float32 values in 0-255 and returns probabilities (or regression values).
+float32 values in 0-255 and returns what the head serves
+(`head.serving_outputs`): probabilities or regression values as the model
+computes them, detections after NMS in the input's pixels, or class-id masks
+at the input's size.
 """
 
 import os
@@ -24,10 +27,15 @@ def export_model(ft, directory, format="saved_model", verbose=False, input_signa
     - `"saved_model"`: a TensorFlow SavedModel in `directory` with a `serve`
       endpoint (and the default `serving_default` signature) taking float32
       images of shape `(batch, height, width, 3)` with any height and width
-      (values 0-255, resized inside), returning the model's outputs.
-    - `"tflite"`: `directory/model.tflite`, converted from a SavedModel
-      whose input is fixed to `(batch, H, W, 3)` float32 at the model's
-      input size.
+      (values 0-255, resized inside), returning the head's serving outputs
+      (`head.serving_outputs`: the model's outputs for classification and
+      regression; a dict of `boxes`, `scores`, `labels`, `num_detections`
+      for a `DetectionHead`; `{"masks": ...}` for a `SegmentationHead`).
+      When these differ from the model's outputs, a `serve_outputs`
+      endpoint returns the raw outputs too.
+    - `"tflite"`: `directory/model.tflite`, converted from the `serve`
+      endpoint of a SavedModel whose input is fixed to `(batch, H, W, 3)`
+      float32 at the model's input size.
 
     Class names, when known, are written to `directory/labels.txt`, one per
     line, in output order.
@@ -141,7 +149,9 @@ def _tflite_flatbuffer(ft, shape, verbose):
     try:
         saved = os.path.join(staging, "saved_model")
         _write_saved_model(ft, saved, shape, verbose)
-        converter = tf.lite.TFLiteConverter.from_saved_model(saved)
+        converter = tf.lite.TFLiteConverter.from_saved_model(
+            saved, signature_keys=["serving_default"]
+        )
         try:
             return converter.convert()
         except Exception as error:  # the converter raises ConverterError and others
@@ -157,17 +167,25 @@ def _write_saved_model(ft, directory, shape, verbose):
 
     `keras.Model.export` calls the model without `training=False`, which
     leaves random augmentation layers (their default is training=True) active
-    in the exported graph; this endpoint passes it explicitly.
+    in the exported graph; this endpoint passes it explicitly, then hands
+    the outputs to `head.serving_outputs` with the raw images' size.
     """
     import tensorflow as tf
 
+    from finetunekit.heads.base import Head
+
+    def serve(images):
+        return ft.head.serving_outputs(ft(images, training=False), tf.shape(images)[1:3])
+
+    signature = [tf.TensorSpec(shape, tf.float32, name="images")]
     archive = keras.export.ExportArchive()
     archive.track(ft)
-    archive.add_endpoint(
-        name="serve",
-        fn=lambda images: ft(images, training=False),
-        input_signature=[tf.TensorSpec(shape, tf.float32, name="images")],
-    )
+    archive.add_endpoint(name="serve", fn=serve, input_signature=signature)
+    if type(ft.head).serving_outputs is not Head.serving_outputs:
+        archive.add_endpoint(
+            name="serve_outputs", fn=lambda images: ft(images, training=False),
+            input_signature=signature,
+        )
     archive.write_out(directory, verbose=verbose)
 
 

@@ -25,6 +25,9 @@ A head is a Keras layer called on the backbone's outputs dict (see
 - `augment_in_model`: True when augmentation layers run inside the model on
   inputs alone; spatial heads (`finetunekit.heads.spatial`) set it False and
   the data pipeline augments inputs and targets together.
+- `serving_outputs(outputs, input_size)`: what an exported model serves (the
+  model outputs by default; detection serves boxes after NMS, segmentation
+  class-id masks at the input's size).
 """
 
 import keras
@@ -92,6 +95,28 @@ class Head(keras.layers.Layer):
             f"{shown} needs a single-label ClassificationHead; this head is "
             f"{type(self).__name__}. Pass sample_weight=... instead."
         )
+
+    def serving_outputs(self, outputs, input_size=None):
+        """What `ft.export(...)` serves for a batch of raw inputs: the model outputs by default.
+
+        Heads whose user-facing predictions need decoding (boxes after NMS,
+        class-id masks) override this with graph ops, so that the exported
+        model returns what `predict_labels` / the task methods return.
+
+        Args:
+            outputs: the model's output tensor on the batch.
+            input_size: int32 tensor `(height, width)` of the raw input
+                images, or None (inputs without a size).
+
+        Returns:
+            A tensor or a dict of named tensors.
+
+        Example:
+        ```python
+        served = head.serving_outputs(ft(images, training=False), tf.shape(images)[1:3])
+        ```
+        """
+        return outputs
 
     def check_loss(self, loss):
         """Raises when a user's `compile(loss=...)` cannot train this head's outputs."""

@@ -10,6 +10,7 @@ from finetunekit.heads.detection_loss import (
     DetectionLoss,
     anchor_boxes,
     decode_detections,
+    serving_detections,
 )
 from finetunekit.heads.detection_targets import encode_box_targets, to_user_boxes
 from finetunekit.heads.spatial import SpatialHead
@@ -221,6 +222,25 @@ class DetectionHead(SpatialHead):
                 "labels": np.asarray(names),
             })
         return results
+
+    def serving_outputs(self, outputs, input_size=None):
+        """Detections after NMS in the graph, what an exported model serves.
+
+        Args:
+            outputs: `(b, num_anchors, 4 + num_classes)` model outputs.
+            input_size: int32 tensor `(height, width)` of the raw images, or
+                None (boxes then stay in pixels of the model input).
+
+        Returns:
+            A dict: `"boxes"` `(b, max_detections, 4)` in `bounding_box_format`
+            and the input's pixels, `"scores"` and `"labels"` (class ids)
+            `(b, max_detections)`, `"num_detections"` `(b,)`; rows past
+            `num_detections` are padding (-1).
+        """
+        return serving_detections(
+            outputs, self.anchors, self.box_variance, self.nms_options, self.image_size,
+            input_size, self.bounding_box_format,
+        )
 
     def report(self, outputs, targets, class_names=None):
         """COCO mAP@[.5:.95], mAP@.5, mAP@.75 and per-class AP (pycocotools)."""
