@@ -8,6 +8,7 @@ computes them, detections after NMS in the input's pixels, or class-id masks
 at the input's size.
 """
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -35,7 +36,9 @@ def export_model(ft, directory, format="saved_model", verbose=False, input_signa
       endpoint returns the raw outputs too.
     - `"tflite"`: `directory/model.tflite`, converted from the `serve`
       endpoint of a SavedModel whose input is fixed to `(batch, H, W, 3)`
-      float32 at the model's input size.
+      float32 at the model's input size. A mixed-precision model is
+      converted with float32 compute (`float32_compute`): TFLite has no
+      bfloat16 kernels; its weights are the model's float32 variables.
 
     Class names, when known, are written to `directory/labels.txt`, one per
     line, in output order.
@@ -148,7 +151,8 @@ def _tflite_flatbuffer(ft, shape, verbose):
     staging = tempfile.mkdtemp(prefix="finetunekit-export-")
     try:
         saved = os.path.join(staging, "saved_model")
-        _write_saved_model(ft, saved, shape, verbose)
+        with float32_compute(ft):
+            _write_saved_model(ft, saved, shape, verbose)
         converter = tf.lite.TFLiteConverter.from_saved_model(
             saved, signature_keys=["serving_default"]
         )
@@ -160,6 +164,37 @@ def _tflite_flatbuffer(ft, shape, verbose):
             ) from error
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def float32_compute(model):
+    """Runs the layers of a mixed-precision model in float32 inside the block.
+
+    TFLite has no bfloat16 kernels and takes float16 only as its own
+    post-training option, so a TFLite export traces the model with float32
+    compute; the variables of a mixed-precision model are float32 already,
+    so the exported weights are the trained ones.
+
+    Args:
+        model: a Keras model.
+
+    Example:
+    ```python
+    with float32_compute(ft):
+        _write_saved_model(ft, folder, (None, 224, 224, 3), False)
+    ```
+    """
+    changed = []
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        policy = layer.dtype_policy
+        if policy.compute_dtype in ("float16", "bfloat16") and policy.variable_dtype == "float32":
+            changed.append((layer, policy))
+            layer.dtype_policy = "float32"
+    try:
+        yield model
+    finally:
+        for layer, policy in changed:
+            layer.dtype_policy = policy
 
 
 def _write_saved_model(ft, directory, shape, verbose):
