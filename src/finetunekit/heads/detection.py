@@ -1,5 +1,7 @@
 """Object detection head: an FPN with RetinaNet class and box subnets on the backbone's pyramid."""
 
+import math
+
 import keras
 import numpy as np
 from keras import ops
@@ -53,6 +55,10 @@ class DetectionHead(SpatialHead):
         confidence_threshold: float. Detections scoring less are dropped.
             Defaults to 0.05.
         max_detections: int. Detections kept per image. Defaults to 100.
+        normalize_pyramid: bool. Group-normalise each backbone feature map
+            before the FPN (32 groups, or fewer for narrow maps), so that the
+            scale of a pretrained backbone's activations does not set the
+            scale of the FPN's inputs. Defaults to False.
         **kwargs: Standard `keras.layers.Layer` arguments.
 
     Returns:
@@ -75,7 +81,7 @@ class DetectionHead(SpatialHead):
         self, num_classes, bounding_box_format="xyxy", fpn_filters=256, num_head_convs=4,
         min_level=3, max_level=7, num_scales=3, aspect_ratios=(0.5, 1.0, 2.0), anchor_size=4.0,
         box_variance=(0.1, 0.1, 0.2, 0.2), iou_threshold=0.5, confidence_threshold=0.05,
-        max_detections=100, **kwargs,
+        max_detections=100, normalize_pyramid=False, **kwargs,
     ):
         super().__init__(**kwargs)
         if isinstance(num_classes, bool) or int(num_classes) != num_classes or num_classes < 1:
@@ -105,8 +111,10 @@ class DetectionHead(SpatialHead):
             "confidence_threshold": float(confidence_threshold),
             "max_detections": int(max_detections),
         }
+        self.normalize_pyramid = bool(normalize_pyramid)
         self.image_size = None
         self.anchors = None
+        self.tap_norms = {}
 
     # ------------------------------------------------------------------ model
     def build(self, input_shape):
@@ -123,6 +131,14 @@ class DetectionHead(SpatialHead):
             dtype=self.dtype_policy, name="fpn",
         )
         self.fpn.build({level: pyramid[level] for level in self.levels})
+        if self.normalize_pyramid:
+            for level in self.levels:
+                channels = int(pyramid[level][-1])
+                norm = keras.layers.GroupNormalization(
+                    math.gcd(32, channels), dtype=self.dtype_policy, name=f"{level}_norm"
+                )
+                norm.build(pyramid[level])
+                self.tap_norms[level] = norm
         per_place = self.anchor_options["num_scales"] * len(self.anchor_options["aspect_ratios"])
         common = dict(num_filters=self.fpn_filters, num_conv_layers=self.num_head_convs,
                       dtype=self.dtype_policy)
@@ -153,7 +169,9 @@ class DetectionHead(SpatialHead):
             )
 
     def call(self, outputs, training=None):
-        features = self.fpn({level: outputs["pyramid"][level] for level in self.levels})
+        taps = {level: outputs["pyramid"][level] for level in self.levels}
+        taps = {level: self.tap_norms[level](x) if self.tap_norms else x for level, x in taps.items()}
+        features = self.fpn(taps)
         boxes, classes = [], []
         for feature in features.values():
             places = int(feature.shape[1]) * int(feature.shape[2])
@@ -274,6 +292,7 @@ class DetectionHead(SpatialHead):
             **self.anchor_options,
             "box_variance": self.box_variance,
             **self.nms_options,
+            "normalize_pyramid": self.normalize_pyramid,
         }
 
 
