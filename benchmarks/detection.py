@@ -145,7 +145,8 @@ def run_finetuner(args, data, weights):
     import finetunekit as fk
 
     (x, y), (x_test, y_test) = data
-    head = fk.DetectionHead(len(CLASSES), fpn_filters=256, num_head_convs=2, **ANCHORS)
+    head = fk.DetectionHead(len(CLASSES), fpn_filters=256, num_head_convs=2,
+                            normalize_pyramid=bool(args.normalize_pyramid), **ANCHORS)
     ft = fk.FineTuner("vgg16", head=head, weights=weights, input_shape=(args.size, args.size, 3),
                       mixed_precision=False, class_names=list(CLASSES.values()))
     ft.compile(learning_rate=args.learning_rate)
@@ -239,6 +240,8 @@ def main():
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--normalize-pyramid", type=int, default=0,
+                        help="1: DetectionHead(normalize_pyramid=True), GroupNorm on the taps")
     parser.add_argument("--picture", default=None, help="PNG of one test canvas with its detections")
     parser.add_argument("--runs", default=",".join(RUNS))
     parser.add_argument("--child", choices=RUNS, help=argparse.SUPPRESS)
@@ -258,7 +261,8 @@ def main():
         results[run] = json.loads(done.stdout.strip().splitlines()[-1])
     first = next(iter(results.values()))
     print(f"{first['source']} on {args.size}x{args.size} canvases, {args.train} train / {args.test} "
-          f"test, {args.epochs} epochs, batch {args.batch_size}, frozen VGG16 encoder")
+          f"test, {args.epochs} epochs, batch {args.batch_size}, frozen VGG16 encoder, "
+          f"normalize_pyramid={bool(args.normalize_pyramid)}")
     for run, r in results.items():
         print(f"{run:22s} {r['examples_per_s']:7.1f} examples/s  fit {r['fit_s']:7.1f} s  "
               f"mAP {r['map']:.3f}  mAP@.5 {r['map_50']:.3f}  peak RSS {r['rss_peak_mib']:7.1f} MiB")

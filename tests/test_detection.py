@@ -200,8 +200,14 @@ def test_saved_model_export_serves_raw_images(tmp_path):
     served = tf.saved_model.load(ft.export(str(tmp_path / "served")))
     image = np.random.default_rng(0).integers(0, 255, (1, 40, 64, 3)).astype("float32")
     expected = ft.predict(image.astype("uint8"), verbose=0)
-    outputs = served.serve(tf.constant(image))
-    np.testing.assert_allclose(np.asarray(outputs), expected, atol=1e-4)
+    np.testing.assert_allclose(served.serve_outputs(tf.constant(image)), expected, atol=1e-4)
+    # decoded after NMS, in the image's pixels (exact agreement with predict_boxes on distinct
+    # scores: tests/test_spatial_serving.py; here the scores of a barely trained model tie)
+    found = served.serve(tf.constant(image))
+    count = int(found["num_detections"][0])
+    boxes = found["boxes"].numpy()[0, :count]
+    assert count > 0 and boxes.min() >= 0 and boxes[:, [0, 2]].max() <= 64
+    assert boxes[:, [1, 3]].max() <= 40 and set(found["labels"].numpy()[0, :count]) <= {0, 1}
 
 
 def test_plot_boxes_writes_a_png(tmp_path):
@@ -238,3 +244,18 @@ def test_a_keras_hub_image_backbone_under_the_detector():
     head = fk.DetectionHead(2, fpn_filters=8, num_head_convs=1, max_level=5)
     ft = fk.FineTuner(tiny_keras_hub_resnet(), head=head)
     assert ft.predict(np.zeros((1, 32, 32, 3), "uint8"), verbose=0).shape == (1, 21 * 9, 6)
+
+
+def test_normalize_pyramid_makes_the_head_blind_to_the_scale_of_its_taps():
+    head = built_head(normalize_pyramid=True)
+    assert set(head.tap_norms) == {"P3", "P4", "P5"}
+    rng = np.random.default_rng(0)
+    taps = {level: rng.normal(size=(2,) + shape[1:]).astype("float32")
+            for level, shape in PYRAMID["pyramid"].items()}
+    small = head({"pyramid": taps})
+    large = head({"pyramid": {level: 50.0 * x for level, x in taps.items()}})
+    np.testing.assert_allclose(large, small, rtol=1e-2, atol=1e-2)
+    config = json.loads(json.dumps(head.get_config()))
+    assert fk.DetectionHead.from_config(config).normalize_pyramid is True
+    plain = built_head()
+    assert not plain.tap_norms and plain.get_config()["normalize_pyramid"] is False

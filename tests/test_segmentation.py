@@ -129,9 +129,12 @@ def test_mixed_precision_fine_tune_checkpoints_and_export(tmp_path):
     path = ft.export(str(tmp_path / "served"))
     served = tf.saved_model.load(path)
     raw = tf.constant(np.repeat(images[:2], 2, axis=1), tf.float32)  # 64 x 32, any size
-    logits = served.serve(raw).numpy()
+    logits = served.serve_outputs(raw).numpy()
     assert logits.shape == (2, 16, 16, 2)
     np.testing.assert_allclose(logits, ft.predict(raw.numpy(), verbose=0), atol=0.1)
+    masks = served.serve(raw)["masks"].numpy()  # class ids at the raw images' size
+    assert masks.shape == (2, 32, 16)
+    assert (masks == ft.predict_masks(raw.numpy().astype("uint8"))).mean() > 0.99  # bfloat16
 
 
 def test_plot_masks_writes_a_picture(tmp_path):
@@ -142,16 +145,19 @@ def test_plot_masks_writes_a_picture(tmp_path):
     assert not [n for n in os.listdir(tmp_path) if n != "masks.png"]  # written atomically
 
 
-def test_tflite_export_gives_the_models_logits(tmp_path):
+def test_tflite_export_gives_class_id_masks(tmp_path):
     import tensorflow as tf
 
-    ft = fk.FineTuner(pyramid_cnn(), preprocessing="zero_one", head=fk.SegmentationHead(2, filters=4))
+    from tests.test_spatial_serving import stride8_cnn  # (see there why not pyramid_cnn)
+
+    ft = fk.FineTuner(stride8_cnn(16), preprocessing="zero_one",
+                      head=fk.SegmentationHead(2, filters=4))
     path = ft.export(str(tmp_path / "lite"), format="tflite")
     interpreter = tf.lite.Interpreter(model_path=path)
     interpreter.allocate_tensors()
     images, _ = squares(1, size=16)
     interpreter.set_tensor(interpreter.get_input_details()[0]["index"], images.astype("float32"))
     interpreter.invoke()
-    logits = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
-    assert logits.shape == (1, 16, 16, 2)
-    np.testing.assert_allclose(logits, ft.predict(images, verbose=0), atol=0.05)
+    masks = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    assert masks.shape == (1, 16, 16) and masks.dtype == np.int32
+    np.testing.assert_array_equal(masks, ft.predict_masks(images))

@@ -2,14 +2,17 @@
 
 The FineTuner graph already holds its preprocessing (resizing and the
 backbone's normalisation), so an exported model takes raw RGB images as
-float32 values in 0-255 and returns probabilities (or regression values).
-The inputs are the backbone kind's `serving_signature()` (images; state
-vectors; raw string ids for `fk.backbones.Embeddings`; padded waveforms for
-audio), and the head's `serving_outputs` shapes what it returns (a
-`RetrievalHead`: the top-k item ids and their scores); a head with a
-`serving_function` (speech to text) is served through it instead.
+float32 values in 0-255 and returns what the head serves. The inputs are the
+backbone kind's `serving_signature()` (images; state vectors; raw string ids
+for `fk.backbones.Embeddings`; padded waveforms for audio), and the head's
+`serving_outputs` shapes what it returns: probabilities or regression values
+as the model computes them, detections after NMS in the input's pixels,
+class-id masks at the input's size, or a `RetrievalHead`'s top-k item ids
+and scores; a head with a `serving_function` (speech to text) is served
+through it instead.
 """
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -29,9 +32,14 @@ def export_model(ft, directory, format="saved_model", verbose=False, input_signa
     - `"saved_model"`: a TensorFlow SavedModel in `directory` with a `serve`
       endpoint (and the default `serving_default` signature) taking float32
       images of shape `(batch, height, width, 3)` with any height and width
-      (values 0-255, resized inside), returning the model's outputs. A
-      model on vectors takes float32 `(batch, features)` states; a model on
-      an `fk.backbones.Embeddings` backbone takes string ids, `user` (and
+      (values 0-255, resized inside), returning the head's serving outputs
+      (`head.serving_outputs`: the model's outputs for classification and
+      regression; a dict of `boxes`, `scores`, `labels`, `num_detections`
+      for a `DetectionHead`; `{"masks": ...}` for a `SegmentationHead`).
+      When these differ from the model's outputs, a `serve_outputs`
+      endpoint returns the raw outputs too. A model on vectors takes
+      float32 `(batch, features)` states; a model on an
+      `fk.backbones.Embeddings` backbone takes string ids, `user` (and
       `item` for pair-scoring heads), and with a `RetrievalHead` returns
       `{"items", "scores"}` of the top k (nothing excluded; an unknown
       user gets the most popular items, an unknown item its user's score).
@@ -39,10 +47,13 @@ def export_model(ft, directory, format="saved_model", verbose=False, input_signa
       zero-padded after each clip), `audio_length` and `sample_rate` (int32
       `(batch,)`); a `SpeechToTextHead` returns `{"token_ids", "text"}` of
       greedy transcription (its `serving_function`, one graph).
-    - `"tflite"`: `directory/model.tflite`, converted from a SavedModel
-      whose input is fixed to `(batch, H, W, 3)` float32 at the model's
-      input size (or the vector model's `(batch, features)`, or audio;
-      raw ids and speech to text are refused).
+    - `"tflite"`: `directory/model.tflite`, converted from the `serve`
+      endpoint of a SavedModel whose input is fixed to `(batch, H, W, 3)`
+      float32 at the model's input size (or the vector model's `(batch,
+      features)`, or audio; raw ids and speech to text are refused). A
+      mixed-precision model is converted with float32 compute
+      (`float32_compute`): TFLite has no bfloat16 kernels; its weights are
+      the model's float32 variables.
 
     Class names, when known, are written to `directory/labels.txt`, one per
     line, in output order.
@@ -178,8 +189,11 @@ def _tflite_flatbuffer(ft, signature, verbose):
     staging = tempfile.mkdtemp(prefix="finetunekit-export-")
     try:
         saved = os.path.join(staging, "saved_model")
-        _write_saved_model(ft, saved, signature, verbose)
-        converter = tf.lite.TFLiteConverter.from_saved_model(saved)
+        with float32_compute(ft):
+            _write_saved_model(ft, saved, signature, verbose)
+        converter = tf.lite.TFLiteConverter.from_saved_model(
+            saved, signature_keys=["serving_default"]
+        )
         try:
             return converter.convert()
         except Exception as error:  # the converter raises ConverterError and others
@@ -190,6 +204,37 @@ def _tflite_flatbuffer(ft, signature, verbose):
         shutil.rmtree(staging, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def float32_compute(model):
+    """Runs the layers of a mixed-precision model in float32 inside the block.
+
+    TFLite has no bfloat16 kernels and takes float16 only as its own
+    post-training option, so a TFLite export traces the model with float32
+    compute; the variables of a mixed-precision model are float32 already,
+    so the exported weights are the trained ones.
+
+    Args:
+        model: a Keras model.
+
+    Example:
+    ```python
+    with float32_compute(ft):
+        _write_saved_model(ft, folder, ft.backbone_kind.serving_signature(), False)
+    ```
+    """
+    changed = []
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        policy = layer.dtype_policy
+        if policy.compute_dtype in ("float16", "bfloat16") and policy.variable_dtype == "float32":
+            changed.append((layer, policy))
+            layer.dtype_policy = "float32"
+    try:
+        yield model
+    finally:
+        for layer, policy in changed:
+            layer.dtype_policy = policy
+
+
 def _write_saved_model(ft, directory, signature, verbose):
     """A SavedModel whose `serve` endpoint calls the model in inference mode.
 
@@ -197,24 +242,35 @@ def _write_saved_model(ft, directory, signature, verbose):
     leaves random augmentation layers (their default is training=True) active
     in the exported graph; this endpoint passes it explicitly. The inputs are
     the backbone kind's `serving_signature()` (one tensor, or named inputs for
-    a model on a dict); the head's `serving_outputs` shapes what it returns.
+    a model on a dict); the head's `serving_outputs` shapes what it returns,
+    given the raw images' size. A head that overrides `serving_outputs` also
+    gets a `serve_outputs` endpoint with the model's own outputs.
     """
+    import tensorflow as tf
+
+    from finetunekit.heads.base import Head
+
     names = list(signature)
     takes_dict = isinstance(ft._inputs_struct, dict)
-
     generate = getattr(ft.head, "serving_function", None)  # heads that generate (speech)
     generate = None if generate is None else generate(ft)
 
-    def serve(*tensors):
-        inputs = dict(zip(names, tensors)) if takes_dict else tensors[0]
-        if generate is not None:
-            return generate(inputs, training=False)
-        return ft.head.serving_outputs(ft, ft(inputs, training=False))
+    def model_outputs(*tensors):
+        return ft(dict(zip(names, tensors)) if takes_dict else tensors[0], training=False)
 
+    def serve(*tensors):
+        if generate is not None:
+            return generate(dict(zip(names, tensors)) if takes_dict else tensors[0],
+                            training=False)
+        size = tf.shape(tensors[0])[1:3] if names == ["images"] else None
+        return ft.head.serving_outputs(ft, model_outputs(*tensors), size)
+
+    specs = list(signature.values())
     archive = keras.export.ExportArchive()
     archive.track(ft)
-    archive.add_endpoint(name="serve", fn=serve,
-                         input_signature=list(signature.values()))
+    archive.add_endpoint(name="serve", fn=serve, input_signature=specs)
+    if generate is None and type(ft.head).serving_outputs is not Head.serving_outputs:
+        archive.add_endpoint(name="serve_outputs", fn=model_outputs, input_signature=specs)
     archive.write_out(directory, verbose=verbose)
 
 

@@ -6,6 +6,10 @@ that need `"pyramid"` instead of guessing stages from layer strides. The
 image encoders inside keras-hub's segmenters and detectors (DeepLabV3,
 SegFormer, RetinaNet backbones and their tasks) are taken out and used the
 same way; the task's own decoder is left behind (the head brings one).
+D-FINE (`DFineBackbone`, `DFineObjectDetector`) lends its HGNetV2 encoder
+(`HGNetV2Backbone`, usable on its own too): a backbone with one output per
+stage (`stage_names`) rather than `pyramid_outputs`, whose stages become
+pyramid levels by their stride.
 """
 
 import json
@@ -22,14 +26,16 @@ PRESET_PREFIXES = ("kaggle://", "gs://", "modelscope://")
 
 
 def pyramid_encoder(value):
-    """The keras-hub `FeaturePyramidBackbone` in `value`, or None.
+    """The keras-hub image encoder with a feature pyramid in `value`, or None.
 
     Args:
         value: a keras-hub Backbone, a segmenter or detector backbone with an
-            `image_encoder`, or a keras-hub Task holding one.
+            `image_encoder` (DeepLabV3, SegFormer, RetinaNet) or a `backbone`
+            (D-FINE's HGNetV2), or a keras-hub Task holding one.
 
     Returns:
-        The feature-pyramid image encoder, or None for anything else.
+        A `FeaturePyramidBackbone` with `pyramid_outputs`, a staged encoder
+        (one output per stage, see `is_staged_encoder`), or None.
     """
     keras_hub = sys.modules.get("keras_hub")
     if keras_hub is None:
@@ -38,10 +44,49 @@ def pyramid_encoder(value):
         value = value.backbone
     if not isinstance(value, keras_hub.models.Backbone):
         return None
-    for candidate in (value, getattr(value, "image_encoder", None)):
+    # a RetinaNet backbone is a pyramid itself (its FPN): its encoder goes under the head's
+    for candidate in (getattr(value, "image_encoder", None), getattr(value, "backbone", None), value):
         if isinstance(candidate, keras_hub.models.FeaturePyramidBackbone) and candidate.pyramid_outputs:
             return candidate
+        if is_staged_encoder(candidate):
+            return candidate
     return None
+
+
+def is_staged_encoder(model):
+    """True for a keras-hub image Backbone with one named output per stage (HGNetV2).
+
+    Example:
+    ```python
+    is_staged_encoder(keras_hub.models.HGNetV2Backbone.from_preset("hgnetv2_b4_ssld_stage2_ft_in1k"))
+    ```
+    """
+    keras_hub = sys.modules.get("keras_hub")
+    return (
+        keras_hub is not None and isinstance(model, keras_hub.models.Backbone)
+        and isinstance(getattr(model, "stage_names", None), (list, tuple))
+        and isinstance(model.output, dict) and set(model.output) <= set(model.stage_names)
+    )
+
+
+def staged_pyramid(model, image_size):
+    """`{"P2": tensor, ...}` of a staged encoder: each stage at its stride (the last one wins).
+
+    Args:
+        model: a staged encoder built for a fixed input size.
+        image_size: int. Input height the strides are measured against.
+    """
+    import math
+
+    found = {}
+    for name in model.stage_names:
+        tensor = model.output.get(name)
+        if tensor is None or not tensor.shape[1]:
+            continue
+        level = math.log2(image_size / tensor.shape[1])
+        if level.is_integer() and level >= 1:
+            found[int(level)] = tensor
+    return {f"P{level}": found[level] for level in sorted(found)}
 
 
 def is_image_preset(value):
@@ -58,6 +103,8 @@ def is_image_preset(value):
 
     names = set(keras_hub.models.FeaturePyramidBackbone.presets)
     names |= set(keras_hub.models.ImageSegmenter.presets)
+    names |= set(keras_hub.models.ObjectDetector.presets)  # RetinaNet, D-FINE
+    names |= set(keras_hub.models.HGNetV2Backbone.presets)
     return value in names
 
 
@@ -70,7 +117,11 @@ def _is_image_config(path):
     if cls is None:
         return False
     inner = config.get("config", {})
-    return issubclass(cls, keras_hub.models.FeaturePyramidBackbone) or "image_encoder" in inner
+    return (
+        issubclass(cls, (keras_hub.models.FeaturePyramidBackbone, keras_hub.models.HGNetV2Backbone))
+        or "image_encoder" in inner
+        or issubclass(cls, keras_hub.models.DFineBackbone)
+    )
 
 
 class KerasHubImageBackbone(KerasModelBackbone):
@@ -78,8 +129,10 @@ class KerasHubImageBackbone(KerasModelBackbone):
 
     Accepts a `keras_hub.models.FeaturePyramidBackbone` (`ResNetBackbone`,
     `MiTBackbone`, ...), a DeepLabV3/SegFormer/RetinaNet backbone or task
-    (their `image_encoder` is used), a local preset folder of one of these,
-    or a keras-hub image preset name. Images are normalised as the preset's
+    (their `image_encoder` is used), an `HGNetV2Backbone` or a D-FINE
+    backbone or detector (its HGNetV2 encoder is used), a local preset
+    folder of one of these, or a keras-hub image, segmenter or detector
+    preset name. Images are normalised as the preset's
     `ImageConverter` does (when it maps onto a finetunekit mode), else with
     ImageNet mean/std (`"torch"`); pass `preprocessing=` to choose.
 
@@ -115,10 +168,6 @@ class KerasHubImageBackbone(KerasModelBackbone):
                 f"The keras-hub model {backbone.name!r} has no image encoder with pyramid "
                 "outputs (keras_hub.models.FeaturePyramidBackbone)."
             )
-        if policy != encoder.dtype_policy.name:
-            rebuilt = type(encoder).from_config({**encoder.get_config(), "dtype": policy})
-            rebuilt.set_weights(encoder.get_weights())
-            encoder = rebuilt
         if input_shape is None:
             shape = tuple(getattr(encoder, "image_shape", None) or (None, None, 3))
             if None in shape[:2]:
@@ -127,6 +176,7 @@ class KerasHubImageBackbone(KerasModelBackbone):
                     "input_shape=(height, width, 3), the size it should see."
                 )
             input_shape = shape
+        encoder = _rebuilt(encoder, policy, input_shape)
         return super()._load(encoder, weights if weights != "imagenet" else None, input_shape,
                              "float32")
 
@@ -149,8 +199,38 @@ class KerasHubImageBackbone(KerasModelBackbone):
         return model
 
     def pyramid_outputs(self):
-        """The encoder's own `pyramid_outputs` (stage outputs named by keras-hub)."""
+        """The encoder's own `pyramid_outputs`, or a staged encoder's stages by stride."""
+        if is_staged_encoder(self.model):
+            return staged_pyramid(self.model, self.input_shape[0])
         return dict(self.model.pyramid_outputs)
+
+    def feature_output(self):
+        """The deepest stage of a staged encoder; the single output otherwise."""
+        if is_staged_encoder(self.model):
+            levels = self.pyramid_outputs()
+            return levels[max(levels, key=lambda level: int(level[1:]))]
+        return super().feature_output()
+
+
+def _rebuilt(encoder, policy, input_shape):
+    """The encoder in `policy`; a staged one with every stage as an output, at `input_shape`.
+
+    Its stride of each stage is then known from static shapes.
+    """
+    config = encoder.get_config()
+    changes = {}
+    if policy != encoder.dtype_policy.name:
+        changes["dtype"] = policy
+    if is_staged_encoder(encoder):
+        if list(config.get("out_features") or []) != list(encoder.stage_names):
+            changes["out_features"] = list(encoder.stage_names)
+        if tuple(config.get("image_shape") or ())[:2] != tuple(input_shape[:2]):
+            changes["image_shape"] = tuple(input_shape)
+    if not changes:
+        return encoder
+    rebuilt = type(encoder).from_config({**config, **changes})
+    rebuilt.set_weights(encoder.get_weights())
+    return rebuilt
 
 
 def _offline(error):

@@ -146,19 +146,16 @@ class ImageBackbone(BackboneKind):
         x = ImageNormalization(self.preprocessing, name="image_normalization")(x)
         self.backbone_input = x  # where boundary caching cuts in (see boundary_split)
         images = {"images": x} if "images" in needs else {}
-        if "pyramid" not in needs:
+        if "pyramid" not in needs and len(self.model.outputs) == 1:
             return inputs, {"features": self.model(x), **images}
-        levels = self.pyramid_outputs()
+        levels = self.pyramid_outputs() if "pyramid" in needs else {}
         extractor = keras.Model(
-            self.model.inputs, {"features": self.model.outputs[0], **levels},
+            self.model.inputs, {"features": self.feature_output(), **levels},
             name=f"{self.model.name}_pyramid",
         )
         outputs = extractor(x)
-        return inputs, {
-            "features": outputs["features"],
-            "pyramid": {level: outputs[level] for level in levels},
-            **images,
-        }
+        pyramid = {"pyramid": {level: outputs[level] for level in levels}} if "pyramid" in needs else {}
+        return inputs, {"features": outputs["features"], **pyramid, **images}
 
     def boundary_split(self):
         """`(front, back)` of the backbone at its freezing boundary, or why not (a str)."""
@@ -171,6 +168,10 @@ class ImageBackbone(BackboneKind):
     def pyramid_outputs(self):
         """`{"P2": tensor, ...}`: the backbone's declared pyramid, else its stage outputs."""
         return pyramid_outputs(self.model, self.input_shape[0])
+
+    def feature_output(self):
+        """The backbone output heads get as `"features"` (its first output)."""
+        return self.model.outputs[0]
 
     def _load(self, backbone, weights, input_shape, policy):  # pragma: no cover - abstract
         raise NotImplementedError

@@ -13,6 +13,7 @@ import xml.etree.ElementTree as ElementTree
 import numpy as np
 
 from finetunekit.data.images import IMAGE_EXTENSIONS
+from finetunekit.data.masks import list_images
 
 YOLO_NAME_FILES = ("classes.txt", "obj.names", "classes.names")
 
@@ -59,7 +60,8 @@ def read_detection_data(x, y):
         x: images (array, paths), a COCO json file, an images folder (with
             `y` a COCO json), a Pascal VOC folder (`Annotations/*.xml` +
             `JPEGImages/`) or a YOLO folder (`images/` + `labels/`, or
-            `.txt` files beside the images).
+            `.txt` files beside the images), or a plain folder of images
+            (no targets: for `predict_boxes`).
         y: `{"boxes": [...], "labels": [...]}`, a list of per-image dicts,
             a COCO json path, or None for a dataset folder.
 
@@ -81,6 +83,8 @@ def read_detection_data(x, y):
             return read_voc(path)
         if os.path.isdir(path) and _is_yolo_folder(path):
             return read_yolo(path)
+        if os.path.isdir(path):  # a plain folder of images, to predict on: no targets
+            return list_images(path), None
     if y is None:
         return x, None
     return x, per_image_targets(y)

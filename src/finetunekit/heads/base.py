@@ -14,7 +14,6 @@ A head is a Keras layer called on the backbone's outputs dict (see
 - `encode_targets(y, class_names)`: checks and encodes user targets.
 - `default_loss(label_smoothing)`, `default_metrics()`: what `compile("auto")` uses.
 - `decode(outputs, class_names, context)`: user-facing predictions.
-- `serving_outputs(tuner, outputs)`: what an exported SavedModel returns.
 - `report(outputs, targets, class_names)`: its section of `fk.report`;
   `make_report(tuner, x, y, ...)` instead for heads that score generated
   output (speech to text, seq2seq).
@@ -26,6 +25,10 @@ A head is a Keras layer called on the backbone's outputs dict (see
 - `augment_in_model`: True when augmentation layers run inside the model on
   inputs alone; spatial heads (`finetunekit.heads.spatial`) set it False and
   the data pipeline augments inputs and targets together.
+- `serving_outputs(tuner, outputs, input_size)`: what an exported model
+  serves (the model outputs by default; detection serves boxes after NMS,
+  segmentation class-id masks at the input's size, retrieval the top-k item
+  ids).
 """
 
 import keras
@@ -67,10 +70,6 @@ class Head(keras.layers.Layer):
         """User-facing predictions from model outputs (`context`: what the pipeline knows of x)."""
         return outputs
 
-    def serving_outputs(self, tuner, outputs):
-        """What an exported SavedModel returns for the model's outputs (TensorFlow tensors)."""
-        return outputs
-
     def report(self, outputs, targets, class_names=None):
         """A `fk.Report` of predictions against encoded targets."""
         raise ValueError(f"{type(self).__name__} has no report; use FineTuner.evaluate instead.")
@@ -97,6 +96,30 @@ class Head(keras.layers.Layer):
             f"{shown} needs a single-label ClassificationHead; this head is "
             f"{type(self).__name__}. Pass sample_weight=... instead."
         )
+
+    def serving_outputs(self, tuner, outputs, input_size=None):
+        """What `ft.export(...)` serves for a batch of raw inputs: the model outputs by default.
+
+        Heads whose user-facing predictions need decoding (boxes after NMS,
+        class-id masks) override this with graph ops, so that the exported
+        model returns what `predict_labels` / the task methods return.
+
+        Args:
+            tuner: the `FineTuner` being exported (a retrieval head reads
+                its item ids from it).
+            outputs: the model's output tensor on the batch.
+            input_size: int32 tensor `(height, width)` of the raw input
+                images, or None (inputs without a size).
+
+        Returns:
+            A tensor or a dict of named tensors.
+
+        Example:
+        ```python
+        served = head.serving_outputs(ft, ft(images, training=False), tf.shape(images)[1:3])
+        ```
+        """
+        return outputs
 
     def check_loss(self, loss):
         """Raises when a user's `compile(loss=...)` cannot train this head's outputs."""

@@ -1,5 +1,7 @@
 """Object detection head: an FPN with RetinaNet class and box subnets on the backbone's pyramid."""
 
+import math
+
 import keras
 import numpy as np
 from keras import ops
@@ -10,6 +12,7 @@ from finetunekit.heads.detection_loss import (
     DetectionLoss,
     anchor_boxes,
     decode_detections,
+    serving_detections,
 )
 from finetunekit.heads.detection_targets import encode_box_targets, to_user_boxes
 from finetunekit.heads.spatial import SpatialHead
@@ -52,6 +55,10 @@ class DetectionHead(SpatialHead):
         confidence_threshold: float. Detections scoring less are dropped.
             Defaults to 0.05.
         max_detections: int. Detections kept per image. Defaults to 100.
+        normalize_pyramid: bool. Group-normalise each backbone feature map
+            before the FPN (32 groups, or fewer for narrow maps), so that the
+            scale of a pretrained backbone's activations does not set the
+            scale of the FPN's inputs. Defaults to False.
         **kwargs: Standard `keras.layers.Layer` arguments.
 
     Returns:
@@ -74,7 +81,7 @@ class DetectionHead(SpatialHead):
         self, num_classes, bounding_box_format="xyxy", fpn_filters=256, num_head_convs=4,
         min_level=3, max_level=7, num_scales=3, aspect_ratios=(0.5, 1.0, 2.0), anchor_size=4.0,
         box_variance=(0.1, 0.1, 0.2, 0.2), iou_threshold=0.5, confidence_threshold=0.05,
-        max_detections=100, **kwargs,
+        max_detections=100, normalize_pyramid=False, **kwargs,
     ):
         super().__init__(**kwargs)
         if isinstance(num_classes, bool) or int(num_classes) != num_classes or num_classes < 1:
@@ -104,8 +111,10 @@ class DetectionHead(SpatialHead):
             "confidence_threshold": float(confidence_threshold),
             "max_detections": int(max_detections),
         }
+        self.normalize_pyramid = bool(normalize_pyramid)
         self.image_size = None
         self.anchors = None
+        self.tap_norms = {}
 
     # ------------------------------------------------------------------ model
     def build(self, input_shape):
@@ -122,6 +131,14 @@ class DetectionHead(SpatialHead):
             dtype=self.dtype_policy, name="fpn",
         )
         self.fpn.build({level: pyramid[level] for level in self.levels})
+        if self.normalize_pyramid:
+            for level in self.levels:
+                channels = int(pyramid[level][-1])
+                norm = keras.layers.GroupNormalization(
+                    math.gcd(32, channels), dtype=self.dtype_policy, name=f"{level}_norm"
+                )
+                norm.build(pyramid[level])
+                self.tap_norms[level] = norm
         per_place = self.anchor_options["num_scales"] * len(self.anchor_options["aspect_ratios"])
         common = dict(num_filters=self.fpn_filters, num_conv_layers=self.num_head_convs,
                       dtype=self.dtype_policy)
@@ -152,7 +169,9 @@ class DetectionHead(SpatialHead):
             )
 
     def call(self, outputs, training=None):
-        features = self.fpn({level: outputs["pyramid"][level] for level in self.levels})
+        taps = {level: outputs["pyramid"][level] for level in self.levels}
+        taps = {level: self.tap_norms[level](x) if self.tap_norms else x for level, x in taps.items()}
+        features = self.fpn(taps)
         boxes, classes = [], []
         for feature in features.values():
             places = int(feature.shape[1]) * int(feature.shape[2])
@@ -222,6 +241,26 @@ class DetectionHead(SpatialHead):
             })
         return results
 
+    def serving_outputs(self, tuner, outputs, input_size=None):
+        """Detections after NMS in the graph, what an exported model serves.
+
+        Args:
+            tuner: the `FineTuner` (unused).
+            outputs: `(b, num_anchors, 4 + num_classes)` model outputs.
+            input_size: int32 tensor `(height, width)` of the raw images, or
+                None (boxes then stay in pixels of the model input).
+
+        Returns:
+            A dict: `"boxes"` `(b, max_detections, 4)` in `bounding_box_format`
+            and the input's pixels, `"scores"` and `"labels"` (class ids)
+            `(b, max_detections)`, `"num_detections"` `(b,)`; rows past
+            `num_detections` are padding (-1).
+        """
+        return serving_detections(
+            outputs, self.anchors, self.box_variance, self.nms_options, self.image_size,
+            input_size, self.bounding_box_format,
+        )
+
     def report(self, outputs, targets, class_names=None):
         """COCO mAP@[.5:.95], mAP@.5, mAP@.75 and per-class AP (pycocotools)."""
         from finetunekit.heads.detection_report import coco_report
@@ -254,6 +293,7 @@ class DetectionHead(SpatialHead):
             **self.anchor_options,
             "box_variance": self.box_variance,
             **self.nms_options,
+            "normalize_pyramid": self.normalize_pyramid,
         }
 
 

@@ -182,3 +182,70 @@ def decode_detections(outputs, anchors, box_variance, nms_options):
             found["labels"][index, :count].astype("int64"),
         ))
     return result
+
+
+def serving_detections(outputs, anchors, box_variance, nms_options, model_size, input_size=None,
+                       box_format="xyxy"):
+    """`decode_detections` in graph ops: NMS, boxes scaled to the input size, padded rows.
+
+    Runs keras-hub's `non_max_suppression` (the algorithm of its
+    `NonMaxSuppression` layer) one image at a time, as the layer needs a
+    static batch size, and picks labels without `ops.argmax` on floats
+    (whose TensorFlow kernel has no TFLite builtin).
+
+    Args:
+        outputs: `(b, num_anchors, 4 + num_classes)` head outputs (a tensor).
+        anchors: `(num_anchors, 4)` xyxy anchors.
+        box_variance: 4 floats.
+        nms_options: `iou_threshold`, `confidence_threshold`, `max_detections`.
+        model_size: `(height, width)` of the model input.
+        input_size: `(height, width)` tensor of the raw images, or None.
+        box_format: the format of the returned boxes.
+
+    Returns:
+        A dict of `"boxes"`, `"scores"`, `"labels"` (int32) and
+        `"num_detections"`; rows past `num_detections` hold -1.
+    """
+    outputs = ops.cast(outputs, "float32")
+    boxes = keras.utils.bounding_boxes.decode_deltas_to_boxes(
+        anchors=ops.convert_to_tensor(anchors), boxes_delta=outputs[..., :4],
+        anchor_format="xyxy", box_format="xyxy", encoded_format=ENCODING, variance=box_variance,
+    )
+    found = ops.map(lambda pair: _nms_one_image(*pair, nms_options), (boxes, outputs[..., 4:]))
+    size = ops.cast(ops.convert_to_tensor(model_size if input_size is None else input_size), "float32")
+    height, width = size[0], size[1]
+    scale = ops.stack([width / model_size[1], height / model_size[0]] * 2)
+    limit = ops.stack([width, height] * 2)
+    boxes = ops.minimum(ops.maximum(found["boxes"] * scale, 0.0), limit)
+    if box_format != "xyxy":
+        boxes = keras.utils.bounding_boxes.convert_format(boxes, source="xyxy", target=box_format)
+    count = ops.cast(found["num_detections"], "int32")
+    valid = ops.arange(nms_options["max_detections"])[None, :] < count[:, None]
+    return {
+        "boxes": ops.where(valid[..., None], boxes, -1.0),
+        "scores": ops.where(valid, found["scores"], -1.0),
+        "labels": ops.where(valid, ops.cast(found["labels"], "int32"), -1),
+        "num_detections": count,
+    }
+
+
+def _nms_one_image(boxes, logits, nms_options):
+    """keras-hub's NMS on one image's xyxy boxes and class logits (as its layer does)."""
+    from keras_hub.src.layers.modeling.non_max_supression import non_max_suppression
+
+    probabilities = ops.sigmoid(logits)
+    scores = ops.max(probabilities, axis=-1)
+    corners = keras.utils.bounding_boxes.convert_format(boxes[None], source="xyxy", target="yxyx")
+    index, count = non_max_suppression(
+        corners, scores[None], max_output_size=nms_options["max_detections"],
+        iou_threshold=nms_options["iou_threshold"],
+        score_threshold=nms_options["confidence_threshold"],
+    )
+    picked = ops.take(probabilities, index[0], axis=0)
+    best = ops.cast(picked >= ops.max(picked, axis=-1, keepdims=True), "int32")
+    return {
+        "boxes": ops.take(boxes, index[0], axis=0),
+        "scores": ops.take(scores, index[0], axis=0),
+        "labels": ops.cast(ops.argmax(best, axis=-1), "float32"),  # the first best class
+        "num_detections": ops.cast(ops.reshape(count, ()), "float32"),
+    }

@@ -164,7 +164,7 @@ class RetrievalHead(Head):
             return top.tolist()
         return [[class_names[i] for i in row] for row in top]
 
-    def serving_outputs(self, tuner, outputs):
+    def serving_outputs(self, tuner, outputs, input_size=None):
         """The exported endpoint's `{"items": (n, k) item ids, "scores": (n, k)}`, best first.
 
         Nothing is excluded (what users saw is not part of the model); an

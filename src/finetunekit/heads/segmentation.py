@@ -219,6 +219,23 @@ class SegmentationHead(SpatialHead):
         """
         return tuner.predict_labels(x, batch_size=batch_size, **kwargs)
 
+    def serving_outputs(self, tuner, outputs, input_size=None):
+        """Class-id masks at the input's size, what an exported model serves.
+
+        Args:
+            tuner: the `FineTuner` (unused).
+            outputs: `(b, H, W, num_classes)` logits at the model's input size.
+            input_size: int32 tensor `(height, width)` of the raw images, or None.
+
+        Returns:
+            `{"masks": (b, height, width) int32 class ids}` (as `predict_masks`).
+        """
+        import tensorflow as tf
+
+        if input_size is not None:
+            outputs = tf.image.resize(outputs, input_size, method="bilinear")
+        return {"masks": tf.cast(tf.argmax(outputs, axis=-1), tf.int32)}
+
     def report(self, outputs, targets, class_names=None):
         """Mean IoU, per-class IoU and Dice, pixel accuracy (at the model's input size)."""
         names = class_names or [str(i) for i in range(self.num_classes)]
