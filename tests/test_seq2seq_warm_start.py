@@ -1,0 +1,114 @@
+"""Seq2SeqHead(decoder="warm_start"): a tiny random BERT warm-starts an encoder-decoder."""
+
+import keras
+import numpy as np
+import pytest
+
+import finetunekit as fk
+
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + (
+    "the cat sat on mat dog ran a red blue big small"
+).split()
+WORDS = VOCAB[5:]
+
+
+def tiny_bert(num_layers=1, sequence_length=16):
+    """A BERT with hidden size 16 and an in-memory WordPiece vocabulary; `(backbone, preprocessor)`."""
+    import keras_hub
+
+    tokenizer = keras_hub.models.BertTokenizer(vocabulary=VOCAB)
+    preprocessor = keras_hub.models.BertTextClassifierPreprocessor(
+        tokenizer, sequence_length=sequence_length
+    )
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=len(VOCAB), num_layers=num_layers, num_heads=2, hidden_dim=16,
+        intermediate_dim=32, max_sequence_length=32,
+    )
+    return backbone, preprocessor
+
+
+def copy_pairs(n, seed=0):
+    """Generated copy task: each target is its source."""
+    rng = np.random.default_rng(seed)
+    sources = [" ".join(rng.choice(WORDS, rng.integers(2, 5))) for _ in range(n)]
+    return sources, list(sources)
+
+
+def warm_tuner(num_layers=1, max_target_length=8, **options):
+    backbone, preprocessor = tiny_bert(num_layers)
+    options.setdefault("unfreeze", "all")
+    return fk.FineTuner(
+        backbone=backbone, preprocessor=preprocessor,
+        head=fk.Seq2SeqHead(max_target_length=max_target_length, decoder="warm_start"), **options,
+    )
+
+
+def _values(layer):
+    return [np.asarray(w) for w in layer.weights if "lora" not in w.path]
+
+
+def test_decoder_starts_from_the_encoder_layers_and_cross_attention_is_new():
+    import keras_hub
+
+    keras.utils.set_random_seed(0)
+    bert, preprocessor = tiny_bert(num_layers=2)
+    ft = fk.FineTuner(
+        backbone=bert, preprocessor=preprocessor, unfreeze="all",
+        head=fk.Seq2SeqHead(max_target_length=8, decoder="warm_start"),
+    )
+    model = ft.backbone
+    assert ft.backbone_kind.generates and isinstance(ft.backbone_kind, fk.backbones.Seq2SeqBackbone)
+    assert len(model.decoder_transformer_layers) == 2
+    for source, encoder, decoder in zip(
+        bert.transformer_layers, model.encoder_transformer_layers, model.decoder_transformer_layers
+    ):
+        for a, b in zip(_values(source), _values(encoder)):
+            np.testing.assert_array_equal(a, b)
+        for name in ("_self_attention_layer", "_self_attention_layer_norm",
+                     "_feedforward_intermediate_dense", "_feedforward_output_dense",
+                     "_feedforward_layer_norm"):
+            for a, b, c in zip(_values(getattr(source, name)), _values(getattr(encoder, name)),
+                               _values(getattr(decoder, name))):
+                np.testing.assert_array_equal(a, c)
+                np.testing.assert_array_equal(b, c)
+        query = np.asarray(decoder._cross_attention_layer._query_dense.kernel)
+        assert not np.allclose(query, np.asarray(source._self_attention_layer._query_dense.kernel))
+    np.testing.assert_array_equal(
+        np.asarray(model.token_embedding.embeddings), np.asarray(bert.token_embedding.embeddings)
+    )
+    assert model.token_embedding.tie_weights  # the output is tied to the token embedding
+    assert isinstance(ft.preprocessor, keras_hub.models.Seq2SeqLMPreprocessor)
+    packed = ft.preprocessor({"encoder_text": ["the cat"], "decoder_text": ["a dog"]})[0]
+    ids = np.asarray(packed["decoder_token_ids"])[0]
+    assert ids[0] == VOCAB.index("[CLS]") and VOCAB.index("[SEP]") in ids  # [CLS] starts, [SEP] ends
+    assert ft.get_config()["head"]["config"]["decoder"] == "warm_start"
+
+
+def test_trains_and_the_saved_model_generates_from_raw_strings(tmp_path):
+    keras.utils.set_random_seed(1)
+    ft = warm_tuner()
+    ft.compile(learning_rate=1e-2)
+    sources, targets = copy_pairs(8)
+    history = ft.fit(sources, targets, epochs=3, batch_size=8, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    outputs = ft.predict(sources, verbose=0)
+    ft.save(tmp_path / "warm.keras")
+    loaded = fk.load(tmp_path / "warm.keras")
+    assert loaded.head.decoder == "warm_start" and type(loaded.backbone) is type(ft.backbone)
+    np.testing.assert_allclose(loaded.predict(sources, verbose=0), outputs, atol=1e-5)
+    texts = loaded.predict_text(sources[:3])
+    assert len(texts) == 3 and all(isinstance(t, str) for t in texts)
+
+
+@pytest.mark.slow
+def test_learns_the_copy_task_and_generates_it_after_saving(tmp_path):
+    keras.utils.set_random_seed(0)
+    ft = warm_tuner()
+    ft.compile(learning_rate=1e-2)
+    sources, targets = copy_pairs(8)
+    ft.fit(sources, targets, epochs=80, batch_size=8, verbose=0)
+    assert ft.predict_text(sources) == targets
+    assert ft.predict_text(sources, strategy="beam", num_beams=2) == targets
+    assert ft.evaluate(sources, targets, report=True).metrics["bleu"] == pytest.approx(100.0)
+    ft.save(tmp_path / "warm.keras")
+    assert fk.load(tmp_path / "warm.keras").predict_text(sources) == targets
