@@ -112,3 +112,40 @@ def test_learns_the_copy_task_and_generates_it_after_saving(tmp_path):
     assert ft.evaluate(sources, targets, report=True).metrics["bleu"] == pytest.approx(100.0)
     ft.save(tmp_path / "warm.keras")
     assert fk.load(tmp_path / "warm.keras").predict_text(sources) == targets
+
+
+def _trainable_layers(ft):
+    return sorted({w.path.split("/")[0] for w in ft.backbone.trainable_weights})
+
+
+def test_unfreeze_opens_encoder_and_decoder_separately_for_bart_and_warm_start():
+    from tests.test_seq2seq import seq2seq_tuner
+
+    bart = seq2seq_tuner(unfreeze={"decoder": 1})
+    assert bart.unfrozen_blocks == ["decoder_layer_0"]
+    assert bart.unfreeze == {"encoder": 0, "decoder": 1}
+    assert all("decoder" in w.path for w in bart.backbone.trainable_weights)
+    warm = warm_tuner(num_layers=2, unfreeze={"encoder": 1, "decoder": "all"})
+    assert warm.unfrozen_blocks == ["encoder_layer_1", "decoder_layer_0", "decoder_layer_1"]
+    assert _trainable_layers(warm) == ["decoder_layer_0", "decoder_layer_1", "encoder_layer_1"]
+    assert warm.get_config()["unfreeze"] == {"encoder": 1, "decoder": "all"}
+    assert warm.set_unfreeze({"encoder": 2}) == ["encoder_layer_0", "encoder_layer_1"]
+    assert _trainable_layers(warm) == ["encoder_layer_0", "encoder_layer_1"]
+    assert warm.set_unfreeze("all") and "token_embedding" in _trainable_layers(warm)
+    assert warm.set_unfreeze({"encoder": 0}) == [] and not warm.backbone.trainable_weights
+
+
+@pytest.mark.slow  # ~70 s on a shared 2-core machine: tracing the generation loop
+def test_saved_model_export_generates_text_from_raw_strings(tmp_path):
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(2)
+    ft = warm_tuner(max_target_length=4)
+    sources = copy_pairs(3)[0]
+    path = ft.export(tmp_path / "served", format="saved_model")
+    served = tf.saved_model.load(path).signatures["serving_default"]
+    out = served(texts=tf.constant(sources))
+    texts = [t.decode("utf-8").strip() for t in out["text"].numpy()]
+    assert texts == ft.predict_text(sources)
+    ids = out["token_ids"].numpy()
+    assert ids.shape[0] == 3 and (ids[:, 0] == VOCAB.index("[CLS]")).all()

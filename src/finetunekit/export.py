@@ -24,7 +24,9 @@ def export_model(ft, directory, format="saved_model", verbose=False, input_signa
     - `"saved_model"`: a TensorFlow SavedModel in `directory` with a `serve`
       endpoint (and the default `serving_default` signature) taking float32
       images of shape `(batch, height, width, 3)` with any height and width
-      (values 0-255, resized inside), returning the model's outputs.
+      (values 0-255, resized inside), returning the model's outputs. A
+      backbone kind with its own `write_saved_model` writes its own graph
+      (sequence to sequence: raw source strings in, generated text out).
     - `"tflite"`: `directory/model.tflite`, converted from a SavedModel
       whose input is fixed to `(batch, H, W, 3)` float32 at the model's
       input size.
@@ -67,12 +69,23 @@ def export_model(ft, directory, format="saved_model", verbose=False, input_signa
             **kwargs,
         )
     _check_format(format, input_signature, kwargs)
-    ft.backbone_kind.serving_signature()  # raises for backbones that cannot be served raw yet
+    writer = getattr(ft.backbone_kind, "write_saved_model", None)  # kinds with their own graph
+    if writer is None:
+        ft.backbone_kind.serving_signature()  # raises for backbones that cannot be served raw yet
+    elif format != "saved_model":
+        raise ValueError(
+            f'format="{format}" cannot hold the generation loop of a {ft.backbone_kind.name} '
+            'backbone (TFLite has no keras-hub samplers). Export format="saved_model": its '
+            "serve(texts) signature takes raw strings and returns generated text."
+        )
     directory = os.fspath(directory)
     check_export_folder(directory, format)
     if format == "saved_model":
         with atomic_path(directory, directory=True) as temp:
-            _write_saved_model(ft, temp, (None, None, None, 3), verbose)
+            if writer is None:
+                _write_saved_model(ft, temp, (None, None, None, 3), verbose)
+            else:
+                writer(ft, temp, verbose)
             _write_labels(ft, temp)
         return directory
     height, width = ft.backbone_kind.input_shape[:2]
