@@ -167,7 +167,9 @@ def warm_start_kind(kind):
     Returns:
         A `Seq2SeqBackbone` on `warm_start_backbone(kind.model)` with a
         `Seq2SeqLMPreprocessor` on the BERT tokenizer; the encoder length is
-        the text kind's `sequence_length`.
+        the text kind's `sequence_length`. With `lora_rank`, the new weights
+        (cross-attention and logit bias, which start random) train in full
+        beside the LoRA factors.
     """
     import keras_hub
 
@@ -178,8 +180,23 @@ def warm_start_kind(kind):
         tokenizer=kind.preprocessor.tokenizer, encoder_sequence_length=kind.sequence_length,
         decoder_sequence_length=kind.sequence_length,
     )
-    return Seq2SeqBackbone(
+    warm = Seq2SeqBackbone(
         warm_start_backbone(kind.model), preprocessor=preprocessor,
         policy=kind.model.dtype_policy.name, preprocessing=kind.preprocessing,
         lora_rank=kind.lora_rank, layer_decay=kind.layer_decay,
     )
+    return train_new_weights(warm)
+
+
+def train_new_weights(kind):
+    """Lets the new weights of a warm start train in full with LoRA (idempotent); returns `kind`."""
+    kind._lora_trainable = list(dict.fromkeys(kind._lora_trainable + new_weight_paths(kind.model)))
+    return kind
+
+
+def new_weight_paths(model):
+    """Paths of the weights a warm start adds (cross-attention, its norm, the logit bias)."""
+    layers = [model.logit_bias]
+    for decoder in model.decoder_transformer_layers:
+        layers += [decoder._cross_attention_layer, decoder._cross_attention_layer_norm]
+    return [w.path for layer in layers for w in layer.weights if "lora" not in w.path]

@@ -77,7 +77,7 @@ class Seq2SeqHead(Head):
 
         if getattr(kind, "generates", False):
             if warm_start.is_warm_start_backbone(kind.model):
-                return kind  # a loaded model: already warm-started
+                return warm_start.train_new_weights(kind)  # a loaded model: already warm-started
             raise ValueError(
                 f'Seq2SeqHead(decoder="warm_start") builds a decoder for an encoder-only BERT '
                 f"backbone; {type(kind.model).__name__} has its own decoder. Drop decoder=."
