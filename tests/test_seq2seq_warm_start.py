@@ -135,13 +135,16 @@ def test_unfreeze_opens_encoder_and_decoder_separately_for_bart_and_warm_start()
     assert warm.set_unfreeze({"encoder": 0}) == [] and not warm.backbone.trainable_weights
 
 
-def test_with_lora_the_new_cross_attention_trains_in_full():
+def test_with_lora_the_new_cross_attention_trains_in_full(tmp_path):
     ft = warm_tuner(lora_rank=2, unfreeze=0)
-    paths = [w.path for w in ft.backbone.trainable_weights]
-    assert ft.unfrozen_blocks == ["lora"]
-    assert "decoder_layer_0/cross_attention/query/kernel" in paths and "logit_bias/bias" in paths
-    assert "decoder_layer_0/self_attention/query/kernel" not in paths  # copied: LoRA only
-    assert any("self_attention/query/lora_kernel_a" in p for p in paths)
+    ft.save(tmp_path / "lora.keras")
+    for model in (ft, fk.load(tmp_path / "lora.keras")):
+        paths = [w.path for w in model.backbone.trainable_weights]
+        assert model.unfrozen_blocks == ["lora"]
+        assert "decoder_layer_0/cross_attention/query/kernel" in paths
+        assert "logit_bias/bias" in paths
+        assert "decoder_layer_0/self_attention/query/kernel" not in paths  # copied: LoRA only
+        assert any("self_attention/query/lora_kernel_a" in p for p in paths)
 
 
 @pytest.mark.slow  # ~70 s on a shared 2-core machine: tracing the generation loop
