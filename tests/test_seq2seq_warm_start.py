@@ -147,7 +147,6 @@ def test_with_lora_the_new_cross_attention_trains_in_full(tmp_path):
         assert any("self_attention/query/lora_kernel_a" in p for p in paths)
 
 
-@pytest.mark.slow  # ~70 s on a shared 2-core machine: tracing the generation loop
 def test_saved_model_export_generates_text_from_raw_strings(tmp_path):
     import tensorflow as tf
 
