@@ -46,14 +46,16 @@ def export_model(ft, directory, format="saved_model", verbose=False, input_signa
       A model on audio takes `audio` (float32 `(batch, samples, channels)`,
       zero-padded after each clip), `audio_length` and `sample_rate` (int32
       `(batch,)`); a `SpeechToTextHead` returns `{"token_ids", "text"}` of
-      greedy transcription (its `serving_function`, one graph).
+      greedy transcription (its `serving_function`, one graph). A backbone
+      kind with its own `write_saved_model` writes its own graph (sequence
+      to sequence: raw source strings in, generated text out).
     - `"tflite"`: `directory/model.tflite`, converted from the `serve`
       endpoint of a SavedModel whose input is fixed to `(batch, H, W, 3)`
       float32 at the model's input size (or the vector model's `(batch,
-      features)`, or audio; raw ids and speech to text are refused). A
-      mixed-precision model is converted with float32 compute
-      (`float32_compute`): TFLite has no bfloat16 kernels; its weights are
-      the model's float32 variables.
+      features)`, or audio; raw ids, speech to text and sequence to
+      sequence are refused). A mixed-precision model is converted with
+      float32 compute (`float32_compute`): TFLite has no bfloat16 kernels;
+      its weights are the model's float32 variables.
 
     Class names, when known, are written to `directory/labels.txt`, one per
     line, in output order.
@@ -93,15 +95,25 @@ def export_model(ft, directory, format="saved_model", verbose=False, input_signa
             **kwargs,
         )
     _check_format(format, input_signature, kwargs)
+    writer = getattr(ft.backbone_kind, "write_saved_model", None)  # kinds with their own graph
+    if writer is not None and format != "saved_model":
+        raise ValueError(
+            f'format="{format}" cannot hold the generation loop of a {ft.backbone_kind.name} '
+            'backbone (TFLite has no keras-hub samplers). Export format="saved_model": its '
+            "serve(texts) signature takes raw strings and returns generated text."
+        )
     # raises for backbones that cannot be served raw yet
-    signature = ft.backbone_kind.serving_signature()
+    signature = None if writer is not None else ft.backbone_kind.serving_signature()
     directory = os.fspath(directory)
     if format == "tflite":
         signature = _fixed_signature(ft, signature)
     check_export_folder(directory, format)
     if format == "saved_model":
         with atomic_path(directory, directory=True) as temp:
-            _write_saved_model(ft, temp, signature, verbose)
+            if writer is None:
+                _write_saved_model(ft, temp, signature, verbose)
+            else:
+                writer(ft, temp, verbose)
             _write_labels(ft, temp)
         return directory
     path = os.path.join(directory, "model.tflite")

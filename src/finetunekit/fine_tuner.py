@@ -118,6 +118,7 @@ class FineTuner(SymbolicBuildFromOneReplica, InferenceMixin, keras.Model):
                 adopt_model(strategy, backbone), weights=weights, input_shape=input_shape,
                 preprocessing=preprocessing, policy=policy, architecture=architecture, **options,
             )
+            kind = head.adapt_backbone(kind)
             augmentation_layers = build_augmentation(augment)
             in_model = augmentation_layers if head.augment_in_model else ()
             inputs, outputs = kind.build(head.needs, in_model)

@@ -20,8 +20,30 @@ def _freeze_batchnorm(model):
             layer.trainable = False
 
 
+#: Keys of `unfreeze` as a dict: the parts of an encoder-decoder, opened separately.
+UNFREEZE_PARTS = ("encoder", "decoder")
+
+
 def normalize_unfreeze(unfreeze):
-    """Checks an `unfreeze` value: `0`, a positive int or `"all"`."""
+    """Checks an `unfreeze` value: `0`, a positive int, `"all"`, or a dict per part.
+
+    A dict such as `{"encoder": 1, "decoder": 2}` opens the last blocks of
+    an encoder-decoder's encoder and decoder separately (a missing part
+    stays frozen); each value is `0`, an int or `"all"`.
+    """
+    if isinstance(unfreeze, dict):
+        unknown = sorted(set(map(str, unfreeze)) - set(UNFREEZE_PARTS))
+        if unknown or not unfreeze:
+            raise ValueError(
+                f"`unfreeze` as a dict names the parts of an encoder-decoder: "
+                f"{', '.join(map(repr, UNFREEZE_PARTS))} (e.g. {{'encoder': 1, 'decoder': 2}}). "
+                f"Received: unfreeze={unfreeze!r}"
+            )
+        return {part: _normalize_count(unfreeze.get(part, 0)) for part in UNFREEZE_PARTS}
+    return _normalize_count(unfreeze)
+
+
+def _normalize_count(unfreeze):
     if isinstance(unfreeze, str):
         if unfreeze.lower() != "all":
             raise ValueError(
@@ -35,6 +57,43 @@ def normalize_unfreeze(unfreeze):
             f"Received: unfreeze={unfreeze!r}"
         )
     return int(unfreeze)
+
+
+def apply_unfreeze_parts(backbone, parts, unfreeze):
+    """Freezes an encoder-decoder, then opens the last blocks of each part separately.
+
+    Args:
+        backbone: keras.Model. The backbone.
+        parts: `{"encoder": [(block_name, [layers]), ...], "decoder": [...]}`,
+            input side first. The shared stem (embeddings) stays frozen.
+        unfreeze: a dict from `normalize_unfreeze`, e.g. `{"encoder": 1, "decoder": "all"}`.
+
+    Returns:
+        The list of unfrozen block names.
+
+    Raises:
+        ValueError: a count exceeds the blocks of its part.
+    """
+    backbone.trainable = True
+    for layer in backbone.layers:
+        layer.trainable = False
+    opened = []
+    for part, count in unfreeze.items():
+        blocks = parts[part]
+        if count != "all" and count > len(blocks):
+            raise ValueError(
+                f"`unfreeze={{'{part}': {count}}}` but the {part} has {len(blocks)} blocks. "
+                f'Use a number up to {len(blocks)}, or "all".'
+            )
+        chosen = blocks if count == "all" else blocks[len(blocks) - count :]
+        for name, layers in chosen:
+            for layer in layers:
+                layer.trainable = True
+            opened.append(name)
+    if not opened:
+        backbone.trainable = False
+    _freeze_batchnorm(backbone)
+    return opened
 
 
 def apply_unfreeze(backbone, groups, unfreeze):
@@ -53,6 +112,12 @@ def apply_unfreeze(backbone, groups, unfreeze):
         ValueError: if N exceeds the number of blocks.
     """
     unfreeze = normalize_unfreeze(unfreeze)
+    if isinstance(unfreeze, dict):
+        raise ValueError(
+            f"`unfreeze={unfreeze!r}` opens the encoder and decoder of an encoder-decoder "
+            "(a Seq2SeqHead's backbone) separately; this backbone has one stack of blocks. "
+            'Pass a number of blocks or "all".'
+        )
     blocks = [g for g in groups if g[0] != "stem"]
     if unfreeze == 0:
         backbone.trainable = False

@@ -215,7 +215,8 @@ def check_needs(kind, needs):
         raise ValueError(
             "This head generates text and needs an encoder-decoder language model (a keras-hub "
             f"Seq2SeqLM family: BART, T5); a {kind.modality} backbone ({kind.name}) cannot "
-            'generate. Use e.g. backbone="bart_base_en".'
+            'generate. Use e.g. backbone="bart_base_en", or on a BERT-family encoder '
+            'fk.Seq2SeqHead(decoder="warm_start").'
         )
     if "pyramid" in needs and not getattr(kind, "has_pyramid", False):
         raise ValueError(

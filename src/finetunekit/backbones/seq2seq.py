@@ -14,7 +14,12 @@ import sys
 import keras
 
 from finetunekit.backbones.base import BackboneKind, check_layer_decay, check_needs
-from finetunekit.freezing import lora_paths, train_lora_only
+from finetunekit.freezing import (
+    UNFREEZE_PARTS,
+    apply_unfreeze_parts,
+    lora_paths,
+    train_lora_only,
+)
 
 SEQ2SEQ_INPUTS = (
     "encoder_token_ids", "encoder_padding_mask", "decoder_token_ids", "decoder_padding_mask",
@@ -161,10 +166,19 @@ class Seq2SeqBackbone(BackboneKind):
         ]
 
     def apply_unfreeze(self, unfreeze):
-        """As for text encoders: with LoRA only the LoRA weights of the backbone train."""
-        if self.lora_rank is None:
-            return super().apply_unfreeze(unfreeze)
-        return train_lora_only(self.model, self._lora_trainable, unfreeze)
+        """As for text encoders (LoRA: only LoRA weights train); a dict opens encoder and decoder apart.
+
+        `unfreeze={"encoder": 1, "decoder": 2}` trains the last encoder layer
+        and the last two decoder layers; the shared embeddings train only
+        with `unfreeze="all"`.
+        """
+        if self.lora_rank is not None:
+            return train_lora_only(self.model, self._lora_trainable, unfreeze)
+        if isinstance(unfreeze, dict):
+            parts = {part: [g for g in self.groups() if g[0].startswith(part)]
+                     for part in UNFREEZE_PARTS}
+            return apply_unfreeze_parts(self.model, parts, unfreeze)
+        return super().apply_unfreeze(unfreeze)
 
     def data_pipeline(self, head, augmentation=()):
         from finetunekit.data.seq2seq_pipeline import Seq2SeqPipeline
@@ -215,6 +229,38 @@ class Seq2SeqBackbone(BackboneKind):
         }
         logits = self.task(inputs)
         return inputs, {"lm_logits": logits, "padding_mask": inputs["decoder_padding_mask"]}
+
+    def write_saved_model(self, ft, directory, verbose=False):
+        """Writes a SavedModel whose `serve` signature generates (greedy) from raw source strings.
+
+        `serve(texts)` takes a 1-D string tensor and returns `{"text": str,
+        "token_ids": int32}` (the decoder's tokens, start token included); the
+        tokenizer, keras-hub's generation loop and the detokenizer all run in
+        the graph, so serving needs TensorFlow only.
+        """
+        import tensorflow as tf
+
+        del verbose  # tf.saved_model.save prints nothing
+        generator = self.generator()
+        generator.compile(sampler="greedy")
+        generator._finetunekit_sampler = None  # predict_text compiles its own sampler again
+        preprocessor = generator.preprocessor
+        preprocessor.build(None)
+        length = ft.head.decoder_length(preprocessor, ft.head.max_target_length)
+        stop = (int(preprocessor.tokenizer.end_token_id),)
+
+        def serve(texts):
+            inputs = preprocessor.generate_preprocess(texts, sequence_length=length)
+            outputs = generator.generate_step(inputs, stop_token_ids=stop)
+            return {
+                "text": preprocessor.generate_postprocess(outputs),
+                "token_ids": outputs["decoder_token_ids"],
+            }
+
+        module = tf.Module()
+        module.model = generator
+        module.serve = tf.function(serve, input_signature=[tf.TensorSpec([None], tf.string)])
+        tf.saved_model.save(module, directory, signatures={"serving_default": module.serve})
 
     def generator(self):
         """The keras-hub `Seq2SeqLM` that generates with this backbone (weights shared)."""

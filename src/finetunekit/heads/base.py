@@ -22,6 +22,9 @@ A head is a Keras layer called on the backbone's outputs dict (see
 - `class_weight(labels, mode, class_names)`: `fit(class_weight=...)`.
 - `task_methods`: names of extra `FineTuner` methods the head provides
   (`predict_entities`, ...): `ft.NAME(...)` calls `head.NAME(ft, ...)`.
+- `adapt_backbone(kind)`: the backbone kind the head runs on, given the
+  resolved one (the same by default; `Seq2SeqHead(decoder="warm_start")`
+  turns a BERT encoder into an encoder-decoder).
 - `augment_in_model`: True when augmentation layers run inside the model on
   inputs alone; spatial heads (`finetunekit.heads.spatial`) set it False and
   the data pipeline augments inputs and targets together.
@@ -58,6 +61,10 @@ class Head(keras.layers.Layer):
 
     def default_loss(self, label_smoothing=0.0):  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def adapt_backbone(self, kind):
+        """The backbone kind this head runs on, given the resolved `kind` (unchanged by default)."""
+        return kind
 
     def default_metrics(self):
         return []

@@ -10,6 +10,7 @@ from finetunekit.heads.base import Head
 from finetunekit.heads.scores import Report
 
 STRATEGIES = ("greedy", "beam", "top_k")
+DECODERS = (None, "warm_start")
 
 
 @keras.saving.register_keras_serializable(package="finetunekit")
@@ -25,6 +26,12 @@ class Seq2SeqHead(Head):
     Args:
         max_target_length: int. Longest target, in tokens (without the start
             and end tokens). Defaults to `64`.
+        decoder: `None` (the backbone's own decoder: BART, T5) or
+            `"warm_start"`: on an encoder-only BERT-family backbone, build an
+            encoder-decoder whose encoder and whose decoder's self-attention
+            and feed-forward weights start from the BERT checkpoint, with new
+            cross-attention and the output tied to the token embedding (Rothe,
+            Narayan & Severyn, TACL 2020; see `fk.backbones.warm_start`).
         **kwargs: Standard `keras.layers.Layer` arguments.
 
     Returns:
@@ -36,6 +43,8 @@ class Seq2SeqHead(Head):
     mt.fit(sources, targets, epochs=3)
     mt.predict_text(["The cat sat."], strategy="beam", num_beams=4)
     mt.evaluate(sources, targets, report=True)   # BLEU and chrF
+    bert2bert = fk.FineTuner(backbone=minilm_folder, head=fk.Seq2SeqHead(decoder="warm_start"),
+                             unfreeze="all")
     ```
     """
 
@@ -43,8 +52,14 @@ class Seq2SeqHead(Head):
     target_layout = "sequence"
     task_methods = ("predict_text",)
 
-    def __init__(self, max_target_length=64, **kwargs):
+    def __init__(self, max_target_length=64, decoder=None, **kwargs):
         super().__init__(**kwargs)
+        if decoder not in DECODERS:
+            raise ValueError(
+                f"Unknown decoder {decoder!r}. Expected None (the backbone's own decoder) or "
+                '"warm_start" (a decoder warm-started from a BERT-family encoder).'
+            )
+        self.decoder = decoder
         if isinstance(max_target_length, bool) or not isinstance(
             max_target_length, (int, np.integer)
         ) or max_target_length < 1:
@@ -53,6 +68,26 @@ class Seq2SeqHead(Head):
                 f"Received: max_target_length={max_target_length!r}"
             )
         self.max_target_length = int(max_target_length)
+
+    def adapt_backbone(self, kind):
+        """With `decoder="warm_start"`, the encoder-decoder warm-started from a BERT `kind`."""
+        if self.decoder is None:
+            return kind
+        from finetunekit.backbones import warm_start
+
+        if getattr(kind, "generates", False):
+            if warm_start.is_warm_start_backbone(kind.model):
+                return warm_start.train_new_weights(kind)  # a loaded model: already warm-started
+            raise ValueError(
+                f'Seq2SeqHead(decoder="warm_start") builds a decoder for an encoder-only BERT '
+                f"backbone; {type(kind.model).__name__} has its own decoder. Drop decoder=."
+            )
+        if getattr(kind, "name", None) != "text_encoder":
+            raise ValueError(
+                f'Seq2SeqHead(decoder="warm_start") needs a BERT-family text encoder; a '
+                f"{kind.modality} backbone ({kind.name}) cannot be warm-started."
+            )
+        return warm_start.warm_start_kind(kind)
 
     def call(self, outputs, training=None):
         return ops.cast(outputs["lm_logits"], "float32")
@@ -158,7 +193,10 @@ class Seq2SeqHead(Head):
         return text_report(predictions, targets)
 
     def get_config(self):
-        return {**super().get_config(), "max_target_length": self.max_target_length}
+        return {
+            **super().get_config(), "max_target_length": self.max_target_length,
+            "decoder": self.decoder,
+        }
 
 
 def special_overhead(preprocessor):

@@ -83,6 +83,11 @@ def fine_tune_stages(
     if epochs > freeze_epochs:
         rate = fine_tune_learning_rate or learning_rate / 10
         first, extra = unfreeze, ()
+        if gradual and isinstance(unfreeze, dict):
+            raise ValueError(
+                f"gradual=True opens one stack of blocks at a time; unfreeze={unfreeze!r} opens "
+                "encoder and decoder apart. Pass gradual=False, or an int / \"all\"."
+            )
         if gradual:
             from finetunekit.schedules import GradualUnfreezing
 
