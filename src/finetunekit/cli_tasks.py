@@ -105,7 +105,12 @@ def _segmentation_data(fk, args):
 def _detection_data(fk, args):
     from finetunekit.data.detection_readers import read_detection_data
 
-    images, targets = read_detection_data(args.data, None)
+    dataset = not os.path.isdir(args.data) or os.path.isdir(os.path.join(args.data, "Annotations"))
+    if not dataset:
+        from finetunekit.data.detection_readers import _is_yolo_folder
+
+        dataset = _is_yolo_folder(args.data)
+    images, targets = read_detection_data(args.data, None) if dataset else (None, None)
     if targets is None:
         raise CLIError(
             f"--data {args.data!r} is not detection data. --task detection takes a COCO json, "
