@@ -150,7 +150,7 @@ class TextPipeline:
         import tensorflow as tf
 
         check_padding(padding)
-        length = self.sequence_length if padding == "fixed" else None
+        length = self.sequence_length if _is_mode(padding, "fixed") else None
         shapes = {name: [length] for name in self.input_names}
         values = self.padding_values()
         spec = ds.element_spec
@@ -161,28 +161,39 @@ class TextPipeline:
                 shapes.append(tf.TensorShape([length]) if per_token else part.shape)
                 values.append(tf.constant(target_pad if per_token else 0, part.dtype))
             shapes, values = tuple(shapes), tuple(values)
-        if padding == "bucket":
-            return self._sortish_batches(ds, batch_size, shapes, values)
+        if is_bucketed(padding):
+            buckets = bucket_lengths(padding, self.sequence_length)
+            return self._sortish_batches(ds, batch_size, shapes, values, buckets)
         return ds.padded_batch(batch_size, padded_shapes=shapes, padding_values=values)
 
-    def _sortish_batches(self, ds, batch_size, shapes, values, chunk_batches=50):
-        """Batches of similar lengths, as fastai's sortish sampling.
+    def _sortish_batches(self, ds, batch_size, shapes, values, buckets, chunk_batches=50):
+        """Batches of similar lengths, as fastai's sortish sampling, padded to bucket lengths.
 
         The (shuffled) stream is cut into chunks of `chunk_batches` batches;
-        each chunk is sorted by length, split into batches, and each batch is
-        cut to its own longest sequence; the batches are then shuffled. Every
-        example is seen once per epoch and the number of batches is
-        `ceil(n / batch_size)`, as without bucketing.
+        each chunk is sorted by length (ties in stream order), split into
+        batches, and each batch is padded (or cut) to the smallest of
+        `buckets` that holds its longest sequence; the batches are then
+        shuffled. Every example is seen once per epoch, with its own targets,
+        and the number of batches is `ceil(n / batch_size)`, as without
+        bucketing. A few fixed widths keep the shapes a compiled step sees few.
         """
         import tensorflow as tf
+
+        buckets = tf.constant(buckets, dtype="int32")
+        pads = values[0] if isinstance(values, tuple) else values
 
         def sort_and_split(*element):
             order = tf.argsort(self.lengths(element[0]), stable=True)
             element = tf.nest.map_structure(lambda value: tf.gather(value, order), element)
-            return tf.data.Dataset.from_tensor_slices(element).batch(batch_size).map(trim)
+            return tf.data.Dataset.from_tensor_slices(element).batch(batch_size).map(to_bucket)
 
-        def trim(features, *rest):
-            return (self._trim_batch(features), *rest) if rest else self._trim_batch(features)
+        def to_bucket(features, *rest):
+            longest = tf.reduce_max(self.lengths(features))
+            width = tf.gather(buckets, tf.searchsorted(buckets[:-1], [longest]))[0]
+            features = {
+                name: _pad_to(value, width, pads[name]) for name, value in features.items()
+            }
+            return (features, *rest) if rest else features
 
         return (
             ds.padded_batch(batch_size * chunk_batches, padded_shapes=shapes, padding_values=values)
@@ -333,7 +344,7 @@ class TextPipeline:
                 f"sample_weights). Received: {spec}"
             )
         if first.shape.rank and first.shape.rank > 0:
-            return self._encode_batches(ds, trim=padding != "fixed")
+            return self._encode_batches(ds, trim=not _is_mode(padding, "fixed"))
         examples = int(ds.cardinality())  # -1 / -2: unknown / infinite
         if augment:
             from finetunekit.data.text_augment_pipeline import augmented_tokens
@@ -353,14 +364,60 @@ def _is_batched(ds):
     return isinstance(first, dict) or bool(first.shape.rank)
 
 
+def _is_mode(padding, mode):
+    return isinstance(padding, str) and padding == mode
+
+
+def is_bucketed(padding):
+    """`"bucket"` or a list of bucket lengths: sortish batches padded to a few widths."""
+    return _is_mode(padding, "bucket") or not isinstance(padding, str)
+
+
+def bucket_lengths(padding, sequence_length):
+    """The padded widths of `padding="bucket"` (or the given lengths), capped at `sequence_length`.
+
+    The default ladder steps by 8 up to 64, then by a quarter of the last
+    power of two (80, 96, 112, 128, 160, ...): a batch is padded by at most
+    a quarter of its longest text beyond 32 tokens.
+    """
+    if _is_mode(padding, "bucket"):
+        ladder, step, length = [], 8, 8
+        while length < sequence_length:
+            ladder.append(length)
+            step = max(8, 2 ** (length.bit_length() - 1) // 4)
+            length += step
+        padding = ladder
+    lengths = sorted({int(b) for b in padding if int(b) < sequence_length})
+    return lengths + [int(sequence_length)]
+
+
+def _pad_to(value, width, pad_value):
+    """Cuts or pads (with `pad_value`) the second axis of a batch to `width`."""
+    import tensorflow as tf
+
+    value = value[:, :width]
+    extra = width - tf.shape(value)[1]
+    return tf.pad(value, [[0, 0], [0, extra]], constant_values=pad_value)
+
+
 def check_padding(padding):
-    if padding not in PADDINGS:
-        raise ValueError(
-            f"Unknown padding {padding!r}. Expected one of {', '.join(map(repr, PADDINGS))}. "
-            f"Received: padding={padding!r}"
-        )
+    if isinstance(padding, str) and padding in PADDINGS:
+        return
+    if not isinstance(padding, str):
+        try:
+            lengths = [int(b) for b in padding]
+            if lengths and all(b == int(b) >= 1 for b in lengths) and all(
+                not isinstance(b, bool) for b in padding
+            ):
+                return
+        except (TypeError, ValueError):
+            pass
+    raise ValueError(
+        f"Unknown padding {padding!r}. Expected one of {', '.join(map(repr, PADDINGS))}, or a "
+        f"list of bucket lengths such as [16, 32, 64, 128]. Received: padding={padding!r}"
+    )
 
 
 def ordered(padding):
     """Bucketing reorders examples; keep order where it matters (validation, predict)."""
-    return "dynamic" if padding == "bucket" else padding
+    return "dynamic" if is_bucketed(padding) else padding
