@@ -3,7 +3,8 @@
 Texts are tokenised once (and cached) by the backbone's keras-hub
 preprocessor inside `tf.data`, then batched with *dynamic padding*: each batch
 is padded to its own longest sequence (never longer than `sequence_length`),
-or, with `padding="bucket"`, examples of similar length are batched together.
+or, with `padding="bucket"` (or a list of bucket lengths), examples of similar
+length are batched together and padded to one of a few fixed widths.
 Because the backbone masks padding, outputs equal those of fixed padding.
 Heads with per-word targets (`target_layout == "token"`) go through
 `finetunekit.data.token_pipeline`.
@@ -142,8 +143,9 @@ class TextPipeline:
             ds: dataset of token dicts (and targets and sample weights).
             batch_size: int.
             padding: `"dynamic"` (each batch padded to its longest sequence),
-                `"bucket"` (similar lengths batched together, order not kept;
-                see `_sortish_batches`) or `"fixed"` (always `sequence_length`).
+                `"bucket"` or a list of bucket lengths (similar lengths batched
+                together, padded to bucket widths, order not kept; see
+                `_sortish_batches`) or `"fixed"` (always `sequence_length`).
             target_pad: padding value of per-token targets, or None for
                 per-example targets.
         """
