@@ -155,7 +155,7 @@ def test_bucketing_sees_every_text_once_in_batches_of_similar_length():
             spreads.append(lengths.max() - lengths.min())
             order.append(tuple(lengths))
         assert seen == 203
-        assert np.mean(spreads) <= 1.0  # sorted within chunks: near-equal lengths
+        assert np.mean(spreads) <= 2.0  # sorted within chunks (random batches: about 9)
         epochs.append(order)
     assert epochs[0] != epochs[1]  # batch order (and contents) change between epochs
 

@@ -23,11 +23,18 @@ from finetunekit.data.pipeline import (
     no_split_for_datasets,
     take,
 )
+from finetunekit.data.text_buckets import (  # noqa: F401  (PADDINGS: public here too)
+    PADDINGS,
+    bucket_lengths,
+    check_padding,
+    is_bucketed,
+    is_mode,
+    ordered,
+    sortish_batches,
+)
 from finetunekit.data.text_readers import text_sources
 from finetunekit.data.tfds import as_tfds, load_tfds_split, shuffled
 from finetunekit.text_cleaning import clean_text, sanitize_utf8, to_utf8_bytes
-
-PADDINGS = ("dynamic", "bucket", "fixed")
 
 
 class TextPipeline:
@@ -136,7 +143,7 @@ class TextPipeline:
             .map(self.trim, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         )
 
-    def batch(self, ds, batch_size, padding="dynamic", target_pad=None):
+    def batch(self, ds, batch_size, padding="dynamic", target_pad=None, examples=None):
         """Pads and batches an unbatched dataset of `features` or `(features, targets[, weights])`.
 
         Args:
@@ -145,14 +152,16 @@ class TextPipeline:
             padding: `"dynamic"` (each batch padded to its longest sequence),
                 `"bucket"` or a list of bucket lengths (similar lengths batched
                 together, padded to bucket widths, order not kept; see
-                `_sortish_batches`) or `"fixed"` (always `sequence_length`).
+                `finetunekit.data.text_buckets`) or `"fixed"` (always `sequence_length`).
             target_pad: padding value of per-token targets, or None for
                 per-example targets.
+            examples: int or None. Number of examples, when known (bucketing
+                then sorts within at least 4 chunks per epoch).
         """
         import tensorflow as tf
 
         check_padding(padding)
-        length = self.sequence_length if _is_mode(padding, "fixed") else None
+        length = self.sequence_length if is_mode(padding, "fixed") else None
         shapes = {name: [length] for name in self.input_names}
         values = self.padding_values()
         spec = ds.element_spec
@@ -165,43 +174,11 @@ class TextPipeline:
             shapes, values = tuple(shapes), tuple(values)
         if is_bucketed(padding):
             buckets = bucket_lengths(padding, self.sequence_length)
-            return self._sortish_batches(ds, batch_size, shapes, values, buckets)
+            chunk = 50 if not examples or examples < 0 else min(
+                50, max(1, examples // (4 * batch_size))
+            )
+            return sortish_batches(self, ds, batch_size, shapes, values, buckets, chunk)
         return ds.padded_batch(batch_size, padded_shapes=shapes, padding_values=values)
-
-    def _sortish_batches(self, ds, batch_size, shapes, values, buckets, chunk_batches=50):
-        """Batches of similar lengths, as fastai's sortish sampling, padded to bucket lengths.
-
-        The (shuffled) stream is cut into chunks of `chunk_batches` batches;
-        each chunk is sorted by length (ties in stream order), split into
-        batches, and each batch is padded (or cut) to the smallest of
-        `buckets` that holds its longest sequence; the batches are then
-        shuffled. Every example is seen once per epoch, with its own targets,
-        and the number of batches is `ceil(n / batch_size)`, as without
-        bucketing. A few fixed widths keep the shapes a compiled step sees few.
-        """
-        import tensorflow as tf
-
-        buckets = tf.constant(buckets, dtype="int32")
-        pads = values[0] if isinstance(values, tuple) else values
-
-        def sort_and_split(*element):
-            order = tf.argsort(self.lengths(element[0]), stable=True)
-            element = tf.nest.map_structure(lambda value: tf.gather(value, order), element)
-            return tf.data.Dataset.from_tensor_slices(element).batch(batch_size).map(to_bucket)
-
-        def to_bucket(features, *rest):
-            longest = tf.reduce_max(self.lengths(features))
-            width = tf.gather(buckets, tf.searchsorted(buckets[:-1], [longest]))[0]
-            features = {
-                name: _pad_to(value, width, pads[name]) for name, value in features.items()
-            }
-            return (features, *rest) if rest else features
-
-        return (
-            ds.padded_batch(batch_size * chunk_batches, padded_shapes=shapes, padding_values=values)
-            .flat_map(sort_and_split)
-            .shuffle(chunk_batches, reshuffle_each_iteration=True)
-        )
 
     # ----------------------------------------------------------------- public
     def prepare(
@@ -301,7 +278,7 @@ class TextPipeline:
         ds = ds.cache()
         if shuffle:
             ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
-        ds = self.batch(ds, batch_size, padding, target_pad=target_pad)
+        ds = self.batch(ds, batch_size, padding, target_pad=target_pad, examples=n)
         ds = ds.apply(tf.data.experimental.assert_cardinality(-(-n // batch_size)))
         return Batches(ds.prefetch(tf.data.AUTOTUNE))
 
@@ -346,7 +323,7 @@ class TextPipeline:
                 f"sample_weights). Received: {spec}"
             )
         if first.shape.rank and first.shape.rank > 0:
-            return self._encode_batches(ds, trim=not _is_mode(padding, "fixed"))
+            return self._encode_batches(ds, trim=not is_mode(padding, "fixed"))
         examples = int(ds.cardinality())  # -1 / -2: unknown / infinite
         if augment:
             from finetunekit.data.text_augment_pipeline import augmented_tokens
@@ -354,7 +331,9 @@ class TextPipeline:
             ds = augmented_tokens(self, ds)  # (text, label, sample_weight) stay together
         else:
             ds = self.tokenized_dataset(ds)
-        ds = self.batch(ds, batch_size, padding if train else ordered(padding))
+        ds = self.batch(
+            ds, batch_size, padding if train else ordered(padding), examples=examples
+        )
         if examples >= 0:
             ds = ds.apply(tf.data.experimental.assert_cardinality(-(-examples // batch_size)))
         return ds.prefetch(tf.data.AUTOTUNE)
@@ -364,62 +343,3 @@ def _is_batched(ds):
     """Whether a text dataset yields batches: strings of rank >= 1, or model-input dicts."""
     first = ds.element_spec[0] if isinstance(ds.element_spec, tuple) else ds.element_spec
     return isinstance(first, dict) or bool(first.shape.rank)
-
-
-def _is_mode(padding, mode):
-    return isinstance(padding, str) and padding == mode
-
-
-def is_bucketed(padding):
-    """`"bucket"` or a list of bucket lengths: sortish batches padded to a few widths."""
-    return _is_mode(padding, "bucket") or not isinstance(padding, str)
-
-
-def bucket_lengths(padding, sequence_length):
-    """The padded widths of `padding="bucket"` (or the given lengths), capped at `sequence_length`.
-
-    The default ladder steps by 8 up to 64, then by a quarter of the last
-    power of two (80, 96, 112, 128, 160, ...): a batch is padded by at most
-    a quarter of its longest text beyond 32 tokens.
-    """
-    if _is_mode(padding, "bucket"):
-        ladder, step, length = [], 8, 8
-        while length < sequence_length:
-            ladder.append(length)
-            step = max(8, 2 ** (length.bit_length() - 1) // 4)
-            length += step
-        padding = ladder
-    lengths = sorted({int(b) for b in padding if int(b) < sequence_length})
-    return lengths + [int(sequence_length)]
-
-
-def _pad_to(value, width, pad_value):
-    """Cuts or pads (with `pad_value`) the second axis of a batch to `width`."""
-    import tensorflow as tf
-
-    value = value[:, :width]
-    extra = width - tf.shape(value)[1]
-    return tf.pad(value, [[0, 0], [0, extra]], constant_values=pad_value)
-
-
-def check_padding(padding):
-    if isinstance(padding, str) and padding in PADDINGS:
-        return
-    if not isinstance(padding, str):
-        try:
-            lengths = [int(b) for b in padding]
-            if lengths and all(b == int(b) >= 1 for b in lengths) and all(
-                not isinstance(b, bool) for b in padding
-            ):
-                return
-        except (TypeError, ValueError):
-            pass
-    raise ValueError(
-        f"Unknown padding {padding!r}. Expected one of {', '.join(map(repr, PADDINGS))}, or a "
-        f"list of bucket lengths such as [16, 32, 64, 128]. Received: padding={padding!r}"
-    )
-
-
-def ordered(padding):
-    """Bucketing reorders examples; keep order where it matters (validation, predict)."""
-    return "dynamic" if is_bucketed(padding) else padding
