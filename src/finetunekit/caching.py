@@ -151,6 +151,7 @@ def feature_function(model, training, front=None):
             ))
         return traced[0](inputs)
 
+    extract.tracing_count = lambda: traced[0].experimental_get_tracing_count() if traced else 0
     return extract
 
 
