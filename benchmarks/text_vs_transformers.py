@@ -6,7 +6,9 @@ weights) on the same split of a text set from `../shared/data/text/`, with the
 same epochs, batch size, learning rate, weight decay (0.01) and maximum length,
 on the same CPU, one subprocess per (runner, seed):
 
-- `finetuner`: `fk.FineTuner(..., unfreeze="all")`, its default padding.
+- `finetuner_bucket` / `finetuner_dynamic` / `finetuner`: `fk.FineTuner(..., unfreeze="all")`
+  with `padding="bucket"` (sortish batches padded to a few fixed widths), `"dynamic"` (each
+  batch padded to its longest text), or the library's default.
 - `transformers`: `Trainer` with `DataCollatorWithPadding` (dynamic padding).
 - `transformers_grouped`: the same with the length-grouped sampler
   (`train_sampling_strategy="group_by_length"`; `group_by_length=True` before transformers 5).
@@ -31,9 +33,16 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from text_finetune import DATA_DIR, default_backbone, load_data, peak_memory_mb  # noqa: E402
+from text_finetune import (  # noqa: E402
+    DATA_DIR,
+    EpochTimer,
+    default_backbone,
+    load_data,
+    peak_memory_mb,
+)
 
-RUNNERS = ("finetuner", "transformers", "transformers_grouped", "keras_hub_tight")
+RUNNERS = ("finetuner_bucket", "finetuner_dynamic", "transformers", "transformers_grouped",
+           "keras_hub_tight")
 
 
 def tight_length(backbone, texts, quantile=99):
@@ -53,15 +62,19 @@ def run_keras(args, data):
     train_x, train_y, test_x, test_y = data
     num_classes = len(set(train_y) | set(test_y))
     keras.utils.set_random_seed(args.seed)
-    if args.runner == "finetuner":
+    timer = EpochTimer()  # the first epoch includes tracing
+    if args.runner.startswith("finetuner"):
         import finetunekit as fk
 
+        padding = {"finetuner_bucket": {"padding": "bucket"},
+                   "finetuner_dynamic": {"padding": "dynamic"}}.get(args.runner, {})
         model = fk.FineTuner(backbone=args.backbone, unfreeze="all",
                              head=fk.ClassificationHead(num_classes, pooling="cls"),
                              sequence_length=args.sequence_length)
         model.compile(learning_rate=args.lr, weight_decay=0.01)
         fit = lambda: model.fit(train_x, train_y, batch_size=args.batch_size,  # noqa: E731
-                                epochs=args.epochs, verbose=0)
+                                epochs=args.epochs, verbose=0, callbacks=[timer],
+                                **padding)
     else:
         import keras_hub
 
@@ -74,11 +87,13 @@ def run_keras(args, data):
         model.compile(optimizer=keras.optimizers.AdamW(args.lr, weight_decay=0.01),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         fit = lambda: model.fit(x=train_x, y=np.asarray(train_y),  # noqa: E731
-                                batch_size=args.batch_size, epochs=args.epochs, verbose=0)
+                                batch_size=args.batch_size, epochs=args.epochs, verbose=0,
+                                callbacks=[timer])
     start = time.perf_counter()
     fit()
     wall = time.perf_counter() - start
     predicted = np.argmax(model.predict(test_x, batch_size=args.batch_size, verbose=0), -1)
+    args.epoch_s = [round(d, 1) for d in timer.durations]
     return wall, float(np.mean(predicted == np.asarray(test_y)))
 
 
@@ -132,8 +147,11 @@ def run_transformers(args, data):
     start = time.perf_counter()
     trainer.train()
     wall = time.perf_counter() - start
-    logits = trainer.predict(encode(test_x, test_y)).predictions
-    return wall, float(np.mean(np.argmax(logits, -1) == np.asarray(test_y)))
+    # With train_sampling_strategy="group_by_length", transformers 5 also length-groups the
+    # evaluation sampler, so predictions come back reordered: compare them with the labels that
+    # come back with them (`label_ids`), not with `test_y` in input order.
+    out = trainer.predict(encode(test_x, test_y))
+    return wall, float(np.mean(np.argmax(out.predictions, -1) == np.asarray(out.label_ids)))
 
 
 def run_one(args):
@@ -146,6 +164,7 @@ def run_one(args):
         "runner": args.runner, "seed": args.seed, "wall_s": round(wall, 2),
         "examples_per_s": round(args.train * args.epochs / wall, 2),
         "accuracy": round(accuracy, 4), "peak_rss_mb": round(rss),
+        "epoch_s": getattr(args, "epoch_s", None),
     }), flush=True)
 
 
@@ -163,10 +182,10 @@ def summarise(rows, runners):
         summary[runner] = speed
         print(f"{runner:22s} {speed:10.1f} {np.mean(acc):9.4f} {np.std(acc):8.4f} "
               f"{max(r['peak_rss_mb'] for r in runs):8d} {len(runs)}")
-    if "finetuner" in summary:
+    for ours in [r for r in summary if r.startswith("finetuner")]:
         for runner, speed in summary.items():
-            if runner != "finetuner":
-                print(f"FineTuner / {runner}: {summary['finetuner'] / speed:.2f}x examples/s")
+            if not runner.startswith("finetuner"):
+                print(f"{ours} / {runner}: {summary[ours] / speed:.2f}x examples/s")
 
 
 def main(argv=None):

@@ -109,6 +109,12 @@ def text_predict(texts):
     return out
 
 
+def text_fit(**options):
+    from tests.test_text import text_tuner
+
+    return text_tuner().fit(["good", "bad"], ["pos", "neg"], verbose=0, **options)
+
+
 NAN_IMAGES = np.full((2, 16, 16, 3), np.nan, "float32")
 INF_IMAGES = np.full((2, 16, 16, 3), np.inf, "float32")
 RAGGED = [np.zeros((16, 16, 3)), np.zeros((8, 8, 3))]
@@ -192,6 +198,8 @@ TEXT_CASES = [
     ("empty_strings_in_text", lambda t: text_predict(["", "good film", "", "bad"]), None, None),
     ("non_utf8_bytes_text", lambda t: text_predict([b"\xff\xfe bad \xc3", b"great film"]), None, None),
     ("very_long_text", lambda t: text_predict(["great film " * 5000, "bad"]), None, None),
+    ("unknown_text_padding", lambda t: text_fit(padding="longest"), ValueError,
+     "Unknown padding 'longest'. Expected one of 'dynamic', 'bucket', 'fixed', or a list of bucket"),
 ]
 
 

@@ -223,3 +223,14 @@ def test_boundary_cache_reasons_are_logged(caplog):
         history = ft.fit(x, y, epochs=1, verbose=0)
     assert not hasattr(history, "feature_cache")
     assert "Training without the feature cache: augmentation is active" in caplog.text
+
+
+def test_feature_extraction_traces_once_for_every_batch_size():
+    from finetunekit.caching import feature_function
+
+    x, _ = _data(n=13)
+    ft = _tuner()
+    extract = feature_function(ft, training=False)
+    full, last = extract(x[:8]), extract(x[8:])  # a full batch, then the smaller last one
+    assert full.shape[0] == 8 and last.shape[0] == 5
+    assert extract.tracing_count() == 1

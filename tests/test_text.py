@@ -137,19 +137,63 @@ def test_bucketing_sees_every_text_once_in_batches_of_similar_length():
     counts = rng.integers(1, 13, 203)
     texts = [" ".join(rng.choice(VOCAB[5:], size=n)) for n in counts]
     ds = ft._prepare(
-        texts, counts - 1, batch_size=8, shuffle=True, seed=0, padding="bucket"
+        texts, counts - 1, batch_size=8, shuffle=True, seed=0, padding=[4, 8, 12]
     ).train.x
     assert int(ds.cardinality()) == 26  # ceil(203 / 8), as without bucketing
+    epochs = []
     for _ in range(2):  # two epochs, two shuffles
-        seen, spreads = 0, []
+        seen, spreads, order = 0, [], []
         for features, targets in ds:
             lengths = features["padding_mask"].numpy().sum(1)
-            assert features["token_ids"].shape[1] == lengths.max()  # its own longest text
+            width = features["token_ids"].shape[1]
+            assert width in (4, 8, 12, 16)  # the buckets, capped at sequence_length (16)
+            assert width == min(b for b in (4, 8, 12, 16) if b >= lengths.max())
+            pads = features["padding_mask"].numpy() == 0
+            assert not features["token_ids"].numpy()[pads].any()  # [PAD] is id 0
             np.testing.assert_array_equal(lengths - 2, targets.numpy() + 1)  # [CLS] .. [SEP]
             seen += len(lengths)
             spreads.append(lengths.max() - lengths.min())
+            order.append(tuple(lengths))
         assert seen == 203
-        assert np.mean(spreads) <= 1.0  # sorted within chunks: near-equal lengths
+        assert np.mean(spreads) <= 2.0  # sorted within chunks (random batches: about 9)
+        epochs.append(order)
+    assert epochs[0] != epochs[1]  # batch order (and contents) change between epochs
+
+
+def test_bucketing_keeps_each_text_with_its_own_label():
+    import finetunekit as fk
+
+    ft = text_tuner(head=fk.ClassificationHead(16, pooling="cls"))
+    words = VOCAB[5:]  # 16 words; text i repeats word i % 16 (1 + i % 5) times, label i % 16
+    texts = [" ".join([words[i % 16]] * (1 + i % 5)) for i in range(48)]
+    ds = ft._prepare(texts, np.arange(48) % 16, batch_size=4, shuffle=True, seed=1,
+                     padding="bucket").train.x
+    id_of = {word: VOCAB.index(word) for word in words}
+    seen = []
+    for features, targets in ds:
+        for ids, mask, label in zip(features["token_ids"].numpy(),
+                                    features["padding_mask"].numpy(), targets.numpy()):
+            assert ids[1] == id_of[words[label]]
+            seen.append((int(label), int(mask.sum()) - 2))
+    assert sorted(seen) == sorted((i % 16, 1 + i % 5) for i in range(48))
+
+
+def test_default_bucket_ladder_is_capped_at_the_sequence_length():
+    from finetunekit.data.text_pipeline import bucket_lengths
+
+    assert bucket_lengths("bucket", 128) == [8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128]
+    assert bucket_lengths("bucket", 20) == [8, 16, 20]
+    assert bucket_lengths([64, 16, 500], 128) == [16, 64, 128]
+
+
+def test_predictions_keep_input_order_with_bucketing():
+    import finetunekit as fk
+
+    ft = text_tuner(head=fk.ClassificationHead(2, pooling="mean"))
+    texts = [TEXTS[i] for i in np.random.default_rng(0).permutation(len(TEXTS))]
+    bucketed = ft.predict(texts, batch_size=5, padding="bucket")
+    fixed = ft.predict(texts, batch_size=len(texts), padding="fixed")
+    np.testing.assert_allclose(bucketed, fixed, atol=1e-5)
 
 
 def test_unknown_padding_is_rejected():

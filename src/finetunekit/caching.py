@@ -138,12 +138,48 @@ def feature_function(model, training, front=None):
     else:
         cached = model.head.cache_input(model.backbone_outputs)
     extractor = keras.Model(model.inputs, cached, name="feature_extractor")
+    traced = []
 
-    @tf.function(reduce_retracing=True)
     def extract(inputs):
-        return extractor(inputs, training=training)
+        # Traced once, for every batch size (and every text length): a retrace of
+        # the whole backbone for the last, smaller batch cost seconds.
+        if not traced:
+            signature = _relaxed_signature(model.inputs, inputs)
+            traced.append(tf.function(
+                lambda x: extractor(x, training=training), input_signature=signature,
+                reduce_retracing=signature is None,
+            ))
+        return traced[0](inputs)
 
+    extract.tracing_count = lambda: traced[0].experimental_get_tracing_count() if traced else 0
     return extract
+
+
+def _relaxed_signature(model_inputs, inputs):
+    """`[spec]` for `inputs` with the batch axis (and the model's own free axes) left open.
+
+    Returns None (let `tf.function` retrace) when `inputs` do not match the
+    model's inputs by name.
+    """
+    import tensorflow as tf
+
+    def spec(model_input, value):
+        shape = [None] + [
+            None if dim is None else int(dim) for dim in tuple(model_input.shape)[1:]
+        ]
+        if len(shape) != len(value.shape):
+            raise ValueError
+        return tf.TensorSpec(shape, tf.as_dtype(value.dtype))
+
+    by_name = {getattr(i, "name", None): i for i in model_inputs}
+    try:
+        if isinstance(inputs, dict):
+            return [{name: spec(by_name[name], value) for name, value in inputs.items()}]
+        if len(model_inputs) == 1:
+            return [spec(model_inputs[0], inputs)]
+    except (KeyError, ValueError, TypeError):
+        pass
+    return None
 
 
 class _HeadModel(keras.Model):

@@ -272,7 +272,8 @@ class FineTuner(SymbolicBuildFromOneReplica, InferenceMixin, keras.Model):
             **kwargs: finetunekit options — `sample_weight` (one weight per
                 example, kept through every pipeline), `seed`, `on_bad_image`
                 (`"error"`/`"skip"`), `x_col`/`y_col` (DataFrame columns),
-                `padding` (text: `"dynamic"`, `"bucket"`, `"fixed"`),
+                `padding` (text: `"dynamic"`, `"bucket"`, `"fixed"`, or a list of
+                bucket lengths),
                 `checkpoint_dir` (resumable state and `best.keras`), `on_nan`
                 (`"raise"`, `"warn"`, None), `cache_features` (`"auto"`, True,
                 False), `cache_memory_budget` (bytes), `cache_augmented_copies`,

@@ -102,6 +102,6 @@ def finish_augmented(pipeline, texts, extras, n, batch_size, padding, shuffle=Fa
     ds = ds.cache()
     if shuffle:
         ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
-    ds = pipeline.batch(augmented_tokens(pipeline, ds), batch_size, padding)
+    ds = pipeline.batch(augmented_tokens(pipeline, ds), batch_size, padding, examples=n)
     ds = ds.apply(tf.data.experimental.assert_cardinality(-(-n // batch_size)))
     return Batches(ds.prefetch(tf.data.AUTOTUNE))

@@ -3,7 +3,8 @@
 Texts are tokenised once (and cached) by the backbone's keras-hub
 preprocessor inside `tf.data`, then batched with *dynamic padding*: each batch
 is padded to its own longest sequence (never longer than `sequence_length`),
-or, with `padding="bucket"`, examples of similar length are batched together.
+or, with `padding="bucket"` (or a list of bucket lengths), examples of similar
+length are batched together and padded to one of a few fixed widths.
 Because the backbone masks padding, outputs equal those of fixed padding.
 Heads with per-word targets (`target_layout == "token"`) go through
 `finetunekit.data.token_pipeline`.
@@ -22,11 +23,18 @@ from finetunekit.data.pipeline import (
     no_split_for_datasets,
     take,
 )
+from finetunekit.data.text_buckets import (  # noqa: F401  (PADDINGS: public here too)
+    PADDINGS,
+    bucket_lengths,
+    check_padding,
+    is_bucketed,
+    is_mode,
+    ordered,
+    sortish_batches,
+)
 from finetunekit.data.text_readers import text_sources
 from finetunekit.data.tfds import as_tfds, load_tfds_split, shuffled
 from finetunekit.text_cleaning import clean_text, sanitize_utf8, to_utf8_bytes
-
-PADDINGS = ("dynamic", "bucket", "fixed")
 
 
 class TextPipeline:
@@ -135,22 +143,25 @@ class TextPipeline:
             .map(self.trim, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         )
 
-    def batch(self, ds, batch_size, padding="dynamic", target_pad=None):
+    def batch(self, ds, batch_size, padding="dynamic", target_pad=None, examples=None):
         """Pads and batches an unbatched dataset of `features` or `(features, targets[, weights])`.
 
         Args:
             ds: dataset of token dicts (and targets and sample weights).
             batch_size: int.
             padding: `"dynamic"` (each batch padded to its longest sequence),
-                `"bucket"` (similar lengths batched together, order not kept;
-                see `_sortish_batches`) or `"fixed"` (always `sequence_length`).
+                `"bucket"` or a list of bucket lengths (similar lengths batched
+                together, padded to bucket widths, order not kept; see
+                `finetunekit.data.text_buckets`) or `"fixed"` (always `sequence_length`).
             target_pad: padding value of per-token targets, or None for
                 per-example targets.
+            examples: int or None. Number of examples, when known (bucketing
+                then sorts within at least 4 chunks per epoch).
         """
         import tensorflow as tf
 
         check_padding(padding)
-        length = self.sequence_length if padding == "fixed" else None
+        length = self.sequence_length if is_mode(padding, "fixed") else None
         shapes = {name: [length] for name in self.input_names}
         values = self.padding_values()
         spec = ds.element_spec
@@ -161,34 +172,13 @@ class TextPipeline:
                 shapes.append(tf.TensorShape([length]) if per_token else part.shape)
                 values.append(tf.constant(target_pad if per_token else 0, part.dtype))
             shapes, values = tuple(shapes), tuple(values)
-        if padding == "bucket":
-            return self._sortish_batches(ds, batch_size, shapes, values)
+        if is_bucketed(padding):
+            buckets = bucket_lengths(padding, self.sequence_length)
+            chunk = 50 if not examples or examples < 0 else min(
+                50, max(1, examples // (4 * batch_size))
+            )
+            return sortish_batches(self, ds, batch_size, shapes, values, buckets, chunk)
         return ds.padded_batch(batch_size, padded_shapes=shapes, padding_values=values)
-
-    def _sortish_batches(self, ds, batch_size, shapes, values, chunk_batches=50):
-        """Batches of similar lengths, as fastai's sortish sampling.
-
-        The (shuffled) stream is cut into chunks of `chunk_batches` batches;
-        each chunk is sorted by length, split into batches, and each batch is
-        cut to its own longest sequence; the batches are then shuffled. Every
-        example is seen once per epoch and the number of batches is
-        `ceil(n / batch_size)`, as without bucketing.
-        """
-        import tensorflow as tf
-
-        def sort_and_split(*element):
-            order = tf.argsort(self.lengths(element[0]), stable=True)
-            element = tf.nest.map_structure(lambda value: tf.gather(value, order), element)
-            return tf.data.Dataset.from_tensor_slices(element).batch(batch_size).map(trim)
-
-        def trim(features, *rest):
-            return (self._trim_batch(features), *rest) if rest else self._trim_batch(features)
-
-        return (
-            ds.padded_batch(batch_size * chunk_batches, padded_shapes=shapes, padding_values=values)
-            .flat_map(sort_and_split)
-            .shuffle(chunk_batches, reshuffle_each_iteration=True)
-        )
 
     # ----------------------------------------------------------------- public
     def prepare(
@@ -288,7 +278,7 @@ class TextPipeline:
         ds = ds.cache()
         if shuffle:
             ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
-        ds = self.batch(ds, batch_size, padding, target_pad=target_pad)
+        ds = self.batch(ds, batch_size, padding, target_pad=target_pad, examples=n)
         ds = ds.apply(tf.data.experimental.assert_cardinality(-(-n // batch_size)))
         return Batches(ds.prefetch(tf.data.AUTOTUNE))
 
@@ -333,7 +323,7 @@ class TextPipeline:
                 f"sample_weights). Received: {spec}"
             )
         if first.shape.rank and first.shape.rank > 0:
-            return self._encode_batches(ds, trim=padding != "fixed")
+            return self._encode_batches(ds, trim=not is_mode(padding, "fixed"))
         examples = int(ds.cardinality())  # -1 / -2: unknown / infinite
         if augment:
             from finetunekit.data.text_augment_pipeline import augmented_tokens
@@ -341,7 +331,9 @@ class TextPipeline:
             ds = augmented_tokens(self, ds)  # (text, label, sample_weight) stay together
         else:
             ds = self.tokenized_dataset(ds)
-        ds = self.batch(ds, batch_size, padding if train else ordered(padding))
+        ds = self.batch(
+            ds, batch_size, padding if train else ordered(padding), examples=examples
+        )
         if examples >= 0:
             ds = ds.apply(tf.data.experimental.assert_cardinality(-(-examples // batch_size)))
         return ds.prefetch(tf.data.AUTOTUNE)
@@ -351,16 +343,3 @@ def _is_batched(ds):
     """Whether a text dataset yields batches: strings of rank >= 1, or model-input dicts."""
     first = ds.element_spec[0] if isinstance(ds.element_spec, tuple) else ds.element_spec
     return isinstance(first, dict) or bool(first.shape.rank)
-
-
-def check_padding(padding):
-    if padding not in PADDINGS:
-        raise ValueError(
-            f"Unknown padding {padding!r}. Expected one of {', '.join(map(repr, PADDINGS))}. "
-            f"Received: padding={padding!r}"
-        )
-
-
-def ordered(padding):
-    """Bucketing reorders examples; keep order where it matters (validation, predict)."""
-    return "dynamic" if padding == "bucket" else padding

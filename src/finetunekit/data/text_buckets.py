@@ -1,0 +1,118 @@
+"""Length buckets for text batches: the `padding` modes and sortish batches of a few fixed widths.
+
+`padding="bucket"` (or a list of bucket lengths) groups training texts of
+similar token length, as fastai's sortish sampling, and pads each batch to the
+smallest of a few fixed widths that holds its longest text, so that padded work
+shrinks while a compiled training step sees few shapes.
+"""
+
+PADDINGS = ("dynamic", "bucket", "fixed")
+
+
+def sortish_batches(pipeline, ds, batch_size, shapes, values, buckets, chunk_batches=50):
+    """Batches of similar lengths, as fastai's sortish sampling, padded to bucket lengths.
+
+    Args:
+        pipeline: the `TextPipeline` (its `lengths` counts tokens).
+        ds: unbatched dataset of token dicts (and targets, weights).
+        batch_size: int.
+        shapes, values: `padded_batch` shapes and padding values.
+        buckets: sorted list of widths, the last one `sequence_length`.
+        chunk_batches: int. Batches per sorted chunk.
+
+    Returns:
+        A dataset of batches.
+
+    The (shuffled) stream is cut into chunks of `chunk_batches` batches
+    (50, or fewer so that an epoch has at least 4 chunks, as Hugging Face's
+    length-grouped sampler: sorting all of a small set made the batches so
+    alike that accuracy dropped);
+    each chunk is sorted by length (ties in stream order), split into
+    batches, and each batch is padded (or cut) to the smallest of
+    `buckets` that holds its longest sequence; the batches are then
+    shuffled. Every example is seen once per epoch, with its own targets,
+    and the number of batches is `ceil(n / batch_size)`, as without
+    bucketing. A few fixed widths keep the shapes a compiled step sees few.
+    """
+    import tensorflow as tf
+
+    buckets = tf.constant(buckets, dtype="int32")
+    pads = values[0] if isinstance(values, tuple) else values
+
+    def sort_and_split(*element):
+        order = tf.argsort(pipeline.lengths(element[0]), stable=True)
+        element = tf.nest.map_structure(lambda value: tf.gather(value, order), element)
+        return tf.data.Dataset.from_tensor_slices(element).batch(batch_size).map(to_bucket)
+
+    def to_bucket(features, *rest):
+        longest = tf.reduce_max(pipeline.lengths(features))
+        width = tf.gather(buckets, tf.searchsorted(buckets[:-1], [longest]))[0]
+        features = {
+            name: pad_to(value, width, pads[name]) for name, value in features.items()
+        }
+        return (features, *rest) if rest else features
+
+    return (
+        ds.padded_batch(batch_size * chunk_batches, padded_shapes=shapes, padding_values=values)
+        .flat_map(sort_and_split)
+        .shuffle(chunk_batches, reshuffle_each_iteration=True)
+    )
+
+
+def is_mode(padding, mode):
+    return isinstance(padding, str) and padding == mode
+
+
+def is_bucketed(padding):
+    """`"bucket"` or a list of bucket lengths: sortish batches padded to a few widths."""
+    return is_mode(padding, "bucket") or not isinstance(padding, str)
+
+
+def bucket_lengths(padding, sequence_length):
+    """The padded widths of `padding="bucket"` (or the given lengths), capped at `sequence_length`.
+
+    The default ladder steps by 8 up to 64, then by a quarter of the last
+    power of two (80, 96, 112, 128, 160, ...): a batch is padded by at most
+    a quarter of its longest text beyond 32 tokens.
+    """
+    if is_mode(padding, "bucket"):
+        ladder, step, length = [], 8, 8
+        while length < sequence_length:
+            ladder.append(length)
+            step = max(8, 2 ** (length.bit_length() - 1) // 4)
+            length += step
+        padding = ladder
+    lengths = sorted({int(b) for b in padding if int(b) < sequence_length})
+    return lengths + [int(sequence_length)]
+
+
+def pad_to(value, width, pad_value):
+    """Cuts or pads (with `pad_value`) the second axis of a batch to `width`."""
+    import tensorflow as tf
+
+    value = value[:, :width]
+    extra = width - tf.shape(value)[1]
+    return tf.pad(value, [[0, 0], [0, extra]], constant_values=pad_value)
+
+
+def check_padding(padding):
+    if isinstance(padding, str) and padding in PADDINGS:
+        return
+    if not isinstance(padding, str):
+        try:
+            lengths = [int(b) for b in padding]
+            if lengths and all(b == int(b) >= 1 for b in lengths) and all(
+                not isinstance(b, bool) for b in padding
+            ):
+                return
+        except (TypeError, ValueError):
+            pass
+    raise ValueError(
+        f"Unknown padding {padding!r}. Expected one of {', '.join(map(repr, PADDINGS))}, or a "
+        f"list of bucket lengths such as [16, 32, 64, 128]. Received: padding={padding!r}"
+    )
+
+
+def ordered(padding):
+    """Bucketing reorders examples; keep order where it matters (validation, predict)."""
+    return "dynamic" if is_bucketed(padding) else padding
