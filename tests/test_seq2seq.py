@@ -131,3 +131,37 @@ def test_lora_and_unfreeze_open_the_expected_weights():
     assert [name for name, _ in ft.backbone_kind.groups()] == [
         "stem", "encoder_layer_0", "decoder_layer_0"
     ]
+
+
+def test_bucketed_pairs_keep_each_target_with_its_source_padded_to_bucket_widths():
+    ft = seq2seq_tuner(max_target_length=12, unfreeze="all")
+    pipeline = ft.backbone_kind.data_pipeline(ft.head)
+    sources, targets = pairs(24, seed=3)
+    prepared = pipeline.prepare(sources, targets, batch_size=4, shuffle=True, seed=0,
+                                padding=[4, 8], training=True)  # fmt: skip
+    packer = ft.backbone_kind.preprocessor
+    tokenizer = packer.tokenizer
+
+    def text(ids, mask):
+        return tokenizer.detokenize(ids[mask.astype(bool)]).replace("<s>", "").replace("</s>", "")
+
+    epochs = []
+    for _ in range(2):
+        seen = []
+        for x, y, weight in prepared.train.x:
+            x = {k: v.numpy() for k, v in x.items()}
+            assert x["encoder_token_ids"].shape[1] in (4, 8, packer.encoder_sequence_length)
+            assert x["decoder_token_ids"].shape[1] in (4, 8, packer.decoder_sequence_length)
+            assert y.shape == weight.shape == x["decoder_token_ids"].shape
+            for i in range(len(y)):
+                source = text(x["encoder_token_ids"][i], x["encoder_padding_mask"][i]).strip()
+                target = text(x["decoder_token_ids"][i], x["decoder_padding_mask"][i]).strip()
+                seen.append((source, target))
+        epochs.append(seen)
+    assert sorted(epochs[0]) == sorted(zip(sources, targets))  # each pair once, still paired
+    assert epochs[0] != epochs[1]  # reshuffled each epoch
+    validation = pipeline.prepare(sources, targets, batch_size=4, padding="bucket").train.x
+    first = next(iter(validation))[0]["encoder_padding_mask"].numpy()
+    assert first.shape[1] == first.sum(axis=1).max()  # unshuffled data keeps dynamic padding
+    history = ft.fit(sources, targets, epochs=1, batch_size=4, padding="bucket", verbose=0)
+    assert np.isfinite(history.history["loss"][0])

@@ -4,7 +4,9 @@ Pairs come from two lists, a DataFrame or a CSV / TSV / JSONL / JSON /
 Parquet file (columns `source` and `target`, or the first two). The
 backbone's keras-hub `Seq2SeqLMPreprocessor` tokenises and packs both sides
 once (cached); each example is cut to its own length and each batch is
-padded to its own longest source and target. Labels are the decoder tokens shifted by one and the
+padded to its own longest source and target (or, with `padding="bucket"`, training batches
+group pairs of similar length and pad each side to one of a few widths; see
+`finetunekit.data.text_buckets`). Labels are the decoder tokens shifted by one and the
 sample weights the target padding mask, as in keras-hub's `Seq2SeqLM`.
 """
 
@@ -13,6 +15,16 @@ import os
 import numpy as np
 
 from finetunekit.data.pipeline import Batches, Prepared, build_splits, check_sample_weight, take
+from finetunekit.data.text_buckets import (
+    bucket_lengths,
+    bucket_width,
+    check_padding,
+    chunk_batches,
+    is_bucketed,
+    is_mode,
+    pad_to,
+    sortish,
+)
 from finetunekit.data.text_readers import TEXT_FILE_TYPES, check_text_items, read_table
 from finetunekit.text_cleaning import sanitize_utf8, to_utf8_bytes
 
@@ -147,7 +159,7 @@ class Seq2SeqPipeline:
         ds = tf.data.Dataset.from_tensor_slices(columns)
         return ds.map(self._trim, num_parallel_calls=tf.data.AUTOTUNE)
 
-    def batch(self, ds, batch_size, n, shuffle=False, seed=None):
+    def batch(self, ds, batch_size, n, shuffle=False, seed=None, padding="dynamic"):
         import tensorflow as tf
 
         ds = ds.cache()
@@ -162,9 +174,38 @@ class Seq2SeqPipeline:
             tf.constant(0.0, "float32"),
         )
         shapes = ({name: [None] for name in PAIR_INPUTS}, [None], [None])
-        ds = ds.padded_batch(batch_size, padded_shapes=shapes, padding_values=values)
+        if is_bucketed(padding) and shuffle:
+            ds = self._bucketed(ds, batch_size, n, shapes, values, padding)
+        else:
+            ds = ds.padded_batch(batch_size, padded_shapes=shapes, padding_values=values)
         ds = ds.apply(tf.data.experimental.assert_cardinality(-(-n // batch_size)))
         return Batches(ds.prefetch(tf.data.AUTOTUNE))
+
+    def _bucketed(self, ds, batch_size, n, shapes, values, padding):
+        """Sortish batches by source plus target length; each side padded to a bucket width."""
+        import tensorflow as tf
+
+        sides = {
+            "encoder": tf.constant(bucket_lengths(padding, self.preprocessor.encoder_sequence_length)),
+            "decoder": tf.constant(bucket_lengths(padding, self.preprocessor.decoder_sequence_length)),
+        }
+
+        def lengths(x, side):
+            return tf.reduce_sum(tf.cast(x[f"{side}_padding_mask"], "int32"), axis=-1)
+
+        def to_bucket(x, y, weight):
+            widths = {side: bucket_width(b, tf.reduce_max(lengths(x, side)))
+                      for side, b in sides.items()}
+            x = {name: pad_to(value, widths[name.split("_")[0]], values[0][name])
+                 for name, value in x.items()}
+            target = widths["decoder"]
+            return x, pad_to(y, target, values[1]), pad_to(weight, target, values[2])
+
+        def length_of(element):
+            return lengths(element[0], "encoder") + lengths(element[0], "decoder")
+
+        return sortish(ds, batch_size, shapes, values, length_of, to_bucket,
+                       chunk_batches(n, batch_size))
 
     def prepare(
         self, x, y=None, *, class_names=None, batch_size=32, shuffle=False, validation_split=0.0,
@@ -185,10 +226,12 @@ class Seq2SeqPipeline:
                 'frozen: nothing would train. Pass unfreeze="all" (or a number of layers), or '
                 "lora_rank=8."
             )
-        if padding != "dynamic":
+        check_padding(padding)
+        if is_mode(padding, "fixed"):
             raise ValueError(
                 "A Seq2SeqHead pads each batch to its longest source and target "
-                f'(padding="dynamic"); padding={padding!r} is not supported for text pairs.'
+                '(padding="dynamic"), or to bucket widths (padding="bucket" or a list of '
+                'lengths); padding="fixed" is not supported for text pairs.'
             )
         if is_dataset(x) or (isinstance(x, str) and x.startswith("tfds:")):
             raise ValueError(
@@ -207,7 +250,8 @@ class Seq2SeqPipeline:
 
         def make(index, train_split):
             ds = self.pairs_dataset(take(sources, index), take(targets, index), take(weights, index))
-            return self.batch(ds, batch_size, len(index), shuffle=train_split and shuffle, seed=seed)
+            return self.batch(ds, batch_size, len(index), shuffle=train_split and shuffle, seed=seed,
+                              padding=padding if train_split else "dynamic")
 
         train, validation, index = build_splits(len(sources), make, validation_split, None, seed)
         return Prepared(train, validation, None, None, num_examples=len(index))

@@ -39,24 +39,57 @@ def sortish_batches(pipeline, ds, batch_size, shapes, values, buckets, chunk_bat
     buckets = tf.constant(buckets, dtype="int32")
     pads = values[0] if isinstance(values, tuple) else values
 
-    def sort_and_split(*element):
-        order = tf.argsort(pipeline.lengths(element[0]), stable=True)
-        element = tf.nest.map_structure(lambda value: tf.gather(value, order), element)
-        return tf.data.Dataset.from_tensor_slices(element).batch(batch_size).map(to_bucket)
-
     def to_bucket(features, *rest):
-        longest = tf.reduce_max(pipeline.lengths(features))
-        width = tf.gather(buckets, tf.searchsorted(buckets[:-1], [longest]))[0]
+        width = bucket_width(buckets, tf.reduce_max(pipeline.lengths(features)))
         features = {
             name: pad_to(value, width, pads[name]) for name, value in features.items()
         }
         return (features, *rest) if rest else features
+
+    return sortish(ds, batch_size, shapes, values, lambda e: pipeline.lengths(e[0]), to_bucket,
+                   chunk_batches)
+
+
+def sortish(ds, batch_size, shapes, values, length_of, to_bucket, chunk_batches=50):
+    """The sortish core: chunks of `chunk_batches` batches sorted by `length_of`, batches shuffled.
+
+    Args:
+        ds: unbatched dataset.
+        batch_size: int.
+        shapes, values: `padded_batch` shapes and padding values of a chunk.
+        length_of: `fn(chunk_element) -> (chunk,) int lengths` to sort by.
+        to_bucket: `fn(*batch_element) -> batch_element` padding a batch to its widths.
+        chunk_batches: int. Batches per sorted chunk.
+
+    Returns:
+        A dataset of batches (see `sortish_batches`).
+    """
+    import tensorflow as tf
+
+    def sort_and_split(*element):
+        order = tf.argsort(length_of(element), stable=True)
+        element = tf.nest.map_structure(lambda value: tf.gather(value, order), element)
+        return tf.data.Dataset.from_tensor_slices(element).batch(batch_size).map(to_bucket)
 
     return (
         ds.padded_batch(batch_size * chunk_batches, padded_shapes=shapes, padding_values=values)
         .flat_map(sort_and_split)
         .shuffle(chunk_batches, reshuffle_each_iteration=True)
     )
+
+
+def bucket_width(buckets, longest):
+    """The smallest of `buckets` (an int32 tensor, sorted) that holds `longest` (the last if none)."""
+    import tensorflow as tf
+
+    return tf.gather(buckets, tf.searchsorted(buckets[:-1], [longest]))[0]
+
+
+def chunk_batches(examples, batch_size):
+    """Batches per sorted chunk: 50, or fewer so that an epoch has at least 4 chunks."""
+    if not examples or examples < 0:
+        return 50
+    return min(50, max(1, examples // (4 * batch_size)))
 
 
 def is_mode(padding, mode):

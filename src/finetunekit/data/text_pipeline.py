@@ -27,6 +27,7 @@ from finetunekit.data.text_buckets import (  # noqa: F401  (PADDINGS: public her
     PADDINGS,
     bucket_lengths,
     check_padding,
+    chunk_batches,
     is_bucketed,
     is_mode,
     ordered,
@@ -174,9 +175,7 @@ class TextPipeline:
             shapes, values = tuple(shapes), tuple(values)
         if is_bucketed(padding):
             buckets = bucket_lengths(padding, self.sequence_length)
-            chunk = 50 if not examples or examples < 0 else min(
-                50, max(1, examples // (4 * batch_size))
-            )
+            chunk = chunk_batches(examples, batch_size)
             return sortish_batches(self, ds, batch_size, shapes, values, buckets, chunk)
         return ds.padded_batch(batch_size, padded_shapes=shapes, padding_values=values)
 
