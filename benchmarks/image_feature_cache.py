@@ -54,7 +54,7 @@ def run_one(args):
             mixed_precision=False,
             unfreeze=args.unfreeze,
         )
-        ft.compile(learning_rate=1e-3)
+        ft.compile(learning_rate=1e-3, steps_per_execution=args.steps_per_execution)
         start = time.perf_counter()
         history = ft.fit(
             x,
@@ -92,6 +92,8 @@ def main():
     parser.add_argument("--classes", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--budget", type=int, default=2 * 1024**3, help="cache memory budget")
+    parser.add_argument("--steps-per-execution", type=int, default=1,
+                        help="Keras compile(steps_per_execution=...), for both runs")
     parser.add_argument("--unfreeze", type=int, default=0, help="blocks that train (0: frozen)")
     parser.add_argument("--child", choices=["cached", "uncached"], help=argparse.SUPPRESS)
     args = parser.parse_args()
