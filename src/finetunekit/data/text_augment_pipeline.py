@@ -8,7 +8,6 @@ The augmentation object is a `finetunekit.layers.TextAugmentation` (used here
 through its `augment_text`, `mask_tokens` and `random_seeds` methods).
 """
 
-from finetunekit.data.pipeline import Batches
 
 
 def check_augmentable(pipeline, token_level):
@@ -96,12 +95,7 @@ def finish_augmented(pipeline, texts, extras, n, batch_size, padding, shuffle=Fa
     from finetunekit.text_cleaning import to_utf8_bytes
 
     ds = tf.data.Dataset.from_tensor_slices(np.asarray([to_utf8_bytes(t) for t in texts], object))
-    extras = [tf.data.Dataset.from_tensor_slices(e) for e in extras if e is not None]
-    if extras:
-        ds = tf.data.Dataset.zip((ds, *extras))
-    ds = ds.cache()
-    if shuffle:
-        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
-    ds = pipeline.batch(augmented_tokens(pipeline, ds), batch_size, padding, examples=n)
-    ds = ds.apply(tf.data.experimental.assert_cardinality(-(-n // batch_size)))
-    return Batches(ds.prefetch(tf.data.AUTOTUNE))
+    return pipeline.finish(
+        ds, extras, n, batch_size, padding, shuffle=shuffle, seed=seed,
+        per_epoch=lambda shuffled: augmented_tokens(pipeline, shuffled),
+    )

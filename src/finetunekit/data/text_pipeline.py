@@ -263,8 +263,14 @@ class TextPipeline:
 
         return make
 
-    def finish(self, ds, extras, n, batch_size, padding, shuffle=False, seed=None, target_pad=None):
+    def finish(
+        self, ds, extras, n, batch_size, padding, shuffle=False, seed=None, target_pad=None,
+        per_epoch=None,
+    ):
         """Zips `extras` (targets, weights; None ones left out) with `ds`, caches, shuffles, batches.
+
+        `per_epoch`, if given, maps the shuffled (uncached) stream before
+        batching, so that it runs anew every epoch (text augmentation).
 
         Returns:
             `Batches` of a prefetched dataset of known cardinality.
@@ -277,6 +283,8 @@ class TextPipeline:
         ds = ds.cache()
         if shuffle:
             ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        if per_epoch is not None:
+            ds = per_epoch(ds)
         ds = self.batch(ds, batch_size, padding, target_pad=target_pad, examples=n)
         ds = ds.apply(tf.data.experimental.assert_cardinality(-(-n // batch_size)))
         return Batches(ds.prefetch(tf.data.AUTOTUNE))
