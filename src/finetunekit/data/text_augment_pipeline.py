@@ -9,7 +9,6 @@ through its `augment_text`, `mask_tokens` and `random_seeds` methods).
 """
 
 
-
 def check_augmentable(pipeline, token_level):
     """Raises when this pipeline's augmentation cannot run (per-word targets, no mask token)."""
     augmentation = pipeline.augmentation
