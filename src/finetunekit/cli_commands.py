@@ -252,18 +252,11 @@ def run_demo(args):
     return EXIT_OK
 
 
-def _build_finetuner(fk, args, class_names, weights, augment):
-    input_shape = None if args.image_size is None else (args.image_size, args.image_size, 3)
+def build_finetuner(fk, args, head, weights, **options):
+    """`fk.FineTuner` on `--backbone` with `--unfreeze`; a failed ImageNet download says what to do."""
     try:
         return fk.FineTuner(
-            backbone=args.backbone,
-            head=fk.ClassificationHead(num_classes=len(class_names), dropout=args.dropout),
-            weights=weights,
-            input_shape=input_shape,
-            unfreeze=args.unfreeze,
-            augment=augment,
-            preprocessing=args.preprocessing,
-            class_names=class_names,
+            backbone=args.backbone, head=head, weights=weights, unfreeze=args.unfreeze, **options
         )
     except Exception as error:
         url = download_failure(error) if weights == "imagenet" else None
@@ -272,26 +265,26 @@ def _build_finetuner(fk, args, class_names, weights, augment):
         raise NoNetworkError(no_network_message(url)) from error
 
 
-def _train(model, paths, labels, validation, args):
-    options = {
-        "validation_data": validation,
-        "batch_size": args.batch_size,
-        "seed": args.seed,
-        "on_bad_image": args.on_bad_image,
-        "verbose": 0 if args.quiet else 2,
-    }
+def train(model, x, y, args, **options):
+    """`fine_tune` (with `--freeze-epochs`) or `compile` + `fit`, with the shared options."""
+    options.update(batch_size=args.batch_size, seed=args.seed, verbose=0 if args.quiet else 2)
     if args.freeze_epochs is not None:
         return model.fine_tune(
-            paths,
-            labels,
-            epochs=args.epochs,
-            freeze_epochs=args.freeze_epochs,
-            unfreeze=args.unfreeze,
-            learning_rate=args.learning_rate or 1e-3,
-            **options,
-        )
+            x, y, epochs=args.epochs, freeze_epochs=args.freeze_epochs, unfreeze=args.unfreeze,
+            learning_rate=args.learning_rate or 1e-3, **options,
+        )  # fmt: skip
     model.compile(learning_rate=args.learning_rate)
-    return model.fit(paths, labels, epochs=args.epochs, **options)
+    return model.fit(x, y, epochs=args.epochs, **options)
+
+
+def save_trained(model, history, args):
+    """Saves `--out` (atomically: the previous file stays whole until the new one is in)."""
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    model.save(args.out)
+    last = {k: v[-1] for k, v in (history.history if history else {}).items()}
+    metrics = ", ".join(f"{k} {v:.4f}" for k, v in last.items())
+    print(f"Saved {args.out}" + (f" ({metrics})" if metrics else ""))
+    return EXIT_OK
 
 
 def run_fit(args):
@@ -321,10 +314,15 @@ def run_fit(args):
     validation = None
     if args.validation_split:
         # Stratified and seeded, the same split FineTuner.fit(validation_split=...) makes.
-        train, held_out = split_indices(len(paths), args.validation_split, labels, args.seed)
+        kept, held_out = split_indices(len(paths), args.validation_split, labels, args.seed)
         validation = ([paths[i] for i in held_out], [labels[i] for i in held_out])
-        paths, labels = [paths[i] for i in train], [labels[i] for i in train]
-    model = _build_finetuner(fk, args, class_names, weights, augment)
+        paths, labels = [paths[i] for i in kept], [labels[i] for i in kept]
+    input_shape = None if args.image_size is None else (args.image_size, args.image_size, 3)
+    head = fk.ClassificationHead(num_classes=len(class_names), dropout=args.dropout)
+    model = build_finetuner(
+        fk, args, head, weights, input_shape=input_shape, augment=augment,
+        preprocessing=args.preprocessing, class_names=class_names,
+    )
     print(
         f"Training {model.backbone_kind.architecture or args.backbone} on {len(class_names)} classes "
         f"({', '.join(class_names)}): {len(paths)} training and "
@@ -332,13 +330,10 @@ def run_fit(args):
         f"{'x'.join(map(str, model.backbone_kind.input_shape))}, unfreeze={args.unfreeze}",
         flush=True,
     )
-    history = _train(model, paths, labels, validation, args)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    model.save(args.out)  # atomic: the previous --out file stays whole until the new one is in
-    last = {k: v[-1] for k, v in (history.history if history else {}).items()}
-    metrics = ", ".join(f"{k} {v:.4f}" for k, v in last.items())
-    print(f"Saved {args.out}" + (f" ({metrics})" if metrics else ""))
-    return EXIT_OK
+    history = train(
+        model, paths, labels, args, validation_data=validation, on_bad_image=args.on_bad_image
+    )
+    return save_trained(model, history, args)
 
 
 def run_evaluate(args):

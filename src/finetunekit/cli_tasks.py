@@ -18,14 +18,13 @@ import numpy as np
 
 from finetunekit.cli_args import positive_int
 from finetunekit.cli_commands import (
-    EXIT_OK,
     CLIError,
-    NoNetworkError,
-    download_failure,
+    build_finetuner,
     library,
-    no_network_message,
     parse_augment,
     parse_weights,
+    save_trained,
+    train,
 )
 
 TASKS = ("classification", "segmentation", "detection", "seq2seq")
@@ -152,8 +151,7 @@ READERS = {
 
 # ------------------------------------------------------------------ train
 def _build(fk, args, head, class_names):
-    options = {"unfreeze": args.unfreeze, "class_names": class_names}
-    weights = parse_weights(args.weights)
+    options = {"class_names": class_names}
     if args.task in IMAGE_TASKS:
         size = args.image_size
         options.update(
@@ -161,31 +159,7 @@ def _build(fk, args, head, class_names):
             augment=parse_augment(args.augment),
             preprocessing=args.preprocessing,
         )
-    try:
-        return fk.FineTuner(backbone=args.backbone, head=head, weights=weights, **options)
-    except Exception as error:
-        url = download_failure(error) if weights == "imagenet" else None
-        if url is None:
-            raise
-        raise NoNetworkError(no_network_message(url)) from error
-
-
-def _train(model, x, y, args):
-    options = {
-        "validation_split": args.validation_split,
-        "batch_size": args.batch_size,
-        "seed": args.seed,
-        "verbose": 0 if args.quiet else 2,
-    }
-    if args.task in IMAGE_TASKS:
-        options["on_bad_image"] = args.on_bad_image
-    if args.freeze_epochs is not None:
-        return model.fine_tune(
-            x, y, epochs=args.epochs, freeze_epochs=args.freeze_epochs,
-            unfreeze=args.unfreeze, learning_rate=args.learning_rate or 1e-3, **options,
-        )  # fmt: skip
-    model.compile(learning_rate=args.learning_rate)
-    return model.fit(x, y, epochs=args.epochs, **options)
+    return build_finetuner(fk, args, head, parse_weights(args.weights), **options)
 
 
 def run_task_fit(args):
@@ -199,13 +173,9 @@ def run_task_fit(args):
         f"validation split {args.validation_split}, unfreeze={args.unfreeze}",
         flush=True,
     )
-    history = _train(model, x, y, args)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    model.save(args.out)  # atomic
-    last = {k: v[-1] for k, v in (history.history if history else {}).items()}
-    metrics = ", ".join(f"{k} {v:.4f}" for k, v in last.items())
-    print(f"Saved {args.out}" + (f" ({metrics})" if metrics else ""))
-    return EXIT_OK
+    image_options = {"on_bad_image": args.on_bad_image} if args.task in IMAGE_TASKS else {}
+    history = train(model, x, y, args, validation_split=args.validation_split, **image_options)
+    return save_trained(model, history, args)
 
 
 # --------------------------------------------------------------- evaluate
