@@ -161,9 +161,14 @@ def run_keras_hub(backbone, preprocessor, data, args):
     import keras
     import keras_hub
 
-    train_x, train_y, test_x, test_y = data
     lm = keras_hub.models.BartSeq2SeqLM(backbone=backbone, preprocessor=preprocessor)
     lm.compile(optimizer=keras.optimizers.AdamW(args.lr, weight_decay=0.01))
+    return fit_and_generate(lm, data, args)
+
+
+def fit_and_generate(lm, data, args):
+    """Trains a keras-hub `Seq2SeqLM` by hand, then generates the test set: timings and scores."""
+    train_x, train_y, test_x, test_y = data
     times = EpochTimes()
     start = time.perf_counter()
     lm.fit({"encoder_text": train_x, "decoder_text": train_y}, epochs=args.epochs,
@@ -218,7 +223,6 @@ def run_warm_keras_hub(folder, data, args):
 
     from finetunekit.backbones.warm_start import warm_start_backbone, warm_start_classes
 
-    train_x, train_y, test_x, test_y = data
     backbone = warm_start_backbone(keras_hub.models.Backbone.from_preset(folder))
     preprocessor = keras_hub.models.Seq2SeqLMPreprocessor(
         keras_hub.models.BertTokenizer.from_preset(folder),
@@ -226,16 +230,7 @@ def run_warm_keras_hub(folder, data, args):
     )
     lm = warm_start_classes()[1](backbone=backbone, preprocessor=preprocessor)
     lm.compile(optimizer=keras.optimizers.AdamW(args.lr, weight_decay=0.01), sampler="greedy")
-    times = EpochTimes()
-    start = time.perf_counter()
-    lm.fit({"encoder_text": train_x, "decoder_text": train_y}, epochs=args.epochs,
-           batch_size=args.batch, callbacks=[times], verbose=0)
-    wall = time.perf_counter() - start
-    predictions = []
-    for i in range(0, len(test_x), 64):
-        out = lm.generate(test_x[i : i + 64], max_length=args.length)
-        predictions += [str(t).strip() for t in out]
-    return wall, times.times, scores(predictions, test_y), predictions
+    return fit_and_generate(lm, data, args)
 
 
 def warm_start_main(data, args):
