@@ -206,13 +206,8 @@ def evaluation_data(model, args):
                 f"{args.model!r} is a segmentation model: pass --masks, the folder of PNG masks "
                 "of the images in --data."
             )
-        from finetunekit.data.masks import read_mask_data
-
-        x, y = read_mask_data(args.data, masks)
-    elif task == "detection":
-        from finetunekit.data.detection_readers import read_detection_data
-
-        x, y = read_detection_data(args.data, None)
+    if task in IMAGE_TASKS:  # the spatial head reads its own files, as in fit
+        x, y = model.head.read_data(args.data, masks)
     else:
         from finetunekit.data.seq2seq_pipeline import read_pairs
 
