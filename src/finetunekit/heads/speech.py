@@ -150,9 +150,9 @@ class SpeechToTextHead(Head):
         tokenizer = kind.tokenizer
         _check_tokenizer(tokenizer)
         prepared = tuner._prepare(x, None, batch_size, require_labels=False, **options)
-        names = ("audio", "audio_length", "sample_rate")
-        outputs = [tuner.backbone_outputs["features"], tuner.backbone_outputs["padding_mask"]]
-        encoder = keras.Model({n: tuner.input[n] for n in names}, outputs)
+        from finetunekit.heads.speech_serving import AUDIO_INPUTS, speech_encoder
+
+        encoder = speech_encoder(tuner)
         # Never write special tokens (start, task, language, timestamps, padding).
         suppress = sorted(special_ids(tokenizer, tuner.backbone.vocabulary_size))
         prompt = self.prompt_ids(tokenizer)
@@ -162,7 +162,7 @@ class SpeechToTextHead(Head):
         texts = []
         for batch in prepared.train.x:
             features = batch[0] if isinstance(batch, tuple) else batch
-            encoded, mask = encoder({n: features[n] for n in names}, training=False)
+            encoded, mask = encoder({n: features[n] for n in AUDIO_INPUTS}, training=False)
             ids = generate(steps, encoded, mask, prompt, end_id(tokenizer),
                            max_new_tokens, num_beams or self.num_beams, suppress)
             texts += [tokenizer.detokenize(row).strip() if row else "" for row in ids]

@@ -17,6 +17,12 @@ from finetunekit.heads.speech_decoding import end_id, special_ids
 AUDIO_INPUTS = ("audio", "audio_length", "sample_rate")
 
 
+def speech_encoder(tuner):
+    """The FineTuner's raw audio inputs -> `[encoder features, their padding mask]`."""
+    outputs = [tuner.backbone_outputs["features"], tuner.backbone_outputs["padding_mask"]]
+    return keras.Model({n: tuner.input[n] for n in AUDIO_INPUTS}, outputs, name="speech_encoder")
+
+
 def greedy_transcriber(tuner, max_new_tokens=None):
     """A function `inputs -> {"token_ids", "text"}` of greedy transcription, traceable by TF.
 
@@ -46,9 +52,7 @@ def greedy_transcriber(tuner, max_new_tokens=None):
     eos = end_id(tokenizer)
     blocked = np.zeros(backbone.vocabulary_size, bool)
     blocked[sorted(special_ids(tokenizer, backbone.vocabulary_size))] = True
-    outputs = [tuner.backbone_outputs["features"], tuner.backbone_outputs["padding_mask"]]
-    encoder = keras.Model({n: tuner.input[n] for n in AUDIO_INPUTS}, outputs,
-                          name="speech_encoder")
+    encoder = speech_encoder(tuner)
 
     def step(encoded, tokens, done, index):
         encoded, encoder_mask = encoded
