@@ -102,19 +102,14 @@ def _segmentation_data(fk, args):
 
 
 def _detection_data(fk, args):
-    from finetunekit.data.detection_readers import read_detection_data
+    from finetunekit.data.detection_readers import dataset_layout, read_detection_data
 
-    dataset = not os.path.isdir(args.data) or os.path.isdir(os.path.join(args.data, "Annotations"))
-    if not dataset:
-        from finetunekit.data.detection_readers import _is_yolo_folder
-
-        dataset = _is_yolo_folder(args.data)
-    images, targets = read_detection_data(args.data, None) if dataset else (None, None)
-    if targets is None:
+    if dataset_layout(args.data) is None:  # a plain image folder reads as images to predict on
         raise CLIError(
             f"--data {args.data!r} is not detection data. --task detection takes a COCO json, "
             "a Pascal VOC folder (Annotations/ + JPEGImages/) or a YOLO folder (images/ + labels/)."
         )
+    images, targets = read_detection_data(args.data, None)
     labels = [label for target in targets for label in np.asarray(target["labels"]).tolist()]
     names = sorted({str(label) for label in labels}) if any(
         isinstance(label, str) for label in labels

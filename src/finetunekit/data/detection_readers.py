@@ -77,17 +77,37 @@ def read_detection_data(x, y):
     if isinstance(y, (str, os.PathLike)) and os.fspath(y).lower().endswith(".json"):
         return read_coco(y, image_dir=path)
     if path is not None and y is None:
-        if path.lower().endswith(".json") and os.path.isfile(path):
-            return read_coco(path)
-        if os.path.isdir(os.path.join(path, "Annotations")):
-            return read_voc(path)
-        if os.path.isdir(path) and _is_yolo_folder(path):
-            return read_yolo(path)
+        layout = dataset_layout(path)
+        if layout is not None:
+            return {"coco": read_coco, "voc": read_voc, "yolo": read_yolo}[layout](path)
         if os.path.isdir(path):  # a plain folder of images, to predict on: no targets
             return list_images(path), None
     if y is None:
         return x, None
     return x, per_image_targets(y)
+
+
+def dataset_layout(path):
+    """`"coco"` (a json file), `"voc"` or `"yolo"` (folders) for a detection dataset, else None.
+
+    Args:
+        path: str. A file or folder.
+
+    Returns:
+        The layout name, or None (e.g. a plain folder of images).
+
+    Example:
+    ```python
+    dataset_layout("voc2012/")  # "voc"
+    ```
+    """
+    if path.lower().endswith(".json") and os.path.isfile(path):
+        return "coco"
+    if os.path.isdir(os.path.join(path, "Annotations")):
+        return "voc"
+    if os.path.isdir(path) and _is_yolo_folder(path):
+        return "yolo"
+    return None
 
 
 def read_coco(json_path, image_dir=None):
