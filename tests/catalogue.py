@@ -15,3 +15,18 @@ def undocumented(case_ids, section=None):
         assert heading in text, f"docs/errors.md has no section {heading!r}"
         text = text[text.index(heading):]
     return [i for i in case_ids if f"`{i}`" not in text]
+
+
+def run_case(run, error, fragment, tmp_path):
+    """Runs one catalogue row: `error=None` must work; any other error must be raised.
+
+    A row that checks a warning turns it into an exception first (the
+    saving and data rows' `as_error`).
+    """
+    import pytest
+
+    if error is None:
+        run(tmp_path)  # must work (rows may assert the conversion themselves)
+        return
+    with pytest.raises(error, match=fragment):
+        run(tmp_path)

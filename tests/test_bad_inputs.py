@@ -14,7 +14,7 @@ import pytest
 
 import finetunekit as fk
 from finetunekit.data import BadImageError
-from tests.catalogue import undocumented
+from tests.catalogue import run_case, undocumented
 from tests.conftest import tiny_cnn, write_images
 
 X4 = np.zeros((4, 16, 16, 3), "uint8")
@@ -205,11 +205,7 @@ TEXT_CASES = [
 
 @pytest.mark.parametrize("case_id,run,error,fragment", CASES + TEXT_CASES, ids=[c[0] for c in CASES + TEXT_CASES])
 def test_bad_input(tmp_path, case_id, run, error, fragment):
-    if error is None:
-        run(tmp_path)  # must work
-        return
-    with pytest.raises(error, match=fragment):
-        run(tmp_path)
+    run_case(run, error, fragment, tmp_path)
 
 
 def test_catalogue_is_large_and_documented():

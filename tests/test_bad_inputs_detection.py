@@ -14,7 +14,7 @@ import pytest
 
 import finetunekit as fk
 from finetunekit.data.spatial_pipeline import SpatialPipeline
-from tests.catalogue import undocumented
+from tests.catalogue import run_case, undocumented
 from tests.conftest import tiny_cnn
 
 X2 = np.zeros((2, 32, 32, 3), "uint8")
@@ -80,8 +80,7 @@ CASES = [
 
 @pytest.mark.parametrize("case_id,run,error,fragment", CASES, ids=[c[0] for c in CASES])
 def test_bad_input(tmp_path, case_id, run, error, fragment):
-    with pytest.raises(error, match=fragment):
-        run(tmp_path)
+    run_case(run, error, fragment, tmp_path)
 
 
 def test_rows_are_documented():

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import finetunekit as fk
-from tests.catalogue import undocumented
+from tests.catalogue import run_case, undocumented
 from tests.conftest import tiny_tuner
 
 USERS, ITEMS = ["a", "b", "c"], ["x", "y", "z"]
@@ -98,8 +98,7 @@ CASES = [
 
 @pytest.mark.parametrize("case_id,run,error,fragment", CASES, ids=[c[0] for c in CASES])
 def test_bad_input(tmp_path, case_id, run, error, fragment):
-    with pytest.raises(error, match=fragment):
-        run(tmp_path)
+    run_case(run, error, fragment, tmp_path)
 
 
 def test_rows_are_documented():

@@ -17,7 +17,7 @@ import pytest
 
 import finetunekit as fk
 from finetunekit.saving import CorruptFileError
-from tests.catalogue import undocumented
+from tests.catalogue import run_case, undocumented
 from tests.conftest import tiny_cnn, tiny_tuner
 
 X8 = np.random.default_rng(0).integers(0, 255, (8, 16, 16, 3)).astype("uint8")
@@ -181,8 +181,7 @@ CASES = [
 
 @pytest.mark.parametrize("case_id,run,error,fragment", CASES, ids=[c[0] for c in CASES])
 def test_bad_input(tmp_path, case_id, run, error, fragment):
-    with pytest.raises(error, match=fragment):
-        run(tmp_path)
+    run_case(run, error, fragment, tmp_path)
 
 
 def test_rows_are_documented():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import finetunekit as fk
-from tests.catalogue import undocumented
+from tests.catalogue import run_case, undocumented
 from tests.conftest import tiny_tuner
 from tests.test_text import text_tuner
 
@@ -51,8 +51,7 @@ CASES = [
 
 @pytest.mark.parametrize("case_id,run,error,fragment", CASES, ids=[c[0] for c in CASES])
 def test_bad_input(tmp_path, case_id, run, error, fragment):
-    with pytest.raises(error, match=fragment):
-        run(tmp_path)
+    run_case(run, error, fragment, tmp_path)
 
 
 def test_rows_are_documented():

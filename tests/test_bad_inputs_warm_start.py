@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import finetunekit as fk
-from tests.catalogue import undocumented
+from tests.catalogue import run_case, undocumented
 from tests.conftest import tiny_tuner
 
 SECTION = "Warm starts, encoder/decoder unfreezing and seq2seq export"
@@ -66,8 +66,7 @@ CASES = [
 
 @pytest.mark.parametrize("case_id,run,error,fragment", CASES, ids=[c[0] for c in CASES])
 def test_bad_input(tmp_path, case_id, run, error, fragment):
-    with pytest.raises(error, match=fragment):
-        run(tmp_path)
+    run_case(run, error, fragment, tmp_path)
 
 
 def test_rows_are_documented():
