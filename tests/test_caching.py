@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import finetunekit as fk
+from finetunekit import caching
 from tests.conftest import tiny_cnn, tiny_tuner
 
 
@@ -234,3 +235,30 @@ def test_feature_extraction_traces_once_for_every_batch_size():
     full, last = extract(x[:8]), extract(x[8:])  # a full batch, then the smaller last one
     assert full.shape[0] == 8 and last.shape[0] == 5
     assert extract.tracing_count() == 1
+
+
+def test_cached_steps_run_an_epoch_per_call_unless_a_callback_watches_batches():
+    x, y = _data(24)
+    ft = _tuner()
+    ft.compile(learning_rate=1e-2)
+    calls = {}
+
+    class Batches(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            calls.setdefault("batches", []).append(batch)
+
+    class Epochs(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            # The optimizer's slots exist before the first (traced) step.
+            calls["optimizer_built"] = ft.optimizer.built
+
+    history = ft.fit(x, y, epochs=2, batch_size=4, callbacks=[Batches()], verbose=0)
+    assert hasattr(history, "feature_cache")
+    assert calls["batches"] == list(range(6)) * 2  # every step seen, as uncached
+    guard = fk.callbacks.DivergenceGuard()
+    assert caching._steps_per_call(ft, [guard, Epochs()], steps_per_epoch=6) == 6
+    assert caching._steps_per_call(ft, [guard, Epochs()], steps_per_epoch=500) == 64
+    assert caching._steps_per_call(ft, [Batches()], steps_per_epoch=6) == 1
+    ft.compile(learning_rate=1e-2)
+    ft.fit(x, y, epochs=1, batch_size=4, callbacks=[Epochs()], verbose=0)
+    assert calls["optimizer_built"] is True

@@ -31,6 +31,7 @@ from finetunekit.feature_store import (
     DEFAULT_MEMORY_BUDGET,
     CachedFeatureDataset,
     FeatureCache,
+    memory_dataset,
     unpack,
 )
 
@@ -299,15 +300,13 @@ def fit_on_cached_features(
     try:
         copies = _extract_copies(model, cache, train, batch_size, augmented_copies, front)
         validation = _extract_validation(model, cache, validation_data, batch_size, front)
-        head_model = _compiled_head_model(model, back)
+        steps = -(-len(copies[0][0]) // batch_size)
+        head_model = _compiled_head_model(model, back, _steps_per_call(model, callbacks, steps))
         forward = _ForwardCallbacks(callbacks, model, epochs=epochs)
         common = dict(epochs=epochs, validation_data=validation, callbacks=[forward], **fit_kwargs)
         if len(copies) == 1 and not cache.on_disk:
-            features, labels, weights = copies[0]
-            history = head_model.fit(
-                features, labels, sample_weight=weights, batch_size=batch_size, shuffle=shuffle,
-                **common,
-            )
+            data = memory_dataset(*copies[0], batch_size, shuffle=shuffle)
+            history = head_model.fit(data, **common)
         else:  # the dataset shuffles examples itself
             data = CachedFeatureDataset(copies, batch_size, shuffle=shuffle)
             history = head_model.fit(data, shuffle=False, **common)
@@ -351,7 +350,30 @@ def _extract_validation(model, cache, validation_data, batch_size, front):
     return tuple(v for v in val if v is not None)
 
 
-def _compiled_head_model(model, back=None):
+_BATCH_HOOKS = ("on_train_batch_begin", "on_train_batch_end", "on_batch_begin", "on_batch_end")
+
+
+def _steps_per_call(model, callbacks, steps_per_epoch):
+    """How many cached steps one call of the head model's train function runs.
+
+    The head's steps on cached features are cheap, so the per-call cost of
+    Keras and TensorFlow dominates; running a whole epoch (up to 64 steps) per
+    call removes most of it and leaves every update the same. A callback with
+    batch-level hooks keeps the compiled `steps_per_execution`, so that it is
+    called after every step as in the uncached run (`DivergenceGuard` needs
+    not: a NaN stays in the running loss it reads).
+    """
+    chosen = int(model.compile_arguments.get("steps_per_execution", 1) or 1)
+    for callback in callbacks:
+        if getattr(callback, "checks_running_loss", False):
+            continue
+        for hook in _BATCH_HOOKS:
+            if getattr(type(callback), hook) is not getattr(keras.callbacks.Callback, hook):
+                return chosen
+    return max(chosen, min(int(steps_per_epoch), 64))
+
+
+def _compiled_head_model(model, back=None, steps_per_execution=None):
     """The head (after `back`, the trainable back of the backbone, if given), compiled like
     the FineTuner (same optimizer object, fresh metrics)."""
     args = dict(model.compile_arguments)
@@ -368,7 +390,7 @@ def _compiled_head_model(model, back=None):
             metrics=_fresh_metrics(args.get("metrics")),
             weighted_metrics=_fresh_metrics(args.get("weighted_metrics")),
             run_eagerly=args.get("run_eagerly", False),
-            steps_per_execution=args.get("steps_per_execution", 1),
+            steps_per_execution=steps_per_execution or args.get("steps_per_execution", 1),
             jit_compile=args.get("jit_compile", "auto"),
         )
     return head_model

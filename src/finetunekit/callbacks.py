@@ -33,8 +33,12 @@ class TrainingDivergedError(RuntimeError):
     """Raised when the training loss becomes NaN or infinite."""
 
 
-def divergence_message(value, epoch, batch, policy=None):
-    """The message of `TrainingDivergedError`: what happened and the likely causes."""
+def divergence_message(value, epoch, batch, policy=None, first_batch=None):
+    """The message of `TrainingDivergedError`: what happened and the likely causes.
+
+    `first_batch` (when before `batch`) says the loss was read after several
+    steps in one call (`steps_per_execution`): the batches are then a range.
+    """
     causes = [
         "the learning rate is too high (try compile(learning_rate=...) 10x lower)",
         "bad labels or NaN/inf values in the inputs or targets",
@@ -43,8 +47,11 @@ def divergence_message(value, epoch, batch, policy=None):
     if policy == "mixed_float16":
         causes.insert(0, causes.pop())  # the most likely cause under float16
     listed = "; ".join(f"({i}) {cause}" for i, cause in enumerate(causes, 1))
+    where = f"batch {batch + 1}"
+    if first_batch is not None and first_batch < batch:
+        where = f"in batches {first_batch + 1}-{batch + 1}"
     return (
-        f"Training diverged: the loss became {value} at epoch {epoch + 1}, batch {batch + 1}. "
+        f"Training diverged: the loss became {value} at epoch {epoch + 1}, {where}. "
         f"Likely causes: {listed}."
     )
 
@@ -81,18 +88,27 @@ class DivergenceGuard(keras.callbacks.Callback):
     ```
     """
 
+    #: A NaN loss stays in the epoch's running mean, so checking it once per
+    #: `steps_per_execution` steps still catches it: cached training may run
+    #: many steps per call with this callback.
+    checks_running_loss = True
+
     def __init__(self, on_nan="raise"):
         super().__init__()
         if on_nan not in ("raise", "warn"):
             raise ValueError(f'`on_nan` must be "raise" or "warn". Received: on_nan={on_nan!r}')
         self.on_nan = on_nan
         self._epoch = 0
+        self._first_batch = None
         self._saved = None
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
         if self.on_nan == "warn":
             self._saved = snapshot(self.model)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._first_batch = batch
 
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
@@ -102,7 +118,8 @@ class DivergenceGuard(keras.callbacks.Callback):
         if math.isfinite(value):
             return
         self._stop(divergence_message(
-            value, self._epoch, batch, getattr(self.model, "policy_name", None)
+            value, self._epoch, batch, getattr(self.model, "policy_name", None),
+            self._first_batch,
         ))
 
     def on_epoch_end(self, epoch, logs=None):

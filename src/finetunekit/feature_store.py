@@ -127,6 +127,27 @@ class FeatureCache:
             self.workdir = None
 
 
+def memory_dataset(features, targets, sample_weight, batch_size, shuffle, seed=None):
+    """A `tf.data.Dataset` of batches of in-memory features, built once for all epochs.
+
+    The arrays are held as tensors once; each epoch draws a fresh order of
+    indices (when `shuffle`) and gathers its batches, so no per-epoch adapter
+    is rebuilt. Without `shuffle` the batches come in the arrays' order.
+    """
+    import tensorflow as tf
+
+    arrays = tuple(a for a in (features, targets, sample_weight) if a is not None)
+    tensors = tuple(tf.convert_to_tensor(a) for a in arrays)
+    indices = tf.data.Dataset.range(len(features))
+    if shuffle:
+        indices = indices.shuffle(len(features), seed=seed, reshuffle_each_iteration=True)
+    return (
+        indices.batch(int(batch_size))
+        .map(lambda i: tuple(tf.gather(t, i) for t in tensors))
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
 class CachedFeatureDataset(keras.utils.PyDataset):
     """Batches of cached features; epoch `e` reads copy `e % len(copies)`.
 

