@@ -14,6 +14,10 @@ on the same CPU, one subprocess per (runner, seed):
   (`train_sampling_strategy="group_by_length"`; `group_by_length=True` before transformers 5).
 - `keras_hub_tight`: keras-hub `BertTextClassifier` padded to a fixed length at the
   training data's 99th-percentile token length (not 128, which flatters).
+- `..._bf16` (`finetuner_bucket_bf16`, `finetuner_dynamic_bf16`, `keras_hub_tight_bf16`):
+  the same in mixed bfloat16 (`FineTuner(mixed_precision="bfloat16")`; Keras'
+  `"mixed_bfloat16"` policy for keras-hub), which oneDNN runs natively on CPUs with
+  AVX512-BF16 or AMX. Not run by default.
 
 Prints examples/s, accuracy (mean and spread over `--seeds`) and peak RSS for
 each, and FineTuner's examples/s ratio to each peer. PyTorch is never a
@@ -22,6 +26,7 @@ dependency of finetunekit: install it for this script only
 
 Usage:
     python benchmarks/text_vs_transformers.py --data mr --train 2000 --test 1000 --epochs 2 --seeds 0,1,2
+    python benchmarks/text_vs_transformers.py --runners finetuner_bucket_bf16,keras_hub_tight_bf16
 """
 
 import argparse
@@ -43,6 +48,7 @@ from text_finetune import (  # noqa: E402
 
 RUNNERS = ("finetuner_bucket", "finetuner_dynamic", "transformers", "transformers_grouped",
            "keras_hub_tight")
+BF16_RUNNERS = ("finetuner_bucket_bf16", "finetuner_dynamic_bf16", "keras_hub_tight_bf16")
 
 
 def tight_length(backbone, texts, quantile=99):
@@ -63,14 +69,17 @@ def run_keras(args, data):
     num_classes = len(set(train_y) | set(test_y))
     keras.utils.set_random_seed(args.seed)
     timer = EpochTimer()  # the first epoch includes tracing
+    bf16 = args.runner.endswith("_bf16")
     if args.runner.startswith("finetuner"):
         import finetunekit as fk
 
         padding = {"finetuner_bucket": {"padding": "bucket"},
-                   "finetuner_dynamic": {"padding": "dynamic"}}.get(args.runner, {})
+                   "finetuner_dynamic": {"padding": "dynamic"}}.get(
+                       args.runner.removesuffix("_bf16"), {})
         model = fk.FineTuner(backbone=args.backbone, unfreeze="all",
                              head=fk.ClassificationHead(num_classes, pooling="cls"),
-                             sequence_length=args.sequence_length)
+                             sequence_length=args.sequence_length,
+                             mixed_precision="bfloat16" if bf16 else "auto")
         model.compile(learning_rate=args.lr, weight_decay=0.01)
         fit = lambda: model.fit(train_x, train_y, batch_size=args.batch_size,  # noqa: E731
                                 epochs=args.epochs, verbose=0, callbacks=[timer],
@@ -78,6 +87,8 @@ def run_keras(args, data):
     else:
         import keras_hub
 
+        if bf16:
+            keras.mixed_precision.set_global_policy("mixed_bfloat16")
         length = tight_length(args.backbone, train_x)
         preprocessor = keras_hub.models.TextClassifierPreprocessor.from_preset(
             args.backbone, sequence_length=length)
@@ -199,7 +210,8 @@ def main(argv=None):
     parser.add_argument("--sequence-length", type=int, default=128, help="maximum length")
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--runners", default=",".join(RUNNERS))
+    parser.add_argument("--runners", default=",".join(RUNNERS),
+                        help=f"comma-separated, of {', '.join(RUNNERS + BF16_RUNNERS)}")
     parser.add_argument("--workdir", default="/tmp/finetunekit_text_vs_transformers")
     parser.add_argument("--runner", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)

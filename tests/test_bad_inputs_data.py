@@ -186,7 +186,7 @@ CASES = [
     ("zero_learning_rate", lambda t: tiny_tuner().compile(learning_rate=0.0), ValueError, r"`learning_rate` must be a number > 0 .* Received: learning_rate=0\.0"),
     ("zero_fine_tune_learning_rate", lambda t: tiny_tuner().fine_tune(X4, Y4, fine_tune_learning_rate=0), ValueError, r"`fine_tune_learning_rate` must be a number > 0 .* Received: fine_tune_learning_rate=0"),
     ("nan_val_loss", nan_validation, fk.TrainingDivergedError, r"Training diverged: the validation loss \(val_loss\) became nan at epoch 1 \(the training loss was [\d.]+\)\. Likely causes: \(1\) NaN/inf values or bad labels in the validation data"),
-    ("nan_val_loss_with_on_nan_warn", lambda t: as_error(RuntimeWarning, lambda: nan_validation(t, "warn")), RuntimeWarning, r"the validation loss \(val_loss\) became nan at epoch 1 .* Training stopped\. Restored the weights from the start of epoch 1"),
+    ("nan_val_loss_with_on_nan_warn", lambda t: as_error(RuntimeWarning, lambda: nan_validation(t, "warn")), RuntimeWarning, r"the validation loss \(val_loss\) became nan at epoch 1 .* Training stopped\. Restored the weights and optimizer state from the start of epoch 1"),
     # ---- image files Pillow reads but TensorFlow cannot
     ("tiff_named_png", lambda t: special_file(t, "tiff.png", lambda im, p: im.save(p, format="TIFF")), BadImageError, r"tiff\.png: a TIFF image \(mode RGB\) that Pillow reads but TensorFlow's decoder, which training uses, cannot \(Unknown image file format.*\)\. Convert it to PNG or JPEG"),
     ("one_bit_bmp", lambda t: special_file(t, "mask.bmp", lambda im, p: im.convert("1").save(p)), BadImageError, r"mask\.bmp: a BMP image \(mode 1\) that Pillow reads but TensorFlow's decoder, which training uses, cannot \(Number of channels"),

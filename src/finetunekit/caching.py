@@ -306,7 +306,7 @@ def fit_on_cached_features(
         common = dict(epochs=epochs, validation_data=validation, callbacks=[forward], **fit_kwargs)
         if len(copies) == 1 and not cache.on_disk:
             data = memory_dataset(*copies[0], batch_size, shuffle=shuffle)
-            history = head_model.fit(data, **common)
+            history = head_model.fit(data, shuffle=False, **common)  # shuffled by `data`
         else:  # the dataset shuffles examples itself
             data = CachedFeatureDataset(copies, batch_size, shuffle=shuffle)
             history = head_model.fit(data, shuffle=False, **common)
