@@ -262,3 +262,19 @@ def test_cached_steps_run_an_epoch_per_call_unless_a_callback_watches_batches():
     ft.compile(learning_rate=1e-2)
     ft.fit(x, y, epochs=1, batch_size=4, callbacks=[Epochs()], verbose=0)
     assert calls["optimizer_built"] is True
+
+
+def test_cached_head_equals_slow_head_with_sample_or_class_weights():
+    x, _ = _data(24)
+    y = (np.arange(24) % 3 == 0).astype(int)  # imbalanced: 8 of class 1
+    weights = np.linspace(0.5, 2.0, 24).astype("float32")
+    ft = _tuner()
+    common = dict(epochs=2, batch_size=5, shuffle=False)
+    (plain, _), _ = _train_twice(ft, (x, y), common)
+    for weighting in (dict(sample_weight=weights), dict(class_weight="balanced")):
+        (slow, h_slow), (fast, h_fast) = _train_twice(ft, (x, y), dict(common, **weighting))
+        for a, b in zip(slow, fast, strict=True):
+            np.testing.assert_allclose(a, b, atol=1e-5)
+        np.testing.assert_allclose(h_slow.history["loss"], h_fast.history["loss"], rtol=1e-4)
+        # The weights matter: without them the same start ends elsewhere.
+        assert not np.allclose(plain[0], slow[0], atol=1e-5)

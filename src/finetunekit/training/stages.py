@@ -120,6 +120,7 @@ def run_stage(model, prepared, validation, epochs, options, fit_kwargs, initial_
     kwargs = dict(fit_kwargs)
     kwargs.setdefault("initial_epoch", initial_epoch)
     if kwargs.get("class_weight") is not None:
+        _check_one_weighting(prepared.train)
         kwargs["class_weight"] = model.head.class_weight(
             prepared.train_targets, kwargs["class_weight"], model.class_names
         )
@@ -143,6 +144,19 @@ def run_stage(model, prepared, validation, epochs, options, fit_kwargs, initial_
         shuffle=options.shuffle and not train.is_dataset,  # datasets shuffle themselves
         **kwargs,
     )
+
+
+def _check_one_weighting(train):
+    """Refuses `class_weight` with per-example weights: Keras would apply only one of them."""
+    spec = train.x.element_spec if train.is_dataset else None
+    weighted = train.sample_weight is not None or (isinstance(spec, tuple) and len(spec) == 3)
+    if weighted:
+        raise ValueError(
+            "fit() received both per-example weights (sample_weight, or a dataset of "
+            "(x, y, sample_weight)) and class_weight; Keras applies only one of them. Multiply "
+            "the class weights into the example weights, e.g. sample_weight * "
+            "np.array([w_0, w_1, ...])[labels], and drop class_weight, or drop sample_weight."
+        )
 
 
 def build_optimizer_slots(model):
