@@ -77,7 +77,8 @@ def run_keras(args, data):
                    "finetuner_dynamic": {"padding": "dynamic"}}.get(
                        args.runner.removesuffix("_bf16"), {})
         model = fk.FineTuner(backbone=args.backbone, unfreeze="all",
-                             head=fk.ClassificationHead(num_classes, pooling="cls"),
+                             head=fk.ClassificationHead(num_classes, pooling="cls",
+                                                        dropout=args.head_dropout),
                              sequence_length=args.sequence_length,
                              mixed_precision="bfloat16" if bf16 else "auto")
         model.compile(learning_rate=args.lr, weight_decay=0.01)
@@ -210,6 +211,8 @@ def main(argv=None):
     parser.add_argument("--sequence-length", type=int, default=128, help="maximum length")
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--head-dropout", type=float, default=0.0,
+                        help="dropout before FineTuner's classifier (keras-hub's uses 0.1)")
     parser.add_argument("--runners", default=",".join(RUNNERS),
                         help=f"comma-separated, of {', '.join(RUNNERS + BF16_RUNNERS)}")
     parser.add_argument("--workdir", default="/tmp/finetunekit_text_vs_transformers")
