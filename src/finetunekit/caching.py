@@ -304,12 +304,12 @@ def fit_on_cached_features(
         head_model = _compiled_head_model(model, back, _steps_per_call(model, callbacks, steps))
         forward = _ForwardCallbacks(callbacks, model, epochs=epochs)
         common = dict(epochs=epochs, validation_data=validation, callbacks=[forward], **fit_kwargs)
+        # Either way the data shuffles examples itself.
         if len(copies) == 1 and not cache.on_disk:
             data = memory_dataset(*copies[0], batch_size, shuffle=shuffle)
-            history = head_model.fit(data, shuffle=False, **common)  # shuffled by `data`
-        else:  # the dataset shuffles examples itself
+        else:
             data = CachedFeatureDataset(copies, batch_size, shuffle=shuffle)
-            history = head_model.fit(data, shuffle=False, **common)
+        history = head_model.fit(data, shuffle=False, **common)
         history.set_model(model)
         history.feature_cache = {
             "examples": int(len(copies[0][0])),
