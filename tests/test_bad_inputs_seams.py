@@ -48,7 +48,7 @@ CASES = [
     ("sequence_length_above_the_encoder", too_long_sequence, ValueError, r"`sequence_length=64` is longer than the encoder's 32 positions\. Pass sequence_length=32 or less"),
     ("class_weight_unknown_class_name", lambda t: fit(class_weight={"bird": 2.0}), ValueError, r"class_weight names class 'bird', which is not a class of this model \(known class names: \['cat', 'dog'\]\)"),
     ("class_weight_id_out_of_range", lambda t: fit(class_weight={5: 2.0}), ValueError, r"class_weight key 5 is not a class id in 0\.\.1"),
-    ("class_weight_with_sample_weight", lambda t: fit(class_weight="balanced", sample_weight=[1.0, 2.0, 1.0, 1.0]), ValueError, r"fit\(\) received both per-example weights .* and class_weight; Keras applies only one of them\. Multiply the class weights into the example weights"),
+    ("class_weight_with_sample_weight", lambda t: fit(class_weight="balanced", sample_weight=[1.0, 2.0, 1.0, 1.0]), ValueError, r"fit\(\) received both per-example weights .* and class_weight; Keras cannot use both\. Multiply the class weights into the example weights"),
     ("class_weight_with_weighted_dataset", lambda t: weighted_dataset_with_class_weight(), ValueError, r"fit\(\) received both per-example weights \(sample_weight, or a dataset of \(x, y, sample_weight\)\) and class_weight"),
     ("sample_weight_wrong_length", lambda t: fit(sample_weight=[1.0, 2.0]), ValueError, r"`sample_weight` has 2 values but the data has 4 examples"),
     ("sample_weight_negative", lambda t: fit(sample_weight=[1.0, -1.0, 1.0, 1.0]), ValueError, r"`sample_weight` must be finite and >= 0"),

@@ -147,13 +147,13 @@ def run_stage(model, prepared, validation, epochs, options, fit_kwargs, initial_
 
 
 def _check_one_weighting(train):
-    """Refuses `class_weight` with per-example weights: Keras would apply only one of them."""
+    """Refuses `class_weight` with per-example weights, which Keras cannot combine."""
     spec = train.x.element_spec if train.is_dataset else None
     weighted = train.sample_weight is not None or (isinstance(spec, tuple) and len(spec) == 3)
     if weighted:
         raise ValueError(
             "fit() received both per-example weights (sample_weight, or a dataset of "
-            "(x, y, sample_weight)) and class_weight; Keras applies only one of them. Multiply "
+            "(x, y, sample_weight)) and class_weight; Keras cannot use both. Multiply "
             "the class weights into the example weights, e.g. sample_weight * "
             "np.array([w_0, w_1, ...])[labels], and drop class_weight, or drop sample_weight."
         )
