@@ -75,7 +75,7 @@ def synthesise(texts_and_voices, folder, noise=0.005, seed=0):
     """WAV files (16 kHz mono) of `(text, voice, speed)` with a little white noise."""
     from whisper_convert import speak
 
-    from finetunekit.data.audio_readers import read_audio
+    from finetunekit.families.speech.readers import read_audio
 
     rng = np.random.default_rng(seed)
     os.makedirs(folder, exist_ok=True)
@@ -179,8 +179,8 @@ def by_hand_asr(preset, train, test, epochs, learning_rate):
     import keras_hub
     from keras import ops
 
-    from finetunekit.data.audio_readers import read_audio
-    from finetunekit.heads.speech import normalize_text
+    from finetunekit.families.speech.readers import read_audio
+    from finetunekit.families.speech.head import normalize_text
 
     keras.utils.set_random_seed(0)
     backbone = keras_hub.models.Backbone.from_preset(preset)

@@ -163,7 +163,7 @@ def run_keras_hub(args, data, weights):
     import keras
     import keras_hub
 
-    from finetunekit.heads.detection_report import coco_evaluate
+    from finetunekit.families.detection.report import coco_evaluate
 
     (x, y), (x_test, y_test) = data
     encoder = keras.applications.VGG16(include_top=False, weights=None,

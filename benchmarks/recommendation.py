@@ -116,7 +116,7 @@ def scores(model, test, seen):
 
 def popularity(tuned, test, seen):
     """HR@10, NDCG@10, MRR of ranking items by their number of interactions before the test."""
-    from finetunekit.heads.retrieval import EXCLUDED, ranking_section, seen_rows
+    from finetunekit.families.recommendation.retrieval import EXCLUDED, ranking_section, seen_rows
 
     items = list(tuned.class_names)
     position = {name: i for i, name in enumerate(items)}

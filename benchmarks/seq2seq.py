@@ -221,7 +221,7 @@ def run_warm_keras_hub(folder, data, args):
     import keras
     import keras_hub
 
-    from finetunekit.backbones.warm_start import warm_start_backbone, warm_start_classes
+    from finetunekit.families.seq2seq.warm_start import warm_start_backbone, warm_start_classes
 
     backbone = warm_start_backbone(keras_hub.models.Backbone.from_preset(folder))
     preprocessor = keras_hub.models.Seq2SeqLMPreprocessor(

@@ -42,11 +42,11 @@ DESCRIPTIONS = {
     "(the preprocessed input of an image backbone).",
     "finetunekit.heads.TARGET_LAYOUTS": "How a head's targets are laid out: `\"example\"`, "
     "`\"token\"` (one per word, aligned to sub-words) or `\"spatial\"` (masks, boxes).",
-    "finetunekit.callbacks.ON_NAN_MODES": "The values `fit(on_nan=...)` accepts: `\"raise\"` "
+    "finetunekit.training.callbacks.ON_NAN_MODES": "The values `fit(on_nan=...)` accepts: `\"raise\"` "
     "(stop with `fk.TrainingDivergedError`), `\"warn\"` (stop and warn) or `None` (no check).",
     "finetunekit.layers.AUGMENT_KEYWORDS": "The ImageDataGenerator-style keywords that "
     "`FineTuner(augment={...})` accepts, each with a description of its value.",
-    "finetunekit.schedules.SCHEDULES": "The learning-rate schedules of "
+    "finetunekit.training.schedules.SCHEDULES": "The learning-rate schedules of "
     "`FineTuner.compile(schedule=...)`: `\"constant\"` and `\"cosine\"` (warm-up, then cosine "
     "decay).",
     "finetunekit.data": "Data sources: class folders and image files (`list_image_folder`, "
@@ -96,12 +96,25 @@ def public_names(module):
     return [n for n in found if not n.startswith("_")]
 
 
+def submodule_paths():
+    """`fk.NAME` -> the module it is (`finetunekit._SUBMODULES`, read from the source)."""
+    for node in _tree("finetunekit").body:
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(isinstance(t, ast.Name) and t.id == "_SUBMODULES" for t in targets):
+                return dict(ast.literal_eval(node.value))
+    return {}
+
+
 def submodules():
     """The sub-modules that `finetunekit.__all__` exports, in its order."""
-    return [
-        n for n in public_names("finetunekit")
-        if os.path.exists(module_file(f"finetunekit.{n}"))
-    ]  # fmt: skip
+    paths = submodule_paths()
+    return [n for n in public_names("finetunekit") if n in paths]
+
+
+def submodule(sub):
+    """The module of `fk.SUB` (`"caching"` -> `"finetunekit.training.caching"`)."""
+    return submodule_paths()[sub]
 
 
 def defining_module(module, name):
@@ -162,7 +175,7 @@ def documented_names():
         if name != "__version__" and name not in subs:
             found.append((f"finetunekit.{name}", "finetunekit", name))
     for sub in subs:
-        module = f"finetunekit.{sub}"
+        module = submodule(sub)
         found.append((module, module, None))
         found += [(f"{module}.{name}", module, name) for name in public_names(module)]
     return found
@@ -211,8 +224,8 @@ def _top_level_section():
     out.append("`fk.__version__` is the version string.\n")
     for name in top:
         if name == "FineTuner":
-            methods = public_methods("finetunekit.fine_tuner", "FineTuner")
-            methods += public_methods("finetunekit.inference", "InferenceMixin")
+            methods = public_methods("finetunekit.tuner.fine_tuner", "FineTuner")
+            methods += public_methods("finetunekit.tuner.inference", "InferenceMixin")
             entry = _entry("finetunekit.FineTuner", methods)
             out.append(entry.replace("    options:\n", "    options:\n      inherited_members: true\n"))
             inherited = "; ".join(f"`{k}`: {v}" for k, v in INHERITED.items())
@@ -223,7 +236,7 @@ def _top_level_section():
 
 
 def _module_section(sub):
-    module = f"finetunekit.{sub}"
+    module = submodule(sub)
     top = set(public_names("finetunekit"))
     out = [_entry(module, members=[], level=2)]
     for name in public_names(module):

@@ -60,7 +60,7 @@ def split_folder(directory, test_fraction, seed):
     """Lists a class folder and splits it, stratified, into train and test paths."""
     from sklearn.model_selection import train_test_split
 
-    from finetunekit.data.images import list_image_folder
+    from finetunekit.core.data.images import list_image_folder
 
     paths, labels, class_names = list_image_folder(directory)
     if len(class_names) < 2:

@@ -96,7 +96,7 @@ def split(paths, masks, fraction=0.2):
 
 def run(images_dir, masks_dir, num_classes, class_names, smoke, plot, workdir, epochs=None):
     import finetunekit as fk
-    from finetunekit.data.masks import pair_mask_folder, read_mask
+    from finetunekit.families.segmentation.masks import pair_mask_folder, read_mask
 
     paths, mask_paths = pair_mask_folder(images_dir, masks_dir)
     masks = [read_mask(p) for p in mask_paths]

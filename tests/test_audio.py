@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import finetunekit as fk
-from finetunekit.layers.audio import AudioFeaturizer
-from finetunekit.layers.audio_augmentation import SpecMask, WaveformAugmentation
+from finetunekit.families.speech.layers import AudioFeaturizer
+from finetunekit.families.speech.augmentation import SpecMask, WaveformAugmentation
 from tests.audio_fixtures import WORDS, tiny_tokenizer, tiny_whisper, tone, tone_files, write_wav
 
 
@@ -65,7 +65,7 @@ def test_readers_folder_and_manifests(tmp_path):
     (tmp_path / "m.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     (tmp_path / "m.csv").write_text("audio,transcript\n" + "\n".join(
         f"{r['path']},{r['text']}" for r in rows))
-    from finetunekit.data.audio_readers import audio_sources
+    from finetunekit.families.speech.readers import audio_sources
 
     for manifest in ("m.jsonl", "m.csv"):
         clips, rates, texts, _ = audio_sources(str(tmp_path / manifest))
@@ -132,7 +132,7 @@ def test_local_preset_folder(tmp_path):
 
 
 def test_whisper_presets_resolve_to_the_audio_kind_before_text():
-    from finetunekit.backbones.audio import is_audio_preset
+    from finetunekit.families.speech.kind import is_audio_preset
 
     assert is_audio_preset("whisper_tiny_en") and not is_audio_preset("bert_tiny_en_uncased")
     kinds = [kind.name for kind in fk.backbones.backbone_kinds()]

@@ -63,7 +63,7 @@ def test_trained_speech_to_text_served_writes_its_transcripts(tmp_path):
     asr.fit(paths, texts, epochs=40, batch_size=2, verbose=0)
     assert asr.predict_text(paths) == texts
     served = tf.saved_model.load(asr.export(str(tmp_path / "asr")))
-    from finetunekit.data.audio_readers import read_audio
+    from finetunekit.families.speech.readers import read_audio
 
     clips = [read_audio(path)[0][:, 0] for path in paths]  # the WAV files, 0.2 s each
     out = served.serve(*_served_inputs(clips, 3200))

@@ -44,7 +44,7 @@ def test_frozen_audio_encoder_trains_its_head_on_cached_features(family, tmp_pat
 
 
 def test_audio_runs_that_cannot_be_cached_say_why(tmp_path):
-    from finetunekit.caching import cache_blocker
+    from finetunekit.training.caching import cache_blocker
 
     paths, labels = tone_files(str(tmp_path), n=4, vary=False)
     ft = _classifier(augment={"noise": 0.1})

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import finetunekit as fk
-from finetunekit.backbones import APPLICATIONS, block_groups, get_application
-from finetunekit.layers.image_preprocessing import ImageNormalization
+from finetunekit.families.image.applications import APPLICATIONS, block_groups, get_application
+from finetunekit.families.image.preprocessing import ImageNormalization
 
 ROWS = list(APPLICATIONS.values())
 ROW_IDS = [row.name for row in ROWS]

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import finetunekit as fk
-from finetunekit.data import BadImageError
+from finetunekit.core.data.images import BadImageError
 from tests.catalogue import run_case, undocumented
 from tests.conftest import tiny_cnn, write_images
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import finetunekit as fk
-from finetunekit.data.spatial_pipeline import SpatialPipeline
+from finetunekit.families.image.spatial_pipeline import SpatialPipeline
 from tests.catalogue import run_case, undocumented
 from tests.conftest import tiny_cnn
 

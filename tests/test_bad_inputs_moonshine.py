@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import finetunekit as fk
-from finetunekit.data.audio_pipeline import _resample_numpy
+from finetunekit.families.speech.pipeline import _resample_numpy
 from tests.audio_fixtures import tiny_moonshine, tiny_moonshine_tokenizer, tone
 from tests.catalogue import run_case, undocumented
 

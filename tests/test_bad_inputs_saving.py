@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import finetunekit as fk
-from finetunekit.saving import CorruptFileError
+from finetunekit.core.saving import CorruptFileError
 from tests.catalogue import run_case, undocumented
 from tests.conftest import tiny_cnn, tiny_tuner
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import finetunekit as fk
+from finetunekit.core.freezing import normalize_unfreeze
 from tests.catalogue import run_case, undocumented
 from tests.conftest import tiny_tuner
 
@@ -74,5 +75,5 @@ def test_rows_are_documented():
 
 
 def test_no_dict_reaches_a_single_stack_quietly():
-    assert fk.freezing.normalize_unfreeze({"decoder": "ALL"}) == {"encoder": 0, "decoder": "all"}
-    assert np.int64(2) == fk.freezing.normalize_unfreeze({"encoder": np.int64(2)})["encoder"]
+    assert normalize_unfreeze({"decoder": "ALL"}) == {"encoder": 0, "decoder": "all"}
+    assert np.int64(2) == normalize_unfreeze({"encoder": np.int64(2)})["encoder"]

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import finetunekit as fk
-from finetunekit import caching
+from finetunekit.training import caching
 from tests.conftest import tiny_cnn, tiny_tuner
 
 
@@ -227,7 +227,7 @@ def test_boundary_cache_reasons_are_logged(caplog):
 
 
 def test_feature_extraction_traces_once_for_every_batch_size():
-    from finetunekit.caching import feature_function
+    from finetunekit.training.caching import feature_function
 
     x, _ = _data(n=13)
     ft = _tuner()

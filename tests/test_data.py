@@ -3,7 +3,7 @@ import os
 import numpy as np
 import pytest
 
-from finetunekit.data import BadImageError, list_image_folder
+from finetunekit.core.data.images import BadImageError, list_image_folder
 from tests.conftest import tiny_tuner, write_images
 
 
@@ -45,7 +45,7 @@ def test_fit_on_paths_and_dataframe(folder):
 
 
 def test_validation_split_is_stratified_and_seeded():
-    from finetunekit.data.pipeline import split_indices
+    from finetunekit.core.data.pipeline import split_indices
 
     labels = np.array([0] * 10 + [1] * 10)
     train, val = split_indices(20, 0.2, labels, seed=0)

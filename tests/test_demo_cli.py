@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from finetunekit import cli, cli_commands, cli_predict
+from finetunekit import cli
+from finetunekit.cli import commands as cli_commands, predict as cli_predict
 from tests.conftest import write_images
 
 COMMANDS = ("demo", "fit", "evaluate", "predict", "export")
@@ -39,7 +40,7 @@ def test_demo_transfer_beats_scratch(capsys):
 
 
 def test_demo_table_format():
-    from finetunekit.demo import format_report
+    from finetunekit.cli.demo import format_report
 
     result = {
         "seed": 0,
@@ -61,7 +62,7 @@ def test_demo_table_format():
 
 
 def test_digit_frames_keep_every_digit():
-    from finetunekit.demo import load_digit_frames
+    from finetunekit.cli.demo import load_digit_frames
 
     images, labels = load_digit_frames(16, seed=3)
     assert images.shape == (1797, 16, 16, 1) and labels.shape == (1797,)

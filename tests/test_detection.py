@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 import finetunekit as fk
-from finetunekit.data.detection_readers import read_coco, read_voc, read_yolo
-from finetunekit.data.spatial_targets import SpatialContext
-from finetunekit.heads.detection_report import coco_report
+from finetunekit.families.detection.readers import read_coco, read_voc, read_yolo
+from finetunekit.core.data.spatial_targets import SpatialContext
+from finetunekit.families.detection.report import coco_report
 
 PYRAMID = {"pyramid": {"P3": (None, 4, 4, 8), "P4": (None, 2, 2, 8), "P5": (None, 1, 1, 8)}}
 
@@ -233,7 +233,7 @@ def tiny_keras_hub_resnet():
 
 
 def test_a_keras_hub_image_backbone_gives_its_own_pyramid_outputs():
-    from finetunekit.backbones.image import pyramid_outputs
+    from finetunekit.families.image.kinds import pyramid_outputs
 
     backbone = tiny_keras_hub_resnet()
     assert pyramid_outputs(backbone, 32) == backbone.pyramid_outputs

@@ -43,7 +43,7 @@ def test_image_poolings(pooling):
 
 @pytest.mark.parametrize("pooling", ["cls", "mean", "max"])
 def test_sequence_poolings_ignore_padding(pooling):
-    from finetunekit.heads import pool_features
+    from finetunekit.core.pooled import pool_features
 
     features = np.random.default_rng(0).normal(size=(1, 4, 3)).astype("float32")
     mask = np.array([[1, 1, 0, 0]], bool)

@@ -100,7 +100,7 @@ def test_a_d_fine_detector_lends_its_hgnetv2_stages_as_a_pyramid():
 def test_detector_preset_names_and_folders_are_recognised(tmp_path):
     import keras_hub
 
-    from finetunekit.backbones.hub_image import KerasHubImageBackbone, is_image_preset
+    from finetunekit.families.image.hub_image import KerasHubImageBackbone, is_image_preset
 
     for name in ("dfine_nano_coco", "retinanet_resnet50_fpn_coco", "hgnetv2_b4_ssld_stage2_ft_in1k"):
         assert is_image_preset(name) and KerasHubImageBackbone.matches(name)

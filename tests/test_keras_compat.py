@@ -1,9 +1,9 @@
-"""The private Keras internals finetunekit uses (finetunekit/_keras_compat.py) still exist and work."""
+"""The private Keras internals finetunekit uses (finetunekit/core/_keras_compat.py) still exist and work."""
 
 import keras
 import numpy as np
 
-from finetunekit import _keras_compat as compat
+from finetunekit.core import _keras_compat as compat
 
 
 def test_private_keras_api_is_present():

@@ -4,13 +4,12 @@ import keras
 import numpy as np
 import pytest
 
-from finetunekit.layers import (
+from finetunekit.families.image.augmentation import (
     AUGMENT_KEYWORDS,
-    ImageFormatter,
-    ImageNormalization,
     RandomChannelShift,
     build_augmentation,
 )
+from finetunekit.families.image.preprocessing import ImageFormatter, ImageNormalization
 
 
 def _roundtrip_layer(layer, x, tmp_path, training=False):

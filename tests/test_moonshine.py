@@ -111,7 +111,7 @@ def test_freezing_pairs_encoder_and_decoder_blocks_and_lora():
 
 
 def test_cached_steps_agree_with_the_teacher_forced_decoder():
-    from finetunekit.heads.speech_decoding import generate
+    from finetunekit.generation.decoding import generate
 
     asr = fk.FineTuner(backbone=tiny_moonshine(), preprocessor=tokenizer(),
                        head=fk.SpeechToTextHead())
@@ -152,7 +152,7 @@ def test_predict_text_report_and_save_load_take_raw_waveforms(tmp_path):
 def test_preset_names_and_local_preset_folders(tmp_path):
     import keras_hub
 
-    from finetunekit.backbones.audio import is_audio_preset
+    from finetunekit.families.speech.kind import is_audio_preset
 
     assert is_audio_preset("moonshine_tiny_en") and is_audio_preset("moonshine_base_en")
     tiny_moonshine().save_to_preset(str(tmp_path / "tokenizer_only"))

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from finetunekit.data.token_pipeline import encode_words
+from finetunekit.families.text.token_pipeline import encode_words
 from tests.test_text import text_tuner
 
 SENTENCES = [
@@ -65,7 +65,7 @@ def test_fit_predict_tags_spans_and_scores(tmp_path):
     correct = sum(p == t for row, true in zip(tags, TAGS[:4]) for p, t in zip(row, true))
     assert correct >= 11, (tags, TAGS[:4])  # of 13 words
     spans = ft.predict_entities([SENTENCES[0]])
-    from finetunekit.heads import entity_spans
+    from finetunekit.families.text.ner import entity_spans
 
     assert spans == [entity_spans(SENTENCES[0], tags[0])]
     scores = ft.evaluate_entities(SENTENCES, TAGS)
@@ -81,7 +81,7 @@ def test_fit_predict_tags_spans_and_scores(tmp_path):
 
 
 def test_conll_file(tmp_path):
-    from finetunekit.data import read_conll
+    from finetunekit.core.data.text_readers import read_conll
 
     path = tmp_path / "train.conll"
     lines = []
@@ -97,7 +97,7 @@ def test_conll_file(tmp_path):
 
 
 def test_entity_helpers():
-    from finetunekit.heads import entity_scores, entity_spans
+    from finetunekit.families.text.ner import entity_scores, entity_spans
 
     spans = entity_spans(["John", "Smith", "in", "Paris"], ["B-PER", "I-PER", "O", "B-LOC"])
     assert spans == [

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import finetunekit as fk
-from finetunekit.callbacks import AtomicModelCheckpoint
+from finetunekit.training.callbacks import AtomicModelCheckpoint
 from tests.conftest import tiny_tuner
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 import finetunekit as fk
-from finetunekit import saving
-from finetunekit.callbacks import AtomicModelCheckpoint
+from finetunekit.core import saving
+from finetunekit.training.callbacks import AtomicModelCheckpoint
 from tests.conftest import tiny_tuner
 from tests.test_bad_inputs_saving import X8, Y8, Explode, interrupted_run
 

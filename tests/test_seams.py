@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import finetunekit as fk
+from finetunekit.core.data.pipeline import split_indices
 from tests.conftest import tiny_cnn, tiny_tuner, write_images
 from tests.harness import tiny_hub_resnet
 from tests.test_text import TEXTS, text_tuner
@@ -69,7 +70,7 @@ def test_sample_weight_follows_the_validation_split(fit_kwargs):
     ft = tiny_tuner()
     ft.fit(x, y, sample_weight=w, validation_split=0.2, seed=0, epochs=1, verbose=0,
            cache_features=False)
-    train_index, val_index = fk.data.pipeline.split_indices(10, 0.2, y, 0)
+    train_index, val_index = split_indices(10, 0.2, y, 0)
     np.testing.assert_array_equal(fit_kwargs["sample_weight"], w[train_index])
     np.testing.assert_array_equal(fit_kwargs["validation_data"][2], w[val_index])
     with pytest.raises(ValueError, match="sample_weight` has 3 values but the data has 10"):
@@ -95,7 +96,7 @@ def test_class_weight_by_class_name(fit_kwargs):
 
 
 def test_fine_tune_takes_fit_arguments_and_caches_both_stages(monkeypatch, tmp_path):
-    from finetunekit import caching
+    from finetunekit.training import caching
 
     calls = []
     real = caching.fit_on_cached_features

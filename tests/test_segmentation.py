@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import finetunekit as fk
-from finetunekit.heads.segmentation_scores import scores_from_confusion, segmentation_section
+from finetunekit.families.segmentation.scores import scores_from_confusion, segmentation_section
 from tests.conftest import tiny_cnn
 
 

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 import finetunekit as fk
-from finetunekit.data.spatial_pipeline import SpatialPipeline
-from finetunekit.heads.spatial import SpatialContext, SpatialHead
-from finetunekit.layers.augmentation import build_augmentation
+from finetunekit.families.image.spatial_pipeline import SpatialPipeline
+from finetunekit.core.spatial import SpatialContext, SpatialHead
+from finetunekit.families.image.augmentation import build_augmentation
 
 
 class _Targets(SpatialHead):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import finetunekit as fk
-from finetunekit.optimizers import LayerDecayAdamW
+from finetunekit.training.optimizers import LayerDecayAdamW
 from tests.conftest import tiny_cnn
 
 

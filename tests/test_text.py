@@ -179,7 +179,7 @@ def test_bucketing_keeps_each_text_with_its_own_label():
 
 
 def test_default_bucket_ladder_is_capped_at_the_sequence_length():
-    from finetunekit.data.text_pipeline import bucket_lengths
+    from finetunekit.families.text.pipeline import bucket_lengths
 
     assert bucket_lengths("bucket", 128) == [8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128]
     assert bucket_lengths("bucket", 20) == [8, 16, 20]
@@ -239,7 +239,7 @@ def test_backbone_instance_needs_a_preprocessor():
 
 def test_local_preset_folder_resolves_to_text(tmp_path):
     import finetunekit as fk
-    from finetunekit.backbones import resolve_backbone
+    from finetunekit.core.kind import resolve_backbone
 
     backbone, preprocessor = tiny_bert()
     backbone.save_to_preset(str(tmp_path))

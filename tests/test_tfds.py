@@ -11,6 +11,7 @@ import pytest
 tfds = pytest.importorskip("tensorflow_datasets")
 
 import finetunekit as fk  # noqa: E402
+from finetunekit.core.data.tfds import as_tfds  # noqa: E402
 from tests.conftest import tiny_cnn  # noqa: E402
 from tests.test_text import text_tuner  # noqa: E402
 
@@ -119,9 +120,9 @@ def test_image_classifier_trains_on_tfds_images_of_any_size(data_dir):
 
 
 def test_tfds_string_shortcut_and_split_slicing(data_dir):
-    source = fk.data.tfds.as_tfds("tfds:fk_tiny_reviews:train[:25%]")
+    source = as_tfds("tfds:fk_tiny_reviews:train[:25%]")
     assert (source.name, source.split) == ("fk_tiny_reviews", "train[:25%]")
-    assert fk.data.tfds.as_tfds("tfds:fk_tiny_reviews").split == "train"
+    assert as_tfds("tfds:fk_tiny_reviews").split == "train"
     source.data_dir = data_dir
     ds, names = source.load()
     assert names == ["negative", "positive"]

@@ -16,10 +16,10 @@ from finetunekit.version import __version__
 _EXPORTS = {
     "APPLICATIONS": "finetunekit.backbones",
     "get_application": "finetunekit.backbones",
-    "AtomicModelCheckpoint": "finetunekit.callbacks",
-    "DivergenceGuard": "finetunekit.callbacks",
-    "TrainingDivergedError": "finetunekit.callbacks",
-    "FineTuner": "finetunekit.fine_tuner",
+    "AtomicModelCheckpoint": "finetunekit.training.callbacks",
+    "DivergenceGuard": "finetunekit.training.callbacks",
+    "TrainingDivergedError": "finetunekit.training.callbacks",
+    "FineTuner": "finetunekit.tuner.fine_tuner",
     "ClassificationHead": "finetunekit.heads",
     "DetectionHead": "finetunekit.heads",
     "RegressionHead": "finetunekit.heads",
@@ -27,30 +27,31 @@ _EXPORTS = {
     "RetrievalHead": "finetunekit.heads",
     "TokenClassificationHead": "finetunekit.heads",
     "SegmentationHead": "finetunekit.heads",
-    "plot_masks": "finetunekit.segmentation_plots",
-    "Report": "finetunekit.reports",
-    "plot_history": "finetunekit.reports",
-    "plot_boxes": "finetunekit.heads.detection_plots",
-    "report": "finetunekit.reports",
-    "load": "finetunekit.saving",
-    "GradualUnfreezing": "finetunekit.schedules",
+    "plot_masks": "finetunekit.families.segmentation.plots",
+    "Report": "finetunekit.core.reports",
+    "plot_history": "finetunekit.core.reports",
+    "plot_boxes": "finetunekit.families.detection.plots",
+    "report": "finetunekit.core.reports",
+    "load": "finetunekit.core.saving",
+    "GradualUnfreezing": "finetunekit.training.schedules",
     "SpeechToTextHead": "finetunekit.heads",
     "Seq2SeqHead": "finetunekit.heads",
 }
-_SUBMODULES = (
-    "backbones",
-    "caching",
-    "callbacks",
-    "data",
-    "distribution",
-    "heads",
-    "layers",
-    "losses",
-    "lr_finder",
-    "optimizers",
-    "rl",
-    "schedules",
-)
+#: Public sub-modules, `fk.NAME`: where each one lives in the tree.
+_SUBMODULES = {
+    "backbones": "finetunekit.backbones",
+    "caching": "finetunekit.training.caching",
+    "callbacks": "finetunekit.training.callbacks",
+    "data": "finetunekit.data",
+    "distribution": "finetunekit.core.distribution",
+    "heads": "finetunekit.heads",
+    "layers": "finetunekit.layers",
+    "losses": "finetunekit.training.losses",
+    "lr_finder": "finetunekit.training.lr_finder",
+    "optimizers": "finetunekit.training.optimizers",
+    "rl": "finetunekit.families.vector.rl",
+    "schedules": "finetunekit.training.schedules",
+}
 
 __all__ = [  # = _EXPORTS, _SUBMODULES and __version__ (tests/test_startup.py checks)
     "APPLICATIONS",
@@ -91,51 +92,43 @@ __all__ = [  # = _EXPORTS, _SUBMODULES and __version__ (tests/test_startup.py ch
 ]
 
 if TYPE_CHECKING:  # static analysis (IDEs, type checkers, mkdocstrings) sees the real objects
-    from finetunekit import (
-        backbones,
-        caching,
-        callbacks,
-        data,
-        distribution,
-        heads,
-        layers,
-        losses,
-        lr_finder,
-        optimizers,
-        rl,
-        schedules,
+    from finetunekit import backbones, data, heads, layers
+    from finetunekit.training import caching, callbacks, losses, lr_finder, optimizers, schedules
+    from finetunekit.core import distribution
+    from finetunekit.families.vector import rl
+    from finetunekit.families.image.applications import APPLICATIONS, get_application
+    from finetunekit.training.callbacks import (
+        AtomicModelCheckpoint,
+        DivergenceGuard,
+        TrainingDivergedError,
     )
-    from finetunekit.backbones import APPLICATIONS, get_application
-    from finetunekit.callbacks import AtomicModelCheckpoint, DivergenceGuard, TrainingDivergedError
-    from finetunekit.fine_tuner import FineTuner
-    from finetunekit.heads import (
-        ClassificationHead,
-        DetectionHead,
-        RankingHead,
-        RegressionHead,
-        RetrievalHead,
-        SegmentationHead,
-        Seq2SeqHead,
-        SpeechToTextHead,
-        TokenClassificationHead,
-    )
-    from finetunekit.heads.detection_plots import plot_boxes
-    from finetunekit.reports import Report, plot_history, report
-    from finetunekit.saving import load
-    from finetunekit.schedules import GradualUnfreezing
-    from finetunekit.segmentation_plots import plot_masks
+    from finetunekit.tuner.fine_tuner import FineTuner
+    from finetunekit.families.classification.classification import ClassificationHead
+    from finetunekit.families.detection.head import DetectionHead
+    from finetunekit.families.recommendation.ranking import RankingHead
+    from finetunekit.families.classification.regression import RegressionHead
+    from finetunekit.families.recommendation.retrieval import RetrievalHead
+    from finetunekit.families.segmentation.head import SegmentationHead
+    from finetunekit.families.seq2seq.head import Seq2SeqHead
+    from finetunekit.families.speech.head import SpeechToTextHead
+    from finetunekit.families.text.ner import TokenClassificationHead
+    from finetunekit.families.detection.plots import plot_boxes
+    from finetunekit.core.reports import Report, plot_history, report
+    from finetunekit.core.saving import load
+    from finetunekit.training.schedules import GradualUnfreezing
+    from finetunekit.families.segmentation.plots import plot_masks
 
 
 # Modules that register Keras serializables: imported together on the first
 # Keras-backed access, so that `fk.load` (and `keras.saving.load_model` after
 # any `fk.X`) finds every finetunekit class, as with an eager import.
 _KERAS_MODULES = (
-    "finetunekit.fine_tuner",
+    "finetunekit.tuner.fine_tuner",
     "finetunekit.heads",
     "finetunekit.layers",
-    "finetunekit.losses",
-    "finetunekit.optimizers",
-    "finetunekit.schedules",
+    "finetunekit.training.losses",
+    "finetunekit.training.optimizers",
+    "finetunekit.training.schedules",
 )
 _KERAS_FREE = ("data",)  # plain-Python sub-packages: TensorFlow loads when they need it
 
@@ -143,6 +136,7 @@ _KERAS_FREE = ("data",)  # plain-Python sub-packages: TensorFlow loads when they
 def _register_keras_objects():
     for module in _KERAS_MODULES:
         importlib.import_module(module)
+    importlib.import_module("finetunekit.core.kind").load_families()
 
 
 def __getattr__(name):
@@ -151,6 +145,8 @@ def __getattr__(name):
         _register_keras_objects()
     if name in _EXPORTS:
         value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(_SUBMODULES[name])
     elif not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}"):
         value = importlib.import_module(f"{__name__}.{name}")
     else:

@@ -1,10 +1,12 @@
-from finetunekit.data.detection_readers import read_detection_data
-from finetunekit.data.images import BadImageError, check_images, list_image_folder
-from finetunekit.data.interactions import read_interactions, temporal_split
-from finetunekit.data.pipeline import Batches, Prepared
-from finetunekit.data.seq2seq_pipeline import read_pairs
-from finetunekit.data.text_readers import read_conll
-from finetunekit.data.tfds import TFDS
+"""Readers and splits (the public `fk.data` namespace); each lives in core or in its family."""
+
+from finetunekit.families.detection.readers import read_detection_data
+from finetunekit.core.data.images import BadImageError, check_images, list_image_folder
+from finetunekit.families.recommendation.interactions import read_interactions, temporal_split
+from finetunekit.core.data.pipeline import Batches, Prepared
+from finetunekit.families.seq2seq.pipeline import read_pairs
+from finetunekit.core.data.text_readers import read_conll
+from finetunekit.core.data.tfds import TFDS
 
 __all__ = [
     "TFDS",

@@ -1,21 +1,19 @@
-from finetunekit.heads.base import TARGET_LAYOUTS, Head
-from finetunekit.heads.classification import ClassificationHead
-from finetunekit.heads.detection import DetectionHead
-from finetunekit.heads.detection_loss import DetectionLoss
-from finetunekit.heads.pooled import PooledHead, Pooling, pool_features
-from finetunekit.heads.ranking import RankingHead
-from finetunekit.heads.regression import RegressionHead
-from finetunekit.heads.retrieval import RetrievalHead
-from finetunekit.heads.scores import Report
-from finetunekit.heads.segmentation import SegmentationHead
-from finetunekit.heads.segmentation_scores import SegmentationLoss
-from finetunekit.heads.seq2seq import Seq2SeqHead, text_report
-from finetunekit.heads.speech import SpeechToTextHead
-from finetunekit.heads.token_classification import (
-    TokenClassificationHead,
-    entity_scores,
-    entity_spans,
-)
+"""Task heads (the public `fk.heads` namespace); each lives in its family's folder."""
+
+from finetunekit.core.head import TARGET_LAYOUTS, Head
+from finetunekit.families.classification.classification import ClassificationHead
+from finetunekit.families.detection.head import DetectionHead
+from finetunekit.families.detection.loss import DetectionLoss
+from finetunekit.core.pooled import PooledHead, Pooling, pool_features
+from finetunekit.families.recommendation.ranking import RankingHead
+from finetunekit.families.classification.regression import RegressionHead
+from finetunekit.families.recommendation.retrieval import RetrievalHead
+from finetunekit.core.scores import Report
+from finetunekit.families.segmentation.head import SegmentationHead
+from finetunekit.families.segmentation.scores import SegmentationLoss
+from finetunekit.families.seq2seq.head import Seq2SeqHead, text_report
+from finetunekit.families.speech.head import SpeechToTextHead
+from finetunekit.families.text.ner import TokenClassificationHead, entity_scores, entity_spans
 
 __all__ = [
     "ClassificationHead",

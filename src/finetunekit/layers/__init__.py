@@ -1,16 +1,15 @@
-from finetunekit.layers.audio import AudioFeaturizer, WaveformConverter
-from finetunekit.layers.audio_augmentation import (
+"""Preprocessing and augmentation layers (the public `fk.layers` namespace); each lives in its family."""
+
+from finetunekit.families.speech.layers import AudioFeaturizer, WaveformConverter
+from finetunekit.families.speech.augmentation import (
     AUDIO_AUGMENT_KEYWORDS,
     SpecMask,
     WaveformAugmentation,
 )
-from finetunekit.layers.augmentation import (
-    AUGMENT_KEYWORDS,
-    RandomChannelShift,
-    build_augmentation,
-)
-from finetunekit.layers.image_preprocessing import ImageFormatter, ImageNormalization
-from finetunekit.layers.text_augmentation import TEXT_AUGMENT_KEYWORDS, TextAugmentation
+from finetunekit.core.augmentation import build_augmentation
+from finetunekit.families.image.augmentation import AUGMENT_KEYWORDS, RandomChannelShift
+from finetunekit.families.image.preprocessing import ImageFormatter, ImageNormalization
+from finetunekit.families.text.augmentation import TEXT_AUGMENT_KEYWORDS, TextAugmentation
 
 __all__ = [
     "AUDIO_AUGMENT_KEYWORDS",

@@ -5,7 +5,7 @@ import math
 import keras
 import numpy as np
 
-from finetunekit.schedules import build_learning_rate
+from finetunekit.training.schedules import build_learning_rate
 
 #: `compile` arguments that configure the `"auto"` optimizer only.
 AUTO_OPTIMIZER_OPTIONS = ("clipnorm", "gradient_accumulation_steps", "use_ema")
@@ -106,7 +106,7 @@ def build_optimizer(
     learning_rate = build_learning_rate(learning_rate, schedule, warmup_steps, decay_steps)
     multipliers = model.backbone_kind.learning_rate_multipliers()
     if multipliers:
-        from finetunekit.optimizers import LayerDecayAdamW
+        from finetunekit.training.optimizers import LayerDecayAdamW
 
         optimizer = LayerDecayAdamW(
             learning_rate=learning_rate, weight_decay=weight_decay, lr_multipliers=multipliers,

@@ -89,7 +89,7 @@ def fine_tune_stages(
                 "encoder and decoder apart. Pass gradual=False, or an int / \"all\"."
             )
         if gradual:
-            from finetunekit.schedules import GradualUnfreezing
+            from finetunekit.training.schedules import GradualUnfreezing
 
             first = 1 if unfreeze == "all" else min(1, unfreeze)
             extra = (

@@ -1,6 +1,6 @@
 """One training stage, shared by `fit`, both stages of `fine_tune` and the cached path.
 
-A stage takes prepared data (see `finetunekit.data.pipeline.Prepared`), adds
+A stage takes prepared data (see `finetunekit.core.data.pipeline.Prepared`), adds
 the reliability callbacks, resolves `class_weight` through the head, and trains
 either the head alone on cached backbone features or the whole model with
 `keras.Model.fit`.
@@ -90,7 +90,7 @@ class StageOptions:
 
     def __post_init__(self):
         check_early_stopping(self.early_stopping)
-        from finetunekit import caching
+        from finetunekit.training import caching
 
         if self.cache_memory_budget is None:
             self.cache_memory_budget = caching.DEFAULT_MEMORY_BUDGET
@@ -114,7 +114,7 @@ def run_stage(model, prepared, validation, epochs, options, fit_kwargs, initial_
             `class_weight`, `verbose`, ...); not modified.
         initial_epoch: int. First epoch of the stage.
     """
-    from finetunekit.callbacks import training_callbacks
+    from finetunekit.training.callbacks import training_callbacks
 
     check_epochs(epochs, fit_kwargs.get("initial_epoch", initial_epoch))
     kwargs = dict(fit_kwargs)
@@ -178,7 +178,7 @@ def build_optimizer_slots(model):
 
 def _cached_fit(model, prepared, validation, epochs, options, kwargs):
     """Trains the head on cached features and returns the History, or None to train normally."""
-    from finetunekit import caching
+    from finetunekit.training import caching
 
     if options.cache_features is False:
         return None

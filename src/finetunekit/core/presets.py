@@ -1,0 +1,116 @@
+"""keras-hub presets shared by every family that loads one: recognising and loading them.
+
+A preset is a keras-hub name (`"bert_tiny_en_uncased"`), a handle
+(`"hf://..."`, `"kaggle://..."`) or a local folder with a `config.json`.
+The families decide which presets are theirs (by keras-hub's class name);
+the loading steps they share live here.
+"""
+
+import json
+import os
+import sys
+
+PRESET_SCHEMES = ("hf://", "kaggle://", "gs://", "modelscope://")
+
+
+def is_keras_hub_backbone(value):
+    """True for a `keras_hub.models.Backbone` instance (without importing keras-hub for others)."""
+    keras_hub = sys.modules.get("keras_hub")
+    return keras_hub is not None and isinstance(value, keras_hub.models.Backbone)
+
+
+def preset_class_name(value):
+    """keras-hub's class name in a local preset folder's `config.json`, or None.
+
+    Args:
+        value: str or os.PathLike.
+
+    Returns:
+        str (e.g. `"WhisperBackbone"`), or None for anything but a readable
+        preset folder.
+    """
+    if not isinstance(value, (str, os.PathLike)) or not os.path.isdir(value):
+        return None
+    config = os.path.join(os.fspath(value), "config.json")
+    try:
+        with open(config, encoding="utf-8") as f:
+            return json.load(f).get("class_name")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def with_policy(backbone, policy):
+    """`backbone` computing under `policy`: rebuilt from its config with the same weights if needed."""
+    if backbone.dtype_policy.name == policy:
+        return backbone
+    rebuilt = type(backbone).from_config({**backbone.get_config(), "dtype": policy})
+    rebuilt.set_weights(backbone.get_weights())
+    return rebuilt
+
+
+def check_token_options(input_shape, preprocessing, sequence_length, lora_rank, weights):
+    """Checks the `FineTuner` options of a backbone on token ids (text encoders, seq2seq).
+
+    Raises:
+        ValueError: for an image-only option or a value out of range, naming
+            the option and what is accepted.
+    """
+    if input_shape is not None:
+        raise ValueError(
+            "`input_shape` applies to image backbones; a text backbone takes "
+            f"sequence_length=... instead. Received: input_shape={input_shape!r}"
+        )
+    if preprocessing not in ("auto", "none", "clean"):
+        raise ValueError(
+            'For a text backbone `preprocessing` must be "auto", "none" or "clean" '
+            f"(HTML, unicode and whitespace cleaning). Received: preprocessing={preprocessing!r}"
+        )
+    if sequence_length is not None and (
+        isinstance(sequence_length, bool) or int(sequence_length) < 2
+    ):
+        raise ValueError(
+            f"`sequence_length` must be an int >= 2. Received: sequence_length={sequence_length!r}"
+        )
+    if lora_rank is not None and (isinstance(lora_rank, bool) or int(lora_rank) < 1):
+        raise ValueError(f"`lora_rank` must be a positive int. Received: lora_rank={lora_rank!r}")
+    if weights not in (None, "imagenet", "pretrained"):
+        raise ValueError(
+            'For a text backbone `weights` must be "pretrained" (the preset\'s weights) or '
+            f"None (random). Received: weights={weights!r}"
+        )
+
+
+def load_text_encoder(backbone, weights, policy, preprocessor, sequence_length):
+    """Returns `(model, preprocessor)` of a text encoder from a Backbone instance or a preset.
+
+    Args:
+        backbone: a keras-hub Backbone, or a preset name / handle / folder.
+        weights: `"pretrained"` (or `"imagenet"`) for the preset's weights, None for random.
+        policy: str. Dtype policy name.
+        preprocessor: a keras-hub preprocessor, or None to load the preset's.
+        sequence_length: int or None. The preprocessor's sequence length.
+
+    Returns:
+        `(backbone, preprocessor)`.
+
+    Raises:
+        ValueError: a Backbone instance without its preprocessor.
+    """
+    import keras_hub
+
+    if is_keras_hub_backbone(backbone):
+        if preprocessor is None:
+            raise ValueError(
+                f"A keras_hub Backbone instance ({type(backbone).__name__}) needs its "
+                "tokenizer: pass preprocessor=keras_hub.models.TextClassifierPreprocessor"
+                "(...) (or *.from_preset(...)) to FineTuner."
+            )
+        return with_policy(backbone, policy), preprocessor
+    preset = os.fspath(backbone)
+    model = keras_hub.models.Backbone.from_preset(
+        preset, load_weights=weights is not None, dtype=policy
+    )
+    if preprocessor is None:
+        options = {} if sequence_length is None else {"sequence_length": int(sequence_length)}
+        preprocessor = keras_hub.models.TextClassifierPreprocessor.from_preset(preset, **options)
+    return model, preprocessor

@@ -1,0 +1,1 @@
+"""Detection family: `DetectionHead` (RetinaNet-style), COCO / VOC / YOLO readers, report, plots."""

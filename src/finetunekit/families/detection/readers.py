@@ -1,0 +1,279 @@
+"""Object-detection data on disk: COCO json, Pascal VOC folders and YOLO txt folders.
+
+Each reader returns `(image_paths, targets)` with one `{"boxes", "labels"}`
+dict per image: `(k, 4)` xyxy pixel boxes of that image and `(k,)` class
+names (or ids where the format has no names). `read_detection_data` is what
+`fk.DetectionHead.read_data` calls on `fit(x, y)` / `evaluate(x, y)`.
+"""
+
+import json
+import os
+import xml.etree.ElementTree as ElementTree
+
+import numpy as np
+
+from finetunekit.core.data.images import IMAGE_EXTENSIONS, list_images
+
+YOLO_NAME_FILES = ("classes.txt", "obj.names", "classes.names")
+
+
+def per_image_targets(y):
+    """`{"boxes": [...], "labels": [...]}` or a list of per-image dicts -> a list of dicts.
+
+    Raises:
+        ValueError: the two lists differ in length, or `y` has another form.
+    """
+    if isinstance(y, dict):
+        missing = {"boxes", "labels"} - set(y)
+        if missing:
+            raise ValueError(
+                f"Detection targets need the keys 'boxes' and 'labels'; {sorted(missing)} "
+                f"missing. Received keys: {sorted(y)}"
+            )
+        boxes, labels = list(y["boxes"]), list(y["labels"])
+        if len(boxes) != len(labels):
+            raise ValueError(
+                f"y['boxes'] has {len(boxes)} entries but y['labels'] has {len(labels)}: both "
+                "need one entry per image (an empty list for an image without objects)."
+            )
+        return [{"boxes": b, "labels": c} for b, c in zip(boxes, labels, strict=True)]
+    if isinstance(y, (list, tuple)) and y and all(isinstance(t, dict) for t in y):
+        for index, target in enumerate(y):
+            if not {"boxes", "labels"} <= set(target):
+                raise ValueError(
+                    f"Image {index}: a per-image target needs the keys 'boxes' and 'labels'. "
+                    f"Received keys: {sorted(target)}"
+                )
+        return list(y)
+    raise ValueError(
+        "Detection targets are y={'boxes': [...], 'labels': [...]} with one (k, 4) box array "
+        "and one (k,) label array per image, or a list of such dicts per image (or pass a "
+        f"COCO json, a Pascal VOC folder or a YOLO folder as x). Received: {type(y).__name__}"
+    )
+
+
+def read_detection_data(x, y):
+    """Reads detection data in any supported form into `(images, per-image targets)`.
+
+    Args:
+        x: images (array, paths), a COCO json file, an images folder (with
+            `y` a COCO json), a Pascal VOC folder (`Annotations/*.xml` +
+            `JPEGImages/`) or a YOLO folder (`images/` + `labels/`, or
+            `.txt` files beside the images), or a plain folder of images
+            (no targets: for `predict_boxes`).
+        y: `{"boxes": [...], "labels": [...]}`, a list of per-image dicts,
+            a COCO json path, or None for a dataset folder.
+
+    Returns:
+        `(x, y)` with `y` a list of `{"boxes", "labels"}` dicts (or None).
+
+    Example:
+    ```python
+    paths, targets = fk.data.read_detection_data("voc2012/", None)
+    ```
+    """
+    path = os.fspath(x) if isinstance(x, (str, os.PathLike)) else None
+    if isinstance(y, (str, os.PathLike)) and os.fspath(y).lower().endswith(".json"):
+        return read_coco(y, image_dir=path)
+    if path is not None and y is None:
+        layout = dataset_layout(path)
+        if layout is not None:
+            return {"coco": read_coco, "voc": read_voc, "yolo": read_yolo}[layout](path)
+        if os.path.isdir(path):  # a plain folder of images, to predict on: no targets
+            return list_images(path), None
+    if y is None:
+        return x, None
+    return x, per_image_targets(y)
+
+
+def dataset_layout(path):
+    """`"coco"` (a json file), `"voc"` or `"yolo"` (folders) for a detection dataset, else None.
+
+    Args:
+        path: str. A file or folder.
+
+    Returns:
+        The layout name, or None (e.g. a plain folder of images).
+
+    Example:
+    ```python
+    dataset_layout("voc2012/")  # "voc"
+    ```
+    """
+    if path.lower().endswith(".json") and os.path.isfile(path):
+        return "coco"
+    if os.path.isdir(os.path.join(path, "Annotations")):
+        return "voc"
+    if os.path.isdir(path) and _is_yolo_folder(path):
+        return "yolo"
+    return None
+
+
+def read_coco(json_path, image_dir=None):
+    """Reads a COCO detection json (`images`, `annotations`, `categories`).
+
+    Args:
+        json_path: str. The json file.
+        image_dir: str or None. Folder the `file_name`s are relative to.
+            Defaults to the json's own folder.
+
+    Returns:
+        `(paths, targets)`; labels are category names; crowd boxes are skipped.
+    """
+    json_path = os.fspath(json_path)
+    with open(json_path, encoding="utf-8") as handle:
+        data = json.load(handle)
+    for key in ("images", "annotations", "categories"):
+        if key not in data:
+            raise ValueError(f"{json_path} is not a COCO detection file: no {key!r} list.")
+    folder = os.fspath(image_dir) if image_dir else os.path.dirname(os.path.abspath(json_path))
+    names = {c["id"]: str(c.get("name", c["id"])) for c in data["categories"]}
+    images = sorted(data["images"], key=lambda item: item["id"])
+    paths = [os.path.join(folder, item["file_name"]) for item in images]
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        raise FileNotFoundError(
+            f"{json_path} lists {len(missing)} image file(s) that do not exist in {folder!r}, "
+            f"e.g. {missing[:3]}. Pass the images folder: fit(images_folder, {json_path!r})."
+        )
+    rows = {item["id"]: ([], []) for item in images}
+    for note in data["annotations"]:
+        if note.get("iscrowd", 0) or note["image_id"] not in rows:
+            continue
+        if note["category_id"] not in names:
+            raise ValueError(
+                f"{json_path}: annotation {note.get('id')} has category_id "
+                f"{note['category_id']}, which is not in 'categories'."
+            )
+        x1, y1, width, height = (float(v) for v in note["bbox"])
+        rows[note["image_id"]][0].append([x1, y1, x1 + width, y1 + height])
+        rows[note["image_id"]][1].append(names[note["category_id"]])
+    return paths, [_target(*rows[item["id"]]) for item in images]
+
+
+def read_voc(folder):
+    """Reads a Pascal VOC folder: `Annotations/*.xml` and the images in `JPEGImages/`.
+
+    Returns:
+        `(paths, targets)`; labels are the object names. VOC's 1-based
+        corners become 0-based pixel edges.
+    """
+    folder = os.fspath(folder)
+    notes = sorted(f for f in os.listdir(os.path.join(folder, "Annotations")) if f.endswith(".xml"))
+    if not notes:
+        raise ValueError(f"No .xml files in {os.path.join(folder, 'Annotations')!r}.")
+    paths, targets = [], []
+    for name in notes:
+        file = os.path.join(folder, "Annotations", name)
+        try:
+            root = ElementTree.parse(file).getroot()
+            image = os.path.join(folder, "JPEGImages", root.findtext("filename").strip())
+            boxes, labels = [], []
+            for item in root.iter("object"):
+                box = item.find("bndbox")
+                x1, y1, x2, y2 = (float(box.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
+                boxes.append([x1 - 1.0, y1 - 1.0, x2, y2])
+                labels.append(item.findtext("name").strip())
+        except (ElementTree.ParseError, AttributeError, TypeError, ValueError) as error:
+            raise ValueError(
+                f"{file} is not a readable Pascal VOC annotation ({error}): it needs "
+                "<filename> and, per <object>, <name> and <bndbox> with numeric "
+                "xmin/ymin/xmax/ymax."
+            ) from error
+        if not os.path.isfile(image):
+            raise FileNotFoundError(f"{file} names the image {image!r}, which does not exist.")
+        paths.append(image)
+        targets.append(_target(np.maximum(np.asarray(boxes).reshape(-1, 4), 0.0), labels))
+    return paths, targets
+
+
+def _is_yolo_folder(folder):
+    if os.path.isdir(os.path.join(folder, "labels")):
+        return True
+    return any(f.endswith(".txt") and f not in YOLO_NAME_FILES for f in os.listdir(folder))
+
+
+def _yolo_files(folder):
+    images_dir = os.path.join(folder, "images")
+    labels_dir = os.path.join(folder, "labels")
+    if not os.path.isdir(images_dir):
+        images_dir = labels_dir = folder
+    images = sorted(
+        os.path.join(images_dir, f) for f in os.listdir(images_dir)
+        if f.lower().endswith(IMAGE_EXTENSIONS)
+    )
+    if not images:
+        raise ValueError(f"No images in {images_dir!r} (a YOLO folder has images/ and labels/).")
+    labels = [os.path.join(labels_dir, os.path.splitext(os.path.basename(p))[0] + ".txt")
+              for p in images]
+    return images, labels
+
+
+def read_yolo(folder):
+    """Reads a YOLO folder: one `class cx cy w h` line (normalised to 0-1) per box.
+
+    Labels go in `labels/NAME.txt` next to `images/NAME.jpg`, or beside the
+    images; an image without a txt file has no boxes. Class names come from
+    `classes.txt` / `obj.names` when present (one per line), else ids.
+
+    Returns:
+        `(paths, targets)` with boxes in xyxy pixels of each image.
+    """
+    from PIL import Image
+
+    folder = os.fspath(folder)
+    images, label_files = _yolo_files(folder)
+    names = _yolo_names(folder)
+    targets = []
+    for image, file in zip(images, label_files, strict=True):
+        rows = _yolo_rows(file, names)
+        with Image.open(image) as opened:
+            width, height = opened.size
+        scale = np.array([width, height, width, height], "float32")
+        cx, cy, w, h = (rows[0][:, i] for i in range(4))
+        boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1) * scale
+        targets.append(_target(np.clip(boxes, 0.0, scale), rows[1]))
+    return images, targets
+
+
+def _yolo_names(folder):
+    for name in YOLO_NAME_FILES:
+        file = os.path.join(folder, name)
+        if os.path.isfile(file):
+            with open(file, encoding="utf-8") as handle:
+                return [line.strip() for line in handle if line.strip()]
+    return None
+
+
+def _yolo_rows(file, names):
+    boxes, labels = [], []
+    if not os.path.isfile(file):
+        return np.zeros((0, 4), "float32"), []
+    with open(file, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            parts = line.split()
+            try:
+                values = [float(v) for v in parts]
+            except ValueError:
+                values = []
+            if len(values) != 5 or values[0] != int(values[0]) or min(values[1:]) < 0 \
+                    or max(values[1:]) > 1:
+                raise ValueError(
+                    f"{file}, line {number}: {line.strip()!r} is not a YOLO box. Each line is "
+                    "'class cx cy w h': an integer class id and four numbers normalised to 0-1."
+                )
+            label = int(values[0])
+            if names is not None and label >= len(names):
+                raise ValueError(
+                    f"{file}, line {number}: class id {label} but the names file lists only "
+                    f"{len(names)} classes."
+                )
+            labels.append(names[label] if names is not None else label)
+            boxes.append(values[1:])
+    return np.asarray(boxes, "float32").reshape(-1, 4), labels
+
+
+def _target(boxes, labels):
+    return {"boxes": np.asarray(boxes, "float32").reshape(-1, 4), "labels": list(labels)}

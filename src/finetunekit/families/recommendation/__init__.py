@@ -1,0 +1,1 @@
+"""Recommendation family: the `Embeddings` backbone (user and item towers), retrieval and ranking."""

@@ -1,0 +1,1 @@
+"""Segmentation family: `SegmentationHead` (U-Net / FPN), mask readers, scores and plots."""
