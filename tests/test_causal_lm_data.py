@@ -65,9 +65,7 @@ def chat(*turns, system=None):
 
 
 def trained_text(tokenizer, example):
-    return tokenizer.detokenize(
-        [int(t) for t, m in zip(example.token_ids, example.loss_mask) if m]
-    )
+    return tokenizer.detokenize([int(t) for t, m in zip(example.token_ids, example.loss_mask) if m])
 
 
 def test_multi_turn_trains_every_assistant_turn_and_no_user_turn(tokenizer):
@@ -80,7 +78,10 @@ def test_multi_turn_trains_every_assistant_turn_and_no_user_turn(tokenizer):
     runs = np.split(ex.token_ids, np.flatnonzero(np.diff(ex.loss_mask)) + 1)
     masks = np.split(ex.loss_mask, np.flatnonzero(np.diff(ex.loss_mask)) + 1)
     trained = [r for r, m in zip(runs, masks) if m[0]]
-    assert [tokenizer.detokenize(r.tolist()) for r in trained] == ["Hi!<|im_end|>", "Sleep.<|im_end|>"]
+    assert [tokenizer.detokenize(r.tolist()) for r in trained] == [
+        "Hi!<|im_end|>",
+        "Sleep.<|im_end|>",
+    ]
     assert all(r[-1] == im_end for r in trained)
     assert report.kept == 1 and report.message() is None
 
@@ -147,7 +148,9 @@ def test_the_response_end_is_cut_only_after_the_prompt(tokenizer):
     limit = 1 + 4  # 1 prompt token (min_prompt_tokens) + 4 response tokens
     [ex], report = tokenize_examples([conv], tokenizer, "chatml", sequence_length=limit)
     assert len(ex) == limit
-    np.testing.assert_array_equal(ex.token_ids, full.token_ids[first_trained - 1 : first_trained + 4])
+    np.testing.assert_array_equal(
+        ex.token_ids, full.token_ids[first_trained - 1 : first_trained + 4]
+    )
     assert ex.loss_mask.tolist() == [0, 1, 1, 1, 1]
     assert report.prompt_tokens_cut == first_trained - 1
     assert report.response_tokens_cut == response - 4
@@ -164,7 +167,9 @@ def test_no_room_drop_and_error(tokenizer):
     kept, report = tokenize_examples(convs, tokenizer, "chatml", limit, on_too_long="drop")
     assert len(kept) == 1 and report.dropped_too_long == 1 and report.kept == 1
     examples = to_examples([{"messages": c} for c in convs])
-    with pytest.raises(ValueError, match=rf"record 1 is \d+ tokens, longer than sequence_length={limit}"):
+    with pytest.raises(
+        ValueError, match=rf"record 1 is \d+ tokens, longer than sequence_length={limit}"
+    ):
         tokenize_examples(examples, tokenizer, "chatml", limit, on_too_long="error")
     with pytest.raises(ValueError, match="on_too_long must be one of"):
         tokenize_examples(examples, tokenizer, "chatml", limit, on_too_long="wrap")
@@ -174,10 +179,15 @@ def test_no_room_drop_and_error(tokenizer):
 
 def test_a_tokenizer_that_cannot_encode_the_template_is_refused(tokenizer):
     no_specials = byte_bpe(specials=[])
-    with pytest.raises(ValueError, match=r"splits the chat template 'chatml''s (eos_token|end_of_turn) '<\|im_end\|>' into \d+ tokens"):
+    with pytest.raises(
+        ValueError,
+        match=r"splits the chat template 'chatml''s (eos_token|end_of_turn) '<\|im_end\|>' into \d+ tokens",
+    ):
         tokenize_examples([chat("hi", "yo")], no_specials, "chatml")
     letters = byte_bpe(alphabet=list("abcdefghijklmnopqrstuvwxyzĊ"))
-    with pytest.raises(ValueError, match=r"cannot encode the chat template 'chatml' faithfully: 'Hi!"):
+    with pytest.raises(
+        ValueError, match=r"cannot encode the chat template 'chatml' faithfully: 'Hi!"
+    ):
         tokenize_examples([chat("hi", "Hi!")], letters, "chatml")
     with pytest.raises(ValueError, match="cannot encode part of the text"):
         encode_texts(_FixedIds([[3, 999]], 50), ["abc"])
@@ -215,7 +225,9 @@ def test_shift_for_causal_lm_aligns_labels_and_weights():
 def _examples(lengths, seed=0):
     rng = np.random.default_rng(seed)
     return [
-        TokenizedExample(rng.integers(1, 50, n).astype("int32"), rng.integers(0, 2, n).astype("int32"))
+        TokenizedExample(
+            rng.integers(1, 50, n).astype("int32"), rng.integers(0, 2, n).astype("int32")
+        )
         for n in lengths
     ]
 
@@ -245,7 +257,9 @@ def test_ffd_uses_fewer_rows_and_greedy_keeps_the_order():
     greedy = pack_examples(examples, 16, method="greedy")
     assert len(ffd["token_ids"]) == 2 and len(greedy["token_ids"]) == 3
     assert greedy["placements"][:, 0].tolist() == [0, 1, 1, 2]
-    with pytest.raises(ValueError, match=r"example 1 has 17 tokens; packing needs 1 to sequence_length=16"):
+    with pytest.raises(
+        ValueError, match=r"example 1 has 17 tokens; packing needs 1 to sequence_length=16"
+    ):
         pack_examples(_examples([3, 17]), 16)
 
 

@@ -29,12 +29,21 @@ def test_alpaca_puts_the_input_after_the_instruction():
         ]
     )
     assert with_input.messages[0] == {"role": "user", "content": "Translate\n\nchat"}
-    assert without.messages == ({"role": "user", "content": "Say hi"}, {"role": "assistant", "content": "hi"})
+    assert without.messages == (
+        {"role": "user", "content": "Say hi"},
+        {"role": "assistant", "content": "hi"},
+    )
 
 
 def test_messages_and_text_records():
     [conv] = to_examples([{"messages": [S, U, A, U, A]}])
-    assert [m["role"] for m in conv.messages] == ["system", "user", "assistant", "user", "assistant"]
+    assert [m["role"] for m in conv.messages] == [
+        "system",
+        "user",
+        "assistant",
+        "user",
+        "assistant",
+    ]
     texts = to_examples([{"text": "Once upon a time"}, {"text": "The end"}])
     assert [t.text for t in texts] == ["Once upon a time", "The end"]
     assert not texts[0].is_conversation
@@ -44,7 +53,7 @@ def test_files_and_frames_give_the_same_examples(tmp_path):
     pd = pytest.importorskip("pandas")
     records = [
         {"messages": [U, A]},
-        {"messages": [S, U, {"role": "assistant", "content": "x, \"quoted\"\nline"}]},
+        {"messages": [S, U, {"role": "assistant", "content": 'x, "quoted"\nline'}]},
     ]
     expected = to_examples(records)
     (tmp_path / "d.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n\n")
@@ -69,10 +78,19 @@ def test_files_and_frames_give_the_same_examples(tmp_path):
         ([S, A], r"message 1: the conversation starts with an assistant turn"),
         ([U, A, A], r"message 2: two assistant turns in a row"),
         ([U, S, A], r"message 1: a system message may only be the first"),
-        ([U, {"role": "assistant", "content": "  "}], r"message 1: the assistant response is empty"),
-        ([U, {"role": "assistant", "content": 4}], r"message 1: the content is a int, not a string"),
+        (
+            [U, {"role": "assistant", "content": "  "}],
+            r"message 1: the assistant response is empty",
+        ),
+        (
+            [U, {"role": "assistant", "content": 4}],
+            r"message 1: the content is a int, not a string",
+        ),
         ([{"role": "human", "content": "x"}, A], r"unknown role 'human'.*'human' -> 'user'"),
-        ([U, {"role": "assistant", "content": "x", "tool_calls": []}], r"unknown message keys \['tool_calls'\]"),
+        (
+            [U, {"role": "assistant", "content": "x", "tool_calls": []}],
+            r"unknown message keys \['tool_calls'\]",
+        ),
         ([], r"'messages' must be a non-empty list"),
     ],
 )
@@ -84,7 +102,10 @@ def test_bad_conversations_raise_naming_the_problem(messages, message):
 @pytest.mark.parametrize(
     "record, message",
     [
-        ({"question": "q", "answer": "a"}, r"record 0: unknown record format with keys \['answer', 'question'\]; expected one of"),
+        (
+            {"question": "q", "answer": "a"},
+            r"record 0: unknown record format with keys \['answer', 'question'\]; expected one of",
+        ),
         ({"prompt": "q", "completion": ""}, r"'completion' \(the response\) is empty"),
         ({"instruction": "q", "output": None}, r"'output' \(the response\) is None, not a string"),
         ({"prompt": "q", "completion": float("nan")}, r"is a missing value \(NaN\)"),

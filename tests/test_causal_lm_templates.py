@@ -73,13 +73,17 @@ def test_trim_and_lstrip_blocks():
 
 
 def test_generation_block_renders_its_body():
-    source = "{% for m in messages %}{% generation %}[{{ m.content }}]{% endgeneration %}{% endfor %}"
+    source = (
+        "{% for m in messages %}{% generation %}[{{ m.content }}]{% endgeneration %}{% endfor %}"
+    )
     assert ChatTemplate(source).render(CHAT[1:3]) == "[Hi <b> & bye][Hello!]"
 
 
 def test_raise_exception_becomes_a_value_error_naming_the_template():
     source = "{{ raise_exception('Conversation roles must alternate') }}"
-    with pytest.raises(ValueError, match=r"chat template starting .*Conversation roles must alternate"):
+    with pytest.raises(
+        ValueError, match=r"chat template starting .*Conversation roles must alternate"
+    ):
         ChatTemplate(source, name=None).render(CHAT)
     with pytest.raises(ValueError, match=r"'gemma'.*system message must come first"):
         ChatTemplate("gemma").render([CHAT[1], CHAT[0]])

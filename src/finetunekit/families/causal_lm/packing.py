@@ -175,7 +175,9 @@ def _rotary_positions(attention_layers, positions):
             rotary = attention.rotary_embedding_layer
             saved.append((attention, rotary))
             # object.__setattr__ skips Keras's layer tracking: the swap is not a new sublayer.
-            object.__setattr__(attention, "rotary_embedding_layer", _PositionedRotary(rotary, positions))
+            object.__setattr__(
+                attention, "rotary_embedding_layer", _PositionedRotary(rotary, positions)
+            )
         yield
     finally:
         for attention, rotary in saved:

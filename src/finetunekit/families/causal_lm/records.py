@@ -119,7 +119,9 @@ def load_records(path) -> list[dict]:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as err:
-            raise ValueError(f"{path.name}: not valid JSON ({err.msg}, line {err.lineno}).") from None
+            raise ValueError(
+                f"{path.name}: not valid JSON ({err.msg}, line {err.lineno})."
+            ) from None
         if not isinstance(data, list):
             raise ValueError(
                 f"{path.name} holds a JSON {type(data).__name__}, not a list of records. Write "
@@ -295,7 +297,9 @@ def _detect_format(record: dict, where: str) -> tuple[str, set]:
 def _record_to_example(record, index: int, origin: str | None) -> tuple[str, Example, set]:
     where = _where(index, origin)
     if not isinstance(record, dict):
-        raise ValueError(f"{where}: a record must be a dict (JSON object); got {_type_name(record)}.")
+        raise ValueError(
+            f"{where}: a record must be a dict (JSON object); got {_type_name(record)}."
+        )
     fmt, extra = _detect_format(record, where)
     if fmt == "text":
         text = _check_string(record["text"], "'text'", where)

@@ -218,7 +218,9 @@ def encode_texts(tokenizer, texts, check: bool = True, what: str = "text") -> li
         decoded = tokenizer.detokenize(flat)
         if hasattr(decoded, "numpy"):
             decoded = decoded.numpy()
-        decoded = [d.decode("utf-8", "replace") if isinstance(d, bytes) else str(d) for d in decoded]
+        decoded = [
+            d.decode("utf-8", "replace") if isinstance(d, bytes) else str(d) for d in decoded
+        ]
         for text, back in zip([t for t in texts if t], decoded):
             if _squash(back) != _squash(text):
                 raise ValueError(
@@ -278,7 +280,9 @@ def _pieces(example, template: ChatTemplate | None, train_on: str):
     if template.bos_token and segments and segments[0][0].startswith(template.bos_token):
         first, trainable = segments[0]
         rest = first[len(template.bos_token) :]
-        segments = [(template.bos_token, False)] + ([(rest, trainable)] if rest else []) + segments[1:]
+        segments = (
+            [(template.bos_token, False)] + ([(rest, trainable)] if rest else []) + segments[1:]
+        )
     return segments, True
 
 
@@ -364,7 +368,7 @@ def tokenize_examples(
             ids: list[int] = []
             assistant: list[int] = []
             response_start = 0
-            for text, is_assistant in segs:
+            for _text, is_assistant in segs:
                 seg_ids = next(encoded)
                 if is_assistant and seg_ids:
                     response_start = len(ids)
@@ -390,7 +394,9 @@ def tokenize_examples(
     return out, report
 
 
-def _fit(ids, mask, assistant, response_start, front, limit, on_too_long, min_prompt, source, report):
+def _fit(
+    ids, mask, assistant, response_start, front, limit, on_too_long, min_prompt, source, report
+):
     ids = np.asarray(ids, dtype="int32")
     mask = np.asarray(mask, dtype="int32")
     assistant = np.asarray(assistant, dtype="int32")
