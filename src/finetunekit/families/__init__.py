@@ -1,0 +1,1 @@
+"""Model families: loaders and helpers grouped by kind of model (causal LMs, ...)."""

@@ -1,0 +1,1 @@
+"""Causal language models: loading checkpoints (GGUF) into keras-hub causal LMs."""
