@@ -14,9 +14,19 @@ import os
 import keras
 import keras_hub
 import numpy as np
+from keras_hub.src.tokenizers import byte_pair_tokenizer as _keras_hub_bpe
 
 SUPPORTED_ARCHITECTURES = ("llama",)
 SUPPORTED_TOKENIZERS = ("gpt2",)
+
+# The word splitting before BPE, by llama.cpp's tokenizer.ggml.pre name. GPT-2's
+# rule is byte-level BPE's default; SmolLM first splits every digit apart; Llama 3
+# splits numbers into runs of up to three digits.
+_LLAMA3_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|"
+    r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+PRE_TOKENIZERS = ("gpt2", "smollm", "llama-bpe")
 
 # llama.cpp's token types (tokenizer.ggml.token_type).
 _TOKEN_TYPE_CONTROL = 3
@@ -115,6 +125,12 @@ class GGUFBytePairTokenizer(keras_hub.tokenizers.BytePairTokenizer):
             `eos_token` (the id only fills masked positions).
         special_tokens: list of strings kept whole when tokenizing (control
             tokens). `bos_token`, `eos_token` and `pad_token` are added.
+        pre_tokenizer: how text is split into words before BPE, by llama.cpp's
+            `tokenizer.ggml.pre` name: `"gpt2"` (GPT-2's rule, the default),
+            `"smollm"` (every digit apart, then GPT-2's rule) or `"llama-bpe"`
+            (Llama 3's rule). It applies on the Python path (direct calls,
+            `generate`); inside `tf.data` keras-hub's TensorFlow path splits
+            with its own GPT-2-like rule.
         **kwargs: passed to `keras_hub.tokenizers.BytePairTokenizer`.
 
     Example:
@@ -135,8 +151,15 @@ class GGUFBytePairTokenizer(keras_hub.tokenizers.BytePairTokenizer):
         eos_token=None,
         pad_token=None,
         special_tokens=None,
+        pre_tokenizer="gpt2",
         **kwargs,
     ):
+        if pre_tokenizer not in PRE_TOKENIZERS:
+            raise ValueError(
+                f"Unknown pre_tokenizer {pre_tokenizer!r}; known: {', '.join(PRE_TOKENIZERS)}. "
+                "Pass one of them (\"gpt2\" suits most byte-level BPE vocabularies)."
+            )
+        self.pre_tokenizer = pre_tokenizer
         if eos_token is None:
             raise ValueError(
                 "GGUFBytePairTokenizer needs an end token. Received: eos_token=None. "
@@ -176,6 +199,28 @@ class GGUFBytePairTokenizer(keras_hub.tokenizers.BytePairTokenizer):
         kwargs.setdefault("unsplittable_tokens", list(special_tokens))
         super().__init__(vocabulary=vocabulary, merges=merges, **kwargs)
 
+    def _set_vocabulary_and_merges_tokenizers(self, vocabulary, merges):
+        # keras-hub hands its split pattern to `tokenizers` as a plain string,
+        # which `tokenizers` matches literally, so its Python path splits no words
+        # (it gave "\n    " + "return" where GPT-2's rule gives "\n   " + " return");
+        # set a real rule here.
+        super()._set_vocabulary_and_merges_tokenizers(vocabulary, merges)
+        pre = _keras_hub_bpe.pre_tokenizers
+        byte_level = pre.ByteLevel(add_prefix_space=self.add_prefix_space, use_regex=True)
+        if self.pre_tokenizer == "smollm":
+            steps = [pre.Digits(individual_digits=True), byte_level]
+        elif self.pre_tokenizer == "llama-bpe":
+            split = pre.Split(
+                _keras_hub_bpe.tokenizers.Regex(_LLAMA3_SPLIT), behavior="isolated"
+            )
+            steps = [
+                split,
+                pre.ByteLevel(add_prefix_space=self.add_prefix_space, use_regex=False),
+            ]
+        else:
+            steps = [byte_level]
+        self._tokenizer.pre_tokenizer = pre.Sequence(steps)
+
     def get_config(self):
         """Returns the tokenizer config (the vocabulary is saved as assets).
 
@@ -195,6 +240,7 @@ class GGUFBytePairTokenizer(keras_hub.tokenizers.BytePairTokenizer):
                 "eos_token": self.eos_token,
                 "pad_token": self.pad_token,
                 "special_tokens": list(self.special_token_strings),
+                "pre_tokenizer": self.pre_tokenizer,
             }
         )
         return config
@@ -415,6 +461,8 @@ def _build_tokenizer(reader, path):
         pad = None
     if pad is None and not any(t != eos for t in special):
         pad = tokens[0] if tokens[0] != eos else tokens[1]
+    pre = _field_value(reader, "tokenizer.ggml.pre")
+    pre = {"llama3": "llama-bpe"}.get(pre, pre)
     tokenizer = GGUFBytePairTokenizer(
         vocabulary=vocabulary,
         merges=merges,
@@ -422,6 +470,7 @@ def _build_tokenizer(reader, path):
         eos_token=eos,
         pad_token=pad,
         special_tokens=special,
+        pre_tokenizer=pre if pre in PRE_TOKENIZERS else "gpt2",
     )
     return tokenizer, special, bos
 
