@@ -261,7 +261,7 @@ class GGUFBytePairTokenizer(keras_hub.tokenizers.BytePairTokenizer):
         clone = GGUFBytePairTokenizer.from_config(tokenizer.get_config())
         ```
         """
-        return cls(**config)
+        return super().from_config(config)
 
 
 def _field_value(reader, key, default=None):
