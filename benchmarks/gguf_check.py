@@ -103,7 +103,9 @@ def main():
         theirs = hf_tokenizer(text, add_special_tokens=False)["input_ids"]
         probes_equal += ours == list(theirs)
         if ours != list(theirs):
-            print(f"  tokenizers differ on {text!r}:\n    keras-hub    {ours}\n    transformers {theirs}")
+            print(
+                f"  tokenizers differ on {text!r}:\n    keras-hub    {ours}\n    transformers {theirs}"
+            )
     print(f"tokenizer probes equal: {probes_equal}/{len(TOKENIZER_PROBES)}")
 
     # Logits of the same ids.
@@ -137,7 +139,7 @@ def main():
             eos_token_id=meta["eos_token_id"],
             pad_token_id=meta["pad_token_id"],
         )
-    hf_answer = hf_tokenizer.decode(hf_out[0, len(ids):], skip_special_tokens=True).strip()
+    hf_answer = hf_tokenizer.decode(hf_out[0, len(ids) :], skip_special_tokens=True).strip()
     print(f"transformers greedy answer: {hf_answer!r}")
     ok = "Paris" in answer and agree == 1.0
     print("OK" if ok else "MISMATCH")

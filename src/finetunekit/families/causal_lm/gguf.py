@@ -157,7 +157,7 @@ class GGUFBytePairTokenizer(keras_hub.tokenizers.BytePairTokenizer):
         if pre_tokenizer not in PRE_TOKENIZERS:
             raise ValueError(
                 f"Unknown pre_tokenizer {pre_tokenizer!r}; known: {', '.join(PRE_TOKENIZERS)}. "
-                "Pass one of them (\"gpt2\" suits most byte-level BPE vocabularies)."
+                'Pass one of them ("gpt2" suits most byte-level BPE vocabularies).'
             )
         self.pre_tokenizer = pre_tokenizer
         if eos_token is None:
@@ -210,9 +210,7 @@ class GGUFBytePairTokenizer(keras_hub.tokenizers.BytePairTokenizer):
         if self.pre_tokenizer == "smollm":
             steps = [pre.Digits(individual_digits=True), byte_level]
         elif self.pre_tokenizer == "llama-bpe":
-            split = pre.Split(
-                _keras_hub_bpe.tokenizers.Regex(_LLAMA3_SPLIT), behavior="isolated"
-            )
+            split = pre.Split(_keras_hub_bpe.tokenizers.Regex(_LLAMA3_SPLIT), behavior="isolated")
             steps = [
                 split,
                 pre.ByteLevel(add_prefix_space=self.add_prefix_space, use_regex=False),
@@ -300,13 +298,20 @@ def _open_reader(path):
         raise FileNotFoundError(
             f"No GGUF file at {path!r}. Pass the path of an existing .gguf checkpoint."
         )
+    with open(path, "rb") as file:
+        magic = file.read(4)
+    if magic != b"GGUF":
+        raise ValueError(
+            f"{path!r} is not a GGUF file: it starts with {magic!r}, not the GGUF magic "
+            "b'GGUF'. Pass a .gguf checkpoint (llama.cpp's format); for safetensors or "
+            "Keras files use keras_hub's from_preset or keras.saving.load_model instead."
+        )
     try:
         reader = gguf.GGUFReader(path, "r")
     except Exception as error:
         raise ValueError(
-            f"{path!r} is not a readable GGUF file (truncated, or not GGUF at all: {error}). "
-            "Pass a complete .gguf checkpoint, e.g. one written by llama.cpp's converter; "
-            "download it again if it may be cut short."
+            f"{path!r} is a truncated or damaged GGUF file ({type(error).__name__}: {error}). "
+            "Download or convert the checkpoint again."
         ) from error
     for tensor in reader.tensors:
         if tensor.data.nbytes != int(tensor.n_bytes):
@@ -531,8 +536,12 @@ def _load_llama_weights(backbone, reader, path, config):
         assign(layer._self_attention_layernorm.scale, get(prefix + "attn_norm.weight"), "attn_norm")
         assign(layer._feedforward_layernorm.scale, get(prefix + "ffn_norm.weight"), "ffn_norm")
         assign(layer._feedforward_gate_dense.kernel, get(prefix + "ffn_gate.weight").T, "ffn_gate")
-        assign(layer._feedforward_intermediate_dense.kernel, get(prefix + "ffn_up.weight").T, "ffn_up")
-        assign(layer._feedforward_output_dense.kernel, get(prefix + "ffn_down.weight").T, "ffn_down")
+        assign(
+            layer._feedforward_intermediate_dense.kernel, get(prefix + "ffn_up.weight").T, "ffn_up"
+        )
+        assign(
+            layer._feedforward_output_dense.kernel, get(prefix + "ffn_down.weight").T, "ffn_down"
+        )
 
 
 def read_gguf_metadata(path):
