@@ -12,7 +12,7 @@ MAX_FUNCTION_CODE_LINES = 60
 #: Layers, lowest first: a module may import its own layer and the ones before it.
 LAYERS = [
     ("core", {"version", "precision", "text_cleaning", "_keras_compat", "distribution",
-              "plotting", "files", "file_checks", "segmentation_plots"}),
+              "plotting", "files", "file_checks", "segmentation_plots", "families"}),
     ("data", {"data"}),
     ("preprocessing", {"layers"}),
     ("backbones", {"backbones", "freezing"}),
