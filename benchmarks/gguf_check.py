@@ -86,7 +86,7 @@ def main():
     start = time.perf_counter()
     folder, name = os.path.split(path)
     hf_model = transformers.AutoModelForCausalLM.from_pretrained(
-        folder, gguf_file=name, torch_dtype=torch.float32
+        folder, gguf_file=name, dtype=torch.float32
     )
     hf_tokenizer = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=name)
     hf_load = time.perf_counter() - start
