@@ -79,7 +79,7 @@ CASES = [
     ("transcript_not_a_string", lambda t: prepare([tone(300), tone(9)], ["yes", 3], recognizer, sample_rate=16000), ValueError, r"Transcripts must be strings, one per clip\. Transcript 1 is int"),
     ("transcript_too_long", lambda t: prepare([tone(300), tone(9)], ["yes", "go " * 20], recognizer, sample_rate=16000), ValueError, r"Transcript 1 is \d+ tokens long; the decoder takes at most 14"),
     ("speech_head_without_tokenizer", lambda t: fk.FineTuner(backbone=tiny_whisper(), head=fk.SpeechToTextHead()).fit([tone(3)], ["yes"], sample_rate=16000), ValueError, r"Speech to text needs the backbone's tokenizer"),
-    ("speech_head_on_an_image_backbone", lambda t: fk.FineTuner(backbone="MobileNet", weights=None, input_shape=(32, 32, 3), head=fk.SpeechToTextHead()), ValueError, r"needs a speech decoder, which the image backbone"),
+    ("speech_head_on_an_image_backbone", lambda t: fk.FineTuner(backbone="MobileNet", weights=None, input_shape=(32, 32, 3), head=fk.SpeechToTextHead()), ValueError, r"needs a speech decoder \(decoder_logits\), which a image backbone"),
     ("image_augment_on_audio", lambda t: wrong_augment({"rotation_range": 10}), ValueError, r"`augment` for an audio backbone takes the audio keywords noise, gain_db, time_shift, spec_mask"),
     ("unknown_audio_augment_keyword", lambda t: wrong_augment({"noise": 0.1, "pitch": 2}), ValueError, r"Unknown augmentation keyword\(s\): pitch\.(?s:.*)Audio keywords(?s:.*)gain_db"),
     ("image_and_audio_augment_mixed", lambda t: wrong_augment({"noise": 0.1, "horizontal_flip": True}), ValueError, r"`augment` mixes image keywords \(horizontal_flip\) with audio keywords \(noise\)"),

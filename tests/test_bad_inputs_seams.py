@@ -44,7 +44,7 @@ CASES = [
     ("duplicate_class_names", lambda t: tiny_tuner(class_names=["cat", "cat"]), ValueError, r"`class_names` must be unique; \['cat'\] appear more than once"),
     ("pooling_on_token_head", lambda t: fk.TokenClassificationHead(3, pooling="mean"), ValueError, r"does not pool; remove pooling=\. Received: pooling='mean'"),
     ("flatten_pooling_on_sequences", lambda t: text_tuner(head=fk.ClassificationHead(2, pooling="flatten")), ValueError, r'pooling="flatten" needs features of a fixed size.*Use pooling="cls", "mean" or "max"'),
-    ("pyramid_from_a_text_backbone", pyramid_from_text, ValueError, r"needs multi-scale \(pyramid\) features, which a text backbone .* does not provide"),
+    ("pyramid_from_a_text_backbone", pyramid_from_text, ValueError, r"needs multi-scale \(pyramid\) features \(pyramid\), which a text backbone .* does not provide"),
     ("sequence_length_above_the_encoder", too_long_sequence, ValueError, r"`sequence_length=64` is longer than the encoder's 32 positions\. Pass sequence_length=32 or less"),
     ("class_weight_unknown_class_name", lambda t: fit(class_weight={"bird": 2.0}), ValueError, r"class_weight names class 'bird', which is not a class of this model \(known class names: \['cat', 'dog'\]\)"),
     ("class_weight_id_out_of_range", lambda t: fit(class_weight={5: 2.0}), ValueError, r"class_weight key 5 is not a class id in 0\.\.1"),

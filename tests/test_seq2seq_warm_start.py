@@ -57,7 +57,7 @@ def test_decoder_starts_from_the_encoder_layers_and_cross_attention_is_new():
         head=fk.Seq2SeqHead(max_target_length=8, decoder="warm_start"),
     )
     model = ft.backbone
-    assert ft.backbone_kind.generates and isinstance(ft.backbone_kind, fk.backbones.Seq2SeqBackbone)
+    assert "lm_logits" in ft.backbone_kind.provides and isinstance(ft.backbone_kind, fk.backbones.Seq2SeqBackbone)
     assert len(model.decoder_transformer_layers) == 2
     for source, encoder, decoder in zip(
         bert.transformer_layers, model.encoder_transformer_layers, model.decoder_transformer_layers

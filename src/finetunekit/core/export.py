@@ -46,9 +46,9 @@ def export_model(ft, directory, format="saved_model", verbose=False, input_signa
       A model on audio takes `audio` (float32 `(batch, samples, channels)`,
       zero-padded after each clip), `audio_length` and `sample_rate` (int32
       `(batch,)`); a `SpeechToTextHead` returns `{"token_ids", "text"}` of
-      greedy transcription (its `serving_function`, one graph). A backbone
-      kind with its own `write_saved_model` writes its own graph (sequence
-      to sequence: raw source strings in, generated text out).
+      greedy transcription (its `serving_function`, one graph); a
+      `Seq2SeqHead` takes raw source strings (`texts`) and returns
+      `{"text", "token_ids"}` of greedy generation.
     - `"tflite"`: `directory/model.tflite`, converted from the `serve`
       endpoint of a SavedModel whose input is fixed to `(batch, H, W, 3)`
       float32 at the model's input size (or the vector model's `(batch,
@@ -95,25 +95,15 @@ def export_model(ft, directory, format="saved_model", verbose=False, input_signa
             **kwargs,
         )
     _check_format(format, input_signature, kwargs)
-    writer = getattr(ft.backbone_kind, "write_saved_model", None)  # kinds with their own graph
-    if writer is not None and format != "saved_model":
-        raise ValueError(
-            f'format="{format}" cannot hold the generation loop of a {ft.backbone_kind.name} '
-            'backbone (TFLite has no keras-hub samplers). Export format="saved_model": its '
-            "serve(texts) signature takes raw strings and returns generated text."
-        )
     # raises for backbones that cannot be served raw yet
-    signature = None if writer is not None else ft.backbone_kind.serving_signature()
+    signature = ft.backbone_kind.serving_signature()
     directory = os.fspath(directory)
     if format == "tflite":
         signature = _fixed_signature(ft, signature)
     check_export_folder(directory, format)
     if format == "saved_model":
         with atomic_path(directory, directory=True) as temp:
-            if writer is None:
-                _write_saved_model(ft, temp, signature, verbose)
-            else:
-                writer(ft, temp, verbose)
+            _write_saved_model(ft, temp, signature, verbose)
             _write_labels(ft, temp)
         return directory
     path = os.path.join(directory, "model.tflite")
@@ -126,11 +116,12 @@ def _fixed_signature(ft, signature):
     """The TFLite signature: images at the model's input size; string ids are refused."""
     import tensorflow as tf
 
-    if getattr(ft.head, "serving_function", None) is not None:
+    if ft.head.serving_function(ft) is not None:
         raise ValueError(
             f'ft.export(format="tflite") cannot serve {type(ft.head).__name__}: it generates '
-            "text with the tokenizer's string ops (lookup tables, unicode joins), which TFLite's "
-            'builtin kernels lack. Export format="saved_model" instead (token ids and text).'
+            "text with the tokenizer's string ops (lookup tables, unicode joins) and a "
+            "generation loop, which TFLite's builtin kernels lack. Export "
+            'format="saved_model" instead: it takes raw inputs and returns token ids and text.'
         )
     if any(spec.dtype == tf.string for spec in signature.values()):
         raise ValueError(
@@ -264,22 +255,22 @@ def _write_saved_model(ft, directory, signature, verbose):
 
     names = list(signature)
     takes_dict = isinstance(ft._inputs_struct, dict)
-    generate = getattr(ft.head, "serving_function", None)  # heads that generate (speech)
-    generate = None if generate is None else generate(ft)
+    generate = ft.head.serving_function(ft)  # heads that generate in the graph
 
     def model_outputs(*tensors):
         return ft(dict(zip(names, tensors)) if takes_dict else tensors[0], training=False)
 
     def serve(*tensors):
         if generate is not None:
-            return generate(dict(zip(names, tensors)) if takes_dict else tensors[0],
-                            training=False)
+            return generate(dict(zip(names, tensors)), training=False)
         size = tf.shape(tensors[0])[1:3] if names == ["images"] else None
         return ft.head.serving_outputs(ft, model_outputs(*tensors), size)
 
     specs = list(signature.values())
     archive = keras.export.ExportArchive()
     archive.track(ft)
+    for resource in ft.head.serving_resources(ft):
+        archive.track(resource)
     archive.add_endpoint(name="serve", fn=serve, input_signature=specs)
     if generate is None and type(ft.head).serving_outputs is not Head.serving_outputs:
         archive.add_endpoint(name="serve_outputs", fn=model_outputs, input_signature=specs)

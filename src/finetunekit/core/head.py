@@ -31,7 +31,8 @@ A head is a Keras layer called on the backbone's outputs dict (see
 - `serving_outputs(tuner, outputs, input_size)`: what an exported model
   serves (the model outputs by default; detection serves boxes after NMS,
   segmentation class-id masks at the input's size, retrieval the top-k item
-  ids).
+  ids); `serving_function(tuner)` / `serving_resources(tuner)` instead for
+  heads that generate in the graph (speech to text, sequence to sequence).
 """
 
 import keras
@@ -127,6 +128,33 @@ class Head(keras.layers.Layer):
         ```
         """
         return outputs
+
+    def serving_function(self, tuner):
+        """A graph function that serves this head's predictions, or None for the generic one.
+
+        `ft.export` serves `head.serving_outputs(model(inputs))` by default. A
+        head that generates (speech to text, sequence to sequence) returns
+        `fn(inputs, training=False) -> dict of tensors` instead, traceable by
+        TensorFlow; `inputs` is a dict keyed by the kind's `serving_signature()`.
+
+        Args:
+            tuner: the `FineTuner` being exported.
+
+        Returns:
+            A callable, or None.
+        """
+        return None
+
+    def serving_resources(self, tuner):
+        """Keras objects the serving function uses beyond the model (tokenizers, generators).
+
+        Args:
+            tuner: the `FineTuner` being exported.
+
+        Returns:
+            A list of Keras layers or models that the SavedModel must track.
+        """
+        return []
 
     def check_loss(self, loss):
         """Raises when a user's `compile(loss=...)` cannot train this head's outputs."""

@@ -139,6 +139,9 @@ class BackboneKind:
     #: int. Kinds with a lower priority are asked first by `resolve_backbone`
     #: (a kind that accepts any `keras.Model` asks last).
     priority = 50
+    #: tuple of str. The outputs `build` can give a head (`BACKBONE_OUTPUTS`
+    #: and kind-specific ones such as `"query"`); `check_needs` reads it.
+    provides = ("features",)
     preprocessor = None
     input_shape = None
     preprocessing = "none"
@@ -240,39 +243,49 @@ def check_layer_decay(layer_decay):
     return float(layer_decay)
 
 
+#: Outputs a head may ask for that only some kinds give (sequences have a padding mask).
+OPTIONAL_OUTPUTS = ("padding_mask",)
+#: What to do when a head asks for an output a kind does not provide: one hint per output.
+MISSING_OUTPUT_HINTS = {
+    "query": "Use fk.backbones.Embeddings(users=..., items=...).",
+    "candidates": "Use fk.backbones.Embeddings(users=..., items=...).",
+    "lm_logits": 'Use a language model: a keras-hub Seq2SeqLM (e.g. backbone="bart_base_en"), '
+                 'or on a BERT-family encoder fk.Seq2SeqHead(decoder="warm_start").',
+    "pyramid": "Use a convolutional image backbone.",
+    "images": "Use an image backbone.",
+    "decoder_logits": 'Use a Whisper or Moonshine backbone (e.g. backbone="whisper_tiny_en").',
+    "features": "Use a head that reads this backbone's outputs.",
+}
+OUTPUT_NAMES = {
+    "query": "user and item towers", "candidates": "user and item towers",
+    "lm_logits": "a language model's next-token logits",
+    "pyramid": "multi-scale (pyramid) features", "images": "the input images",
+    "decoder_logits": "a speech decoder",
+    "features": "features",
+}
+
+
 def check_needs(kind, needs):
-    """Raises when a head asks for outputs a backbone kind does not provide."""
-    unknown = set(needs) - set(BACKBONE_OUTPUTS)
-    if unknown & {"query", "candidates"}:
-        raise ValueError(
-            f"This head needs user and item towers ({', '.join(sorted(unknown))}), which a "
-            f"{kind.modality} backbone ({kind.name}) does not provide. Use "
-            "fk.backbones.Embeddings(users=..., items=...)."
-        )
+    """Raises when a head asks for outputs a backbone kind does not declare in `provides`.
+
+    Args:
+        kind: a `BackboneKind` (instance or class).
+        needs: the head's `needs`, a tuple of output names.
+
+    Raises:
+        ValueError: naming the missing outputs, the kind and what to use instead.
+    """
+    unknown = sorted(set(needs) - set(BACKBONE_OUTPUTS) - set(MISSING_OUTPUT_HINTS) - set(OPTIONAL_OUTPUTS))
     if unknown:
         raise ValueError(
-            f"Unknown backbone outputs {sorted(unknown)}; a head may ask for "
+            f"Unknown backbone outputs {unknown}; a head may ask for "
             f"{', '.join(BACKBONE_OUTPUTS)}."
         )
-    if "lm_logits" in needs and not getattr(kind, "generates", False):
+    missing = [name for name in needs if name not in kind.provides and name not in OPTIONAL_OUTPUTS]
+    if missing:
+        missing = sorted(missing)
+        wanted = " and ".join(dict.fromkeys(OUTPUT_NAMES[name] for name in missing))
         raise ValueError(
-            "This head generates text and needs an encoder-decoder language model (a keras-hub "
-            f"Seq2SeqLM family: BART, T5); a {kind.modality} backbone ({kind.name}) cannot "
-            'generate. Use e.g. backbone="bart_base_en", or on a BERT-family encoder '
-            'fk.Seq2SeqHead(decoder="warm_start").'
-        )
-    if "pyramid" in needs and not getattr(kind, "has_pyramid", False):
-        raise ValueError(
-            f"This head needs multi-scale (pyramid) features, which a {kind.modality} backbone "
-            f"({kind.name}) does not provide. Use a convolutional image backbone."
-        )
-    if "images" in needs and getattr(kind, "modality", None) != "image":
-        raise ValueError(
-            f"This head needs the input images, which a {kind.modality} backbone "
-            f"({kind.name}) does not provide. Use an image backbone."
-        )
-    if "decoder_logits" in needs and not getattr(kind, "has_decoder", False):
-        raise ValueError(
-            f"This head needs a speech decoder, which the {kind.modality} backbone ({kind.name}) "
-            'does not provide. Use a Whisper or Moonshine backbone (e.g. backbone="whisper_tiny_en").'
+            f"This head needs {wanted} ({', '.join(missing)}), which a {kind.modality} backbone "
+            f"({kind.name}) does not provide. {MISSING_OUTPUT_HINTS[missing[0]]}"
         )

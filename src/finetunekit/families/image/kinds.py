@@ -78,7 +78,7 @@ class ImageBackbone(BackboneKind):
     """
 
     modality = "image"
-    has_pyramid = True
+    provides = ("features", "pyramid", "images")
 
     def __init__(
         self, backbone, weights="imagenet", input_shape=None, preprocessing="auto",

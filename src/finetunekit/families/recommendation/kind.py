@@ -281,6 +281,7 @@ class EmbeddingsBackbone(BackboneKind):
     modality = "ids"
     description = "fk.backbones.Embeddings(users=..., items=...)"
     priority = 20
+    provides = ID_OUTPUTS
     #: Embedding tables learn fast at a high rate; fine-tuned pretrained ones a little slower.
     default_learning_rates = (1e-2, 5e-3)
 

@@ -75,7 +75,7 @@ class Seq2SeqHead(Head):
             return kind
         from finetunekit.families.seq2seq import warm_start
 
-        if getattr(kind, "generates", False):
+        if "lm_logits" in kind.provides:
             if warm_start.is_warm_start_backbone(kind.model):
                 return warm_start.train_new_weights(kind)  # a loaded model: already warm-started
             raise ValueError(
@@ -165,11 +165,8 @@ class Seq2SeqHead(Head):
             "top_k": lambda: keras_hub.samplers.TopKSampler(k=int(top_k)),
         }
         tuner.backbone_kind.check_target_length(self, max_length)
-        generator = tuner.backbone_kind.generator()
         key = (strategy, int(num_beams), int(top_k))
-        if getattr(generator, "_finetunekit_sampler", None) != key:  # compiling drops the trace
-            generator.compile(sampler=samplers[strategy]())
-            generator._finetunekit_sampler = key
+        generator = tuner.backbone_kind.compiled_generator(key, samplers[strategy])
         length = self.decoder_length(tuner.preprocessor, max_length or self.max_target_length)
         texts = []
         size = batch_size or 32
@@ -177,6 +174,45 @@ class Seq2SeqHead(Head):
             out = generator.generate(sources[start : start + size], max_length=length)
             texts += [_as_str(t).strip() for t in np.asarray(out, dtype=object).reshape(-1)]
         return texts[0] if single else texts
+
+    def serving_function(self, tuner):
+        """Greedy generation as one graph (`ft.export`): raw source strings in, text out.
+
+        The tokenizer, keras-hub's generation loop and the detokenizer all
+        run in the graph, so serving needs TensorFlow only.
+
+        Args:
+            tuner: the `FineTuner` being exported.
+
+        Returns:
+            `fn({"texts": strings}, training=False) -> {"text": string (batch,), "token_ids":
+            int32 (batch, length)}` (the decoder's tokens, start token included).
+        """
+        import keras_hub
+
+        generator = tuner.backbone_kind.compiled_generator(
+            ("greedy", 1, 0), keras_hub.samplers.GreedySampler
+        )
+        preprocessor = generator.preprocessor
+        preprocessor.build(None)
+        length = self.decoder_length(preprocessor, self.max_target_length)
+        stop = (int(preprocessor.tokenizer.end_token_id),)
+
+        def serve(inputs, training=False):
+            del training  # generation runs in inference mode
+            inputs = preprocessor.generate_preprocess(inputs["texts"], sequence_length=length)
+            outputs = generator.generate_step(inputs, stop_token_ids=stop)
+            return {
+                "text": preprocessor.generate_postprocess(outputs),
+                "token_ids": outputs["decoder_token_ids"],
+            }
+
+        return serve
+
+    def serving_resources(self, tuner):
+        """The keras-hub generator and its preprocessor (tokenizer tables) for the SavedModel."""
+        generator = tuner.backbone_kind.generator()
+        return [generator, generator.preprocessor]
 
     @staticmethod
     def decoder_length(preprocessor, target_tokens):

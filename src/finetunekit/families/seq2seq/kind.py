@@ -98,7 +98,7 @@ class Seq2SeqBackbone(BackboneKind):
     description = 'a keras-hub Seq2SeqLM preset (BART, T5), its "hf://" handle or folder, or its Backbone'
     priority = 30  # after audio (Moonshine's task is a Seq2SeqLM), before text encoders
     default_learning_rates = (1e-3, 5e-5)
-    generates = True
+    provides = ("lm_logits", "padding_mask")
 
     @classmethod
     def matches(cls, backbone):
@@ -144,6 +144,7 @@ class Seq2SeqBackbone(BackboneKind):
         self._lora_trainable = lora_paths(model)
         self.task = self.task_class(backbone=model, preprocessor=None)
         self._generator = None
+        self._sampler_key = None
 
     def groups(self):
         """`stem` (embeddings), then each encoder layer, then each decoder layer."""
@@ -207,7 +208,6 @@ class Seq2SeqBackbone(BackboneKind):
 
     def build(self, needs=("lm_logits",), augmentation=()):
         """The four packed inputs -> `{"lm_logits": next-token logits, "padding_mask": decoder mask}`."""
-        check_needs(self, needs)
         other = sorted(set(needs) - {"lm_logits", "padding_mask"})
         if other:
             raise ValueError(
@@ -215,6 +215,7 @@ class Seq2SeqBackbone(BackboneKind):
                 f"this head needs {other}. For classification or tagging use a text encoder "
                 '(e.g. backbone="bert_base_en_uncased").'
             )
+        check_needs(self, needs)
         if augmentation:
             raise ValueError("`augment` is not supported for sequence-to-sequence backbones yet.")
         inputs = {
@@ -226,37 +227,30 @@ class Seq2SeqBackbone(BackboneKind):
         logits = self.task(inputs)
         return inputs, {"lm_logits": logits, "padding_mask": inputs["decoder_padding_mask"]}
 
-    def write_saved_model(self, ft, directory, verbose=False):
-        """Writes a SavedModel whose `serve` signature generates (greedy) from raw source strings.
-
-        `serve(texts)` takes a 1-D string tensor and returns `{"text": str,
-        "token_ids": int32}` (the decoder's tokens, start token included); the
-        tokenizer, keras-hub's generation loop and the detokenizer all run in
-        the graph, so serving needs TensorFlow only.
-        """
+    def serving_signature(self):
+        """`{"texts": tf.TensorSpec([None], tf.string)}`: raw source strings."""
         import tensorflow as tf
 
-        del verbose  # tf.saved_model.save prints nothing
+        return {"texts": tf.TensorSpec([None], tf.string, name="texts")}
+
+    def compiled_generator(self, key, make_sampler):
+        """The generator compiled with a sampler, recompiled only when `key` changes.
+
+        Compiling drops keras-hub's traced generation function, so the
+        sampler in use is remembered here (by `key`, e.g. `("greedy", 1, 0)`).
+
+        Args:
+            key: hashable. Names the sampler and its options.
+            make_sampler: callable `() -> keras_hub.samplers.Sampler`.
+
+        Returns:
+            The keras-hub `Seq2SeqLM` (`generator()`), compiled.
+        """
         generator = self.generator()
-        generator.compile(sampler="greedy")
-        generator._finetunekit_sampler = None  # predict_text compiles its own sampler again
-        preprocessor = generator.preprocessor
-        preprocessor.build(None)
-        length = ft.head.decoder_length(preprocessor, ft.head.max_target_length)
-        stop = (int(preprocessor.tokenizer.end_token_id),)
-
-        def serve(texts):
-            inputs = preprocessor.generate_preprocess(texts, sequence_length=length)
-            outputs = generator.generate_step(inputs, stop_token_ids=stop)
-            return {
-                "text": preprocessor.generate_postprocess(outputs),
-                "token_ids": outputs["decoder_token_ids"],
-            }
-
-        module = tf.Module()
-        module.model = generator
-        module.serve = tf.function(serve, input_signature=[tf.TensorSpec([None], tf.string)])
-        tf.saved_model.save(module, directory, signatures={"serving_default": module.serve})
+        if self._sampler_key != key:
+            generator.compile(sampler=make_sampler())
+            self._sampler_key = key
+        return generator
 
     def generator(self):
         """The keras-hub `Seq2SeqLM` that generates with this backbone (weights shared)."""

@@ -93,7 +93,7 @@ class AudioBackbone(BackboneKind):
 
     name = "audio"
     modality = "audio"
-    has_decoder = True
+    provides = ("features", "padding_mask", "decoder_logits")
     description = ("a keras-hub Whisper or Moonshine preset, a preset folder of one, a keras_hub "
                    "WhisperBackbone / MoonshineBackbone or a MoonshineAudioToText")
     default_learning_rates = (1e-3, 5e-5)

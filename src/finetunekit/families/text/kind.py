@@ -97,6 +97,7 @@ class TextEncoderBackbone(BackboneKind):
     modality = "text"
     description = 'a keras-hub text preset, an "hf://" handle, a preset folder or a keras_hub Backbone'
     priority = 60
+    provides = ("features", "padding_mask")
 
     @classmethod
     def unknown_name_hint(cls, name):
