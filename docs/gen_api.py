@@ -225,7 +225,6 @@ def _top_level_section():
     for name in top:
         if name == "FineTuner":
             methods = public_methods("finetunekit.tuner.fine_tuner", "FineTuner")
-            methods += public_methods("finetunekit.tuner.inference", "InferenceMixin")
             entry = _entry("finetunekit.FineTuner", methods)
             out.append(entry.replace("    options:\n", "    options:\n      inherited_members: true\n"))
             inherited = "; ".join(f"`{k}`: {v}" for k, v in INHERITED.items())

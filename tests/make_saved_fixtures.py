@@ -94,7 +94,8 @@ def _interactions(rng):
 # ---------------------------------------------------------------------- cases
 # Each case returns a dict:
 #   ft: the FineTuner; fit: (x, y) or (x,) with fit_kwargs; inputs: {"x": raw inputs, ...};
-#   predict_kwargs; calls: [(method, input name, kwargs)].
+#   predict_kwargs; compile: FineTuner.compile arguments (default: fit compiles);
+#   calls: [(method, input name, kwargs)].
 def case_image_cnn_classification(rng):
     import finetunekit as fk
     from tests.conftest import tiny_cnn
@@ -153,11 +154,13 @@ def case_text_classification(rng):
     from tests.test_text import LABELS, TEXTS, tiny_bert
 
     backbone, preprocessor = tiny_bert()
-    ft = fk.FineTuner(backbone=backbone, preprocessor=preprocessor, unfreeze=1,
+    # Text augmentation, layer-wise decay (LayerDecayAdamW) and label smoothing are in the file.
+    ft = fk.FineTuner(backbone=backbone, preprocessor=preprocessor, unfreeze=1, layer_decay=0.8,
+                      augment={"random_deletion": 0.1},
                       head=fk.ClassificationHead(num_classes=2, pooling="cls"))
     texts = ["what a ride", "boring awful film", "good fun", "dull movie the plot"]
     return dict(family="text", ft=ft, fit=(TEXTS[:N], LABELS[:N]), inputs={"x": texts},
-                calls=[("predict_labels", "x", {})])
+                compile={"label_smoothing": 0.1}, calls=[("predict_labels", "x", {})])
 
 
 def case_text_ner(rng):
@@ -214,6 +217,26 @@ def case_seq2seq(rng):
                        ("predict_text", "x", {"strategy": "beam", "num_beams": 2})])
 
 
+def case_image_hub_resnet_classification(rng):
+    import finetunekit as fk
+    from tests.harness import tiny_hub_resnet
+
+    ft = fk.FineTuner(tiny_hub_resnet(), head=fk.ClassificationHead(2), input_shape=(32, 32, 3))
+    x = _images(rng)
+    y = np.array(["cat", "dog"])[rng.integers(0, 2, N)]
+    return dict(family="classification", ft=ft, fit=(x, y), inputs={"x": x[:4]},
+                calls=[("predict_labels", "x", {})])
+
+
+def case_seq2seq_warm_start(rng):
+    from tests.test_seq2seq_warm_start import copy_pairs, warm_tuner
+
+    ft = warm_tuner()
+    sources, targets = copy_pairs(N, seed=SEED)
+    return dict(family="seq2seq", ft=ft, fit=(sources, targets), inputs={"x": sources[:3]},
+                calls=[("predict_labels", "x", {}), ("predict_text", "x", {})])
+
+
 def case_speech_classification(rng):
     import finetunekit as fk
     from tests.harness import _audio_options
@@ -240,6 +263,20 @@ def case_speech_to_text(rng):
                        ("predict_text", "x", {"sample_rate": 16000})])
 
 
+def case_speech_moonshine_to_text(rng):
+    import finetunekit as fk
+    from tests.audio_fixtures import WORDS
+    from tests.harness import _moonshine_options
+
+    ft = fk.FineTuner(head=fk.SpeechToTextHead(max_new_tokens=4), unfreeze="all",
+                      **_moonshine_options())
+    clips = _tone_clips()
+    y = [WORDS[i] for i in rng.integers(0, len(WORDS), N)]
+    return dict(family="speech", ft=ft, fit=(clips, y), fit_kwargs={"sample_rate": 16000},
+                inputs={"x": clips[:3]}, predict_kwargs={"sample_rate": 16000},
+                calls=[("predict_text", "x", {"sample_rate": 16000})])
+
+
 def case_recommendation_retrieval(rng):
     import finetunekit as fk
     from tests.harness import _embeddings_options
@@ -252,6 +289,26 @@ def case_recommendation_retrieval(rng):
                 calls=[("predict_labels", "x", {}),
                        ("recommend", "users", {"exclude_seen": False}),
                        ("recommend", "users", {"k": 2, "seen": "x"})])
+
+
+def case_recommendation_side_features(rng):
+    import finetunekit as fk
+    from tests.harness import ITEMS, USERS
+
+    def encoder(texts):  # a callable item-text encoder: its vectors are stored in the model
+        return np.array([[len(t), t.count("a"), 1.0] for t in texts], "float32")
+
+    towers = fk.backbones.Embeddings(
+        users=USERS, items=ITEMS, dim=8,
+        item_features={"genre": [f"genre{int(i[1:]) % 3}" for i in ITEMS]},
+        user_features={"tags": {u: ["all", f"g{int(u[1:]) % 2}"] for u in USERS}},
+        item_text=[f"title {'a' * i}" for i in range(len(ITEMS))], text_encoder=encoder,
+    )
+    ft = fk.FineTuner(backbone=towers, head=fk.RetrievalHead(k=3), unfreeze="all")
+    interactions = _interactions(rng)
+    return dict(family="recommendation", ft=ft, fit=(interactions,),
+                inputs={"x": ["u0", "u2", "u4"]},
+                calls=[("predict_labels", "x", {}), ("recommend", "x", {"exclude_seen": False})])
 
 
 def case_recommendation_ranking(rng):
@@ -318,6 +375,8 @@ def make(name, out_dir):
     case = CASES[name](rng)
     ft = case["ft"]
     keras.utils.set_random_seed(SEED)
+    if "compile" in case:
+        ft.compile(**case["compile"])
     ft.fit(*case["fit"], epochs=1, batch_size=4, verbose=0, **case.get("fit_kwargs", {}))
     inputs = case["inputs"]
     predict_kwargs = case.get("predict_kwargs", {})

@@ -75,7 +75,7 @@ def test_readers_folder_and_manifests(tmp_path):
 def test_batches_are_padded_to_their_longest_clip(tmp_path):
     paths, labels = tone_files(str(tmp_path), n=4)
     ft = fk.FineTuner(backbone=tiny_whisper(), head=fk.ClassificationHead(2, pooling="mean"))
-    batches = list(ft._prepare(paths, labels, batch_size=2).train.x)
+    batches = list(ft.prepare(paths, labels, batch_size=2).train.x)
     lengths = [int(b[0]["audio"].shape[1]) for b in batches]
     assert lengths == [4000, 4800]  # 0.2/0.25 s and 0.3/0.2 s clips, not 30 s
 

@@ -48,7 +48,7 @@ def test_audio_runs_that_cannot_be_cached_say_why(tmp_path):
 
     paths, labels = tone_files(str(tmp_path), n=4, vary=False)
     ft = _classifier(augment={"noise": 0.1})
-    train = ft._prepare(paths, labels, batch_size=4).train
+    train = ft.prepare(paths, labels, batch_size=4).train
     assert cache_blocker(ft, train, 0).startswith("augmentation is active")
     assert cache_blocker(ft, train, 2) is None  # cache_augmented_copies=2 caches two passes
     assert _classifier(lora_rank=2).backbone_kind.cache_blocker() == (

@@ -27,7 +27,7 @@ def recognizer():
 
 
 def prepare(x, y=(0, 1), tuner=classifier, **options):
-    return tuner()._prepare(x, list(y) if y is not None else None, **options)
+    return tuner().prepare(x, list(y) if y is not None else None, **options)
 
 
 def bad_wav(tmp):

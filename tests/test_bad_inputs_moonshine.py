@@ -28,7 +28,7 @@ def recognizer():
 
 
 def prepare(clips, y=(0, 1), tuner=classifier, rate=16000):
-    return tuner()._prepare(clips, list(y), sample_rate=rate)
+    return tuner().prepare(clips, list(y), sample_rate=rate)
 
 
 def at_8khz(tmp):

@@ -86,7 +86,7 @@ CASES = [
     ("text_augmentation_on_batched_dataset", batched_text_dataset, ValueError, r"Text augmentation edits the strings of an unbatched dataset; this dataset yields batches\. Pass ds\.unbatch\(\)"),
     ("seq2seq_pairs_of_unequal_count", lambda t: seq2seq(unfreeze="all").fit(["the cat", "a dog"], ["a"], verbose=0), ValueError, r"Sources and targets must pair up: 2 sources but 1 targets"),
     ("seq2seq_empty_target", lambda t: seq2seq(unfreeze="all").fit(["the cat", "a dog"], ["cat the", "  "], verbose=0), ValueError, r"1 target text\(s\) are empty \(rows \[1\]\); a Seq2SeqHead learns to generate each target\. Drop those pairs"),
-    ("seq2seq_target_longer_than_max_target_length", lambda t: seq2seq(max_target_length=2)._prepare(["the cat"], ["the big red dog"]), UserWarning, r"1 target\(s\) are longer than max_target_length=2 tokens .* and are truncated; raise max_target_length"),
+    ("seq2seq_target_longer_than_max_target_length", lambda t: seq2seq(max_target_length=2).prepare(["the cat"], ["the big red dog"]), UserWarning, r"1 target\(s\) are longer than max_target_length=2 tokens .* and are truncated; raise max_target_length"),
     ("seq2seq_head_on_a_text_encoder", seq2seq_on_text_encoder, ValueError, r"This head needs a language model's next-token logits \(lm_logits\), which a text backbone \(text_encoder\) does not provide\. Use a language model"),
     ("classification_head_on_seq2seq", classifier_on_seq2seq, ValueError, r"A sequence-to-sequence backbone gives next-token logits to a fk\.Seq2SeqHead; this head needs \['features'\]"),
     ("seq2seq_unknown_strategy", lambda t: seq2seq().predict_text(["the cat"], strategy="nucleus"), ValueError, r"Unknown strategy 'nucleus'\. Expected one of 'greedy', 'beam', 'top_k'"),

@@ -35,7 +35,7 @@ def test_word_to_subword_alignment():
     ids, starts = encode_words(pipeline, [["great", "film"], ["a", "plot"]])
     assert ids[0][0] == 2 and ids[0][-1] == 3  # [CLS] ... [SEP]
     assert starts == [[1, 2], [1, 2]]
-    prepared = ft._prepare(SENTENCES[:2], TAGS[:2], batch_size=2)
+    prepared = ft.prepare(SENTENCES[:2], TAGS[:2], batch_size=2)
     names = prepared.class_names
     features, labels = next(iter(prepared.train.x))
     labels = labels.numpy()

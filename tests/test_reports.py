@@ -182,7 +182,7 @@ def test_balanced_class_weight_on_folder_uses_training_split(tmp_path, fit_kwarg
     folder = write_images(str(tmp_path / "data"), {"a": 9, "b": 3, "c": 3}, size=(16, 16))
     ft = tiny_tuner(num_classes=3)
     ft.fit(folder, epochs=1, class_weight="balanced", validation_split=0.2, seed=0, verbose=0)
-    train = ft._prepare(folder, validation_split=0.2, seed=0).train_targets
+    train = ft.prepare(folder, validation_split=0.2, seed=0).train_targets
     assert len(train) == 12
     expected = compute_class_weight("balanced", classes=np.unique(train), y=train)
     np.testing.assert_allclose([fit_kwargs["class_weight"][i] for i in range(3)], expected)

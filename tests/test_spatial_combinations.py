@@ -51,7 +51,7 @@ class FirstEpoch(keras.callbacks.Callback):
 
 
 def test_a_detector_with_layer_decay_resumes_from_its_checkpoint(tmp_path):
-    from finetunekit.training.optimizers import LayerDecayAdamW
+    from finetunekit.training.optimizer import LayerDecayAdamW
 
     x, y = boxes_data()
     ft = detector(unfreeze="all", layer_decay=0.5)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import finetunekit as fk
-from finetunekit.training.optimizers import LayerDecayAdamW
+from finetunekit.training.optimizer import LayerDecayAdamW
 from tests.conftest import tiny_cnn
 
 

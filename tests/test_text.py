@@ -103,12 +103,12 @@ def test_dynamic_padding_equals_fixed_padding(pooling):
 
 def test_batches_are_padded_to_their_longest_text():
     ft = text_tuner()
-    ds = ft._prepare(
+    ds = ft.prepare(
         ["great", "a b", "what a ride bad good movie"], None, batch_size=2, require_labels=False
     ).train.x
     shapes = [batch["token_ids"].shape[1] for batch in ds]
     assert shapes == [4, 8]  # [CLS] great [SEP] / [CLS] 6 words [SEP], not 16
-    ds = ft._prepare(
+    ds = ft.prepare(
         ["great"], None, batch_size=2, require_labels=False, padding="fixed"
     ).train.x
     assert next(iter(ds))["token_ids"].shape[1] == 16
@@ -116,7 +116,7 @@ def test_batches_are_padded_to_their_longest_text():
 
 def test_truncates_to_sequence_length():
     ft = text_tuner(sequence_length=6)
-    ds = ft._prepare(
+    ds = ft.prepare(
         [" ".join(VOCAB[5:])], None, batch_size=2, require_labels=False
     ).train.x
     assert next(iter(ds))["token_ids"].shape[1] == 6
@@ -136,7 +136,7 @@ def test_bucketing_sees_every_text_once_in_batches_of_similar_length():
     # 203 texts of 1 to 12 words; the label is the word count - 1, to check pairing.
     counts = rng.integers(1, 13, 203)
     texts = [" ".join(rng.choice(VOCAB[5:], size=n)) for n in counts]
-    ds = ft._prepare(
+    ds = ft.prepare(
         texts, counts - 1, batch_size=8, shuffle=True, seed=0, padding=[4, 8, 12]
     ).train.x
     assert int(ds.cardinality()) == 26  # ceil(203 / 8), as without bucketing
@@ -166,7 +166,7 @@ def test_bucketing_keeps_each_text_with_its_own_label():
     ft = text_tuner(head=fk.ClassificationHead(16, pooling="cls"))
     words = VOCAB[5:]  # 16 words; text i repeats word i % 16 (1 + i % 5) times, label i % 16
     texts = [" ".join([words[i % 16]] * (1 + i % 5)) for i in range(48)]
-    ds = ft._prepare(texts, np.arange(48) % 16, batch_size=4, shuffle=True, seed=1,
+    ds = ft.prepare(texts, np.arange(48) % 16, batch_size=4, shuffle=True, seed=1,
                      padding="bucket").train.x
     id_of = {word: VOCAB.index(word) for word in words}
     seen = []
@@ -323,7 +323,7 @@ def test_shuffling_text_dataset_keeps_each_text_with_its_label():
     labels = [1, 0] * 20
     ds = tf.data.Dataset.from_tensor_slices((texts, labels))
     ds = ds.shuffle(40, seed=0, reshuffle_each_iteration=True)
-    batches = ft._prepare(ds, batch_size=8).train.x
+    batches = ft.prepare(ds, batch_size=8).train.x
     assert int(batches.cardinality()) == 5
     great = VOCAB.index("great")
     for _ in range(2):  # two epochs, two shuffles

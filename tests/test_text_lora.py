@@ -42,7 +42,7 @@ def test_lora_needs_a_frozen_backbone():
 
 
 def test_layer_decay_multipliers():
-    from finetunekit.training.optimizers import LayerDecayAdamW
+    from finetunekit.training.optimizer import LayerDecayAdamW
 
     ft = text_tuner(unfreeze="all", layer_decay=0.5)
     multipliers = ft.backbone_kind.learning_rate_multipliers()
@@ -61,7 +61,7 @@ def test_layer_decay_multipliers():
 def test_layer_decay_optimizer_scales_the_learning_rate():
     import keras
 
-    from finetunekit.training.optimizers import LayerDecayAdamW
+    from finetunekit.training.optimizer import LayerDecayAdamW
 
     a = keras.Variable(np.ones(3, "float32"), name="a")
     b = keras.Variable(np.ones(3, "float32"), name="b")
@@ -76,7 +76,7 @@ def test_layer_decay_optimizer_config_round_trip(tmp_path):
     import keras
 
     import finetunekit as fk
-    from finetunekit.training.optimizers import LayerDecayAdamW
+    from finetunekit.training.optimizer import LayerDecayAdamW
 
     opt = LayerDecayAdamW(learning_rate=2e-5, lr_multipliers={"x/kernel": 0.3})
     config = json.loads(json.dumps(keras.optimizers.serialize(opt)))

@@ -48,7 +48,7 @@ _SUBMODULES = {
     "layers": "finetunekit.layers",
     "losses": "finetunekit.training.losses",
     "lr_finder": "finetunekit.training.lr_finder",
-    "optimizers": "finetunekit.training.optimizers",
+    "optimizers": "finetunekit.training.optimizer",
     "rl": "finetunekit.families.vector.rl",
     "schedules": "finetunekit.training.schedules",
 }
@@ -93,7 +93,8 @@ __all__ = [  # = _EXPORTS, _SUBMODULES and __version__ (tests/test_startup.py ch
 
 if TYPE_CHECKING:  # static analysis (IDEs, type checkers, mkdocstrings) sees the real objects
     from finetunekit import backbones, data, heads, layers
-    from finetunekit.training import caching, callbacks, losses, lr_finder, optimizers, schedules
+    from finetunekit.training import caching, callbacks, losses, lr_finder, schedules
+    from finetunekit.training import optimizer as optimizers
     from finetunekit.core import distribution
     from finetunekit.families.vector import rl
     from finetunekit.families.image.applications import APPLICATIONS, get_application
@@ -127,7 +128,7 @@ _KERAS_MODULES = (
     "finetunekit.heads",
     "finetunekit.layers",
     "finetunekit.training.losses",
-    "finetunekit.training.optimizers",
+    "finetunekit.training.optimizer",
     "finetunekit.training.schedules",
 )
 _KERAS_FREE = ("data",)  # plain-Python sub-packages: TensorFlow loads when they need it

@@ -4,8 +4,6 @@ import contextlib
 
 import keras
 
-_NAMES = ("mirrored", "multi_worker")
-
 
 def resolve_distribution(distribution):
     """Maps a `FineTuner(distribution=...)` argument to a `tf.distribute.Strategy`.

@@ -18,7 +18,7 @@ __all__ = ["Report", "plot_history", "report"]
 
 def _collect(ft, x, y, batch_size, options):
     """Predicts on `x`; returns `(outputs, targets)` as numpy arrays, paired example by example."""
-    prepared = ft._prepare(x, y, batch_size, **options)
+    prepared = ft.prepare(x, y, batch_size, **options)
     if prepared.class_names is not None and ft.class_names is None:
         ft.class_names = list(prepared.class_names)
     train = prepared.train

@@ -184,7 +184,7 @@ def find_lr(model, x, y=None, start_lr=1e-7, end_lr=1.0, num_steps=100, batch_si
         An `LRFinderResult`.
     """
     options = {k: kwargs.pop(k) for k in ("seed", "smoothing", "diverge_factor") if k in kwargs}
-    prepared = model._prepare(x, y, batch_size, shuffle=True, seed=options.get("seed"), **kwargs)
+    prepared = model.prepare(x, y, batch_size, shuffle=True, seed=options.get("seed"), **kwargs)
     if prepared.class_names is not None and model.class_names is None:
         model.class_names = list(prepared.class_names)
     train = prepared.train

@@ -120,7 +120,7 @@ def training_data(model, x, y, validation_data, validation_split, plan):
         `(prepared, validation)`: a `Prepared` and the `validation_data` for Keras.
     """
     options = plan.options
-    prepared = model._prepare(
+    prepared = model.prepare(
         x, y, options.batch_size, shuffle=options.shuffle, validation_split=validation_split,
         sample_weight=plan.sample_weight, seed=plan.seed, training=True, **plan.data,
     )
@@ -135,7 +135,7 @@ def training_data(model, x, y, validation_data, validation_split, plan):
     vx, vy, vw = validation_data, None, None
     if isinstance(validation_data, tuple) and len(validation_data) in (2, 3):
         vx, vy, vw = (*validation_data, None)[:3]
-    validation = model._prepare(
+    validation = model.prepare(
         vx, vy, options.batch_size, shuffle=False, sample_weight=vw, **plan.data
     )
     return prepared, validation.train.as_validation()

@@ -21,9 +21,6 @@ import keras
 from finetunekit.families.image.downloads import is_download_failure
 from finetunekit.families.image.kinds import KerasModelBackbone
 
-#: Named presets that need a download are accepted by name; local folders by their config.
-PRESET_PREFIXES = ("kaggle://", "gs://", "modelscope://")
-
 
 def pyramid_encoder(value):
     """The keras-hub image encoder with a feature pyramid in `value`, or None.

@@ -229,7 +229,7 @@ class RetrievalHead(Head):
         keras_rs = import_keras_rs()
         items = _items(tuner)
         k = check_k(self.k if k is None else k, len(items))
-        users = tuner._prepare(user_ids, None, require_labels=False, unknown_ids=unknown_ids)
+        users = tuner.prepare(user_ids, None, require_labels=False, unknown_ids=unknown_ids)
         users = users.train.x["user"]
         excluded = self._seen(tuner, exclude_seen, seen)
         most = max([len(excluded.get(u, ())) for u in users] + [0])
@@ -272,7 +272,7 @@ class RetrievalHead(Head):
         k = check_k(self.k if k is None else k, len(_items(tuner)))
         targets, _ = self.encode_targets(frame["item"], _items(tuner))
         users = frame["user"].to_numpy().astype(str)
-        prepared = tuner._prepare(users, None, require_labels=False)
+        prepared = tuner.prepare(users, None, require_labels=False)
         scores = np.array(keras.Model.predict(tuner, prepared.train.x, verbose=0))
         rows, columns = seen_rows(self._seen(tuner, exclude_seen, seen), users)
         keep = columns != targets[rows] if len(rows) else np.zeros(0, bool)

@@ -149,7 +149,7 @@ class SpeechToTextHead(Head):
         kind = tuner.backbone_kind
         tokenizer = kind.tokenizer
         _check_tokenizer(tokenizer)
-        prepared = tuner._prepare(x, None, batch_size, require_labels=False, **options)
+        prepared = tuner.prepare(x, None, batch_size, require_labels=False, **options)
         from finetunekit.families.speech.serving import AUDIO_INPUTS, speech_encoder
 
         encoder = speech_encoder(tuner)

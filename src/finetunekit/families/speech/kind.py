@@ -223,10 +223,26 @@ class AudioBackbone(BackboneKind):
                              min_seconds=self.parts.min_seconds)
 
     def serving_signature(self):
-        """Raw waveforms padded per batch, their real lengths and their sample rate."""
-        from finetunekit.families.speech.audio_serving import serving_signature
+        """What `ft.export` serves on: raw waveforms, their real lengths and their sample rate.
 
-        return serving_signature(self)
+        A classifier on a Whisper encoder is served on the same raw inputs as
+        the Keras model; for speech to text the same inputs go to the head's
+        greedy transcription graph (`finetunekit.families.speech.serving`).
+
+        Returns:
+            `{"audio": float32 (batch, samples, channels)` (padded with
+            anything after each clip's end), `"audio_length": int32 (batch,)`
+            (real samples: padded frames are kept out of the pooling),
+            `"sample_rate": int32 (batch,)}` (one rate per batch; resampled to
+            16 kHz inside).
+        """
+        import tensorflow as tf
+
+        return {
+            "audio": tf.TensorSpec((None, None, None), tf.float32, name="audio"),
+            "audio_length": tf.TensorSpec((None,), tf.int32, name="audio_length"),
+            "sample_rate": tf.TensorSpec((None,), tf.int32, name="sample_rate"),
+        }
 
     def cache_blocker(self):
         """Pooled encoder features are cached for classification; not for speech to text."""

@@ -56,8 +56,8 @@ def act(policy, states):
     import keras
 
     states = np.asarray(states, "float32")
-    if hasattr(policy, "_prepare"):  # a FineTuner: its pipeline checks the states
-        states = policy._prepare(states, None, require_labels=False).train.x
+    if isinstance(policy, keras.Model) and hasattr(policy, "prepare"):  # a FineTuner: its pipeline checks the states
+        states = policy.prepare(states, None, require_labels=False).train.x
     if isinstance(policy, keras.Model):
         outputs = keras.ops.convert_to_numpy(policy(states, training=False))
         return np.argmax(outputs, axis=-1).astype("int64")
