@@ -3,8 +3,6 @@
 import ast
 import pathlib
 
-import pytest
-
 ROOT = pathlib.Path(__file__).resolve().parents[1] / "src" / "finetunekit"
 MAX_FUNCTION_CODE_LINES = 60
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import finetunekit as fk
-from finetunekit.families.speech.layers import AudioFeaturizer
 from finetunekit.families.speech.augmentation import SpecMask, WaveformAugmentation
+from finetunekit.families.speech.layers import AudioFeaturizer
 from tests.audio_fixtures import WORDS, tiny_tokenizer, tiny_whisper, tone, tone_files, write_wav
 
 

@@ -18,8 +18,7 @@ import numpy as np
 import pytest
 
 import finetunekit as fk
-from finetunekit.core.data.images import BadImageError
-from finetunekit.core.data.images import as_image_array
+from finetunekit.core.data.images import BadImageError, as_image_array
 from tests.catalogue import run_case, undocumented
 from tests.conftest import tiny_cnn, tiny_tuner, write_images
 

@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from finetunekit import cli
-from finetunekit.cli import commands as cli_commands, predict as cli_predict
+from finetunekit.cli import commands as cli_commands
+from finetunekit.cli import predict as cli_predict
 from tests.conftest import write_images
 
 COMMANDS = ("demo", "fit", "evaluate", "predict", "export")

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import finetunekit as fk
-from finetunekit.families.detection.readers import read_coco, read_voc, read_yolo
 from finetunekit.core.data.spatial_targets import SpatialContext
+from finetunekit.families.detection.readers import read_coco, read_voc, read_yolo
 from finetunekit.families.detection.report import coco_report
 
 PYRAMID = {"pyramid": {"P3": (None, 4, 4, 8), "P4": (None, 2, 2, 8), "P5": (None, 1, 1, 8)}}

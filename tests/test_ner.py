@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 
-from finetunekit.families.text.token_pipeline import encode_words
 from tests.test_text import text_tuner
 
 SENTENCES = [
@@ -32,7 +31,7 @@ def test_word_to_subword_alignment():
     ft = ner_tuner()
     pipeline = ft.backbone_kind.data_pipeline(ft.head)
     # "movies" is not in the vocabulary: [UNK]; "filmfun" is not either.
-    ids, starts = encode_words(pipeline, [["great", "film"], ["a", "plot"]])
+    ids, starts = pipeline.encode_words([["great", "film"], ["a", "plot"]])
     assert ids[0][0] == 2 and ids[0][-1] == 3  # [CLS] ... [SEP]
     assert starts == [[1, 2], [1, 2]]
     prepared = ft.prepare(SENTENCES[:2], TAGS[:2], batch_size=2)
@@ -48,7 +47,7 @@ def test_word_to_subword_alignment():
 def test_truncated_words_are_ignored_and_predicted_as_o():
     ft = ner_tuner(sequence_length=4)
     pipeline = ft.backbone_kind.data_pipeline(ft.head)
-    _, starts = encode_words(pipeline, [["great", "film", "the", "movie"]])
+    _, starts = pipeline.encode_words([["great", "film", "the", "movie"]])
     assert starts == [[1, 2, None, None]]
 
 

@@ -70,6 +70,53 @@ def test_every_family_has_a_fixture():
     }
 
 
+def _registered_names(name):
+    """The `finetunekit>...` classes a saved file's config names."""
+    import zipfile
+
+    found = set()
+
+    def walk(value):
+        if isinstance(value, dict):
+            if str(value.get("registered_name")).startswith("finetunekit>"):
+                found.add(value["registered_name"])
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    with zipfile.ZipFile(FIXTURES / f"{name}.keras") as archive:
+        walk(json.loads(archive.read("config.json")))
+    return found
+
+
+def test_fk_load_registers_every_saved_class_in_a_fresh_process():
+    """`fk.load` finds every class a saved file names before anything was built.
+
+    In the test process, building a model imports modules (and registers their
+    classes) that a fresh `fk.load` must find by itself, e.g. the warm-start
+    backbone's, so this looks them up in a new interpreter.
+    """
+    import os
+    import subprocess
+    import sys
+
+    names = sorted(set().union(*(_registered_names(name) for name in NAMES)))
+    assert "finetunekit>FineTuner" in names and "finetunekit>WarmStartBackbone" in names
+    script = (
+        "import json, sys, keras, finetunekit as fk\n"
+        "fk.load  # what fk.load(path) registers first\n"
+        "print(json.dumps([n for n in sys.argv[1:] "
+        "if keras.saving.get_registered_object(n) is None]))\n"
+    )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow"}
+    done = subprocess.run([sys.executable, "-c", script, *names], capture_output=True,
+                          text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_saved_model_loads_and_predicts_the_same(name):
     import finetunekit as fk

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 import finetunekit as fk
-from finetunekit.families.image.spatial_pipeline import SpatialPipeline
 from finetunekit.core.spatial import SpatialContext, SpatialHead
 from finetunekit.families.image.augmentation import build_augmentation
+from finetunekit.families.image.spatial_pipeline import SpatialPipeline
 
 
 class _Targets(SpatialHead):

@@ -93,31 +93,31 @@ __all__ = [  # = _EXPORTS, _SUBMODULES and __version__ (tests/test_startup.py ch
 
 if TYPE_CHECKING:  # static analysis (IDEs, type checkers, mkdocstrings) sees the real objects
     from finetunekit import backbones, data, heads, layers
+    from finetunekit.core import distribution
+    from finetunekit.core.reports import Report, plot_history, report
+    from finetunekit.core.saving import load
+    from finetunekit.families.classification.classification import ClassificationHead
+    from finetunekit.families.classification.regression import RegressionHead
+    from finetunekit.families.detection.head import DetectionHead
+    from finetunekit.families.detection.plots import plot_boxes
+    from finetunekit.families.image.applications import APPLICATIONS, get_application
+    from finetunekit.families.recommendation.ranking import RankingHead
+    from finetunekit.families.recommendation.retrieval import RetrievalHead
+    from finetunekit.families.segmentation.head import SegmentationHead
+    from finetunekit.families.segmentation.plots import plot_masks
+    from finetunekit.families.seq2seq.head import Seq2SeqHead
+    from finetunekit.families.speech.head import SpeechToTextHead
+    from finetunekit.families.text.ner import TokenClassificationHead
+    from finetunekit.families.vector import rl
     from finetunekit.training import caching, callbacks, losses, lr_finder, schedules
     from finetunekit.training import optimizer as optimizers
-    from finetunekit.core import distribution
-    from finetunekit.families.vector import rl
-    from finetunekit.families.image.applications import APPLICATIONS, get_application
     from finetunekit.training.callbacks import (
         AtomicModelCheckpoint,
         DivergenceGuard,
         TrainingDivergedError,
     )
-    from finetunekit.tuner.fine_tuner import FineTuner
-    from finetunekit.families.classification.classification import ClassificationHead
-    from finetunekit.families.detection.head import DetectionHead
-    from finetunekit.families.recommendation.ranking import RankingHead
-    from finetunekit.families.classification.regression import RegressionHead
-    from finetunekit.families.recommendation.retrieval import RetrievalHead
-    from finetunekit.families.segmentation.head import SegmentationHead
-    from finetunekit.families.seq2seq.head import Seq2SeqHead
-    from finetunekit.families.speech.head import SpeechToTextHead
-    from finetunekit.families.text.ner import TokenClassificationHead
-    from finetunekit.families.detection.plots import plot_boxes
-    from finetunekit.core.reports import Report, plot_history, report
-    from finetunekit.core.saving import load
     from finetunekit.training.schedules import GradualUnfreezing
-    from finetunekit.families.segmentation.plots import plot_masks
+    from finetunekit.tuner.fine_tuner import FineTuner
 
 
 # Modules that register Keras serializables: imported together on the first

@@ -43,6 +43,7 @@ __all__ = [
     "AudioBackbone",
     "BACKBONE_OUTPUTS",
     "BackboneKind",
+    "BackboneSpec",
     "NoBackboneKind",
     "Seq2SeqBackbone",
     "BlockPattern",

@@ -33,8 +33,8 @@ from finetunekit.cli.commands import (
     EXIT_USAGE,
     CLIError,
     NoNetworkError,
+    add_task_options,
 )
-from finetunekit.cli.commands import add_task_options
 
 __all__ = ["CLIError", "build_parser", "main"]
 

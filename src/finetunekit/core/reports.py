@@ -10,8 +10,8 @@ import os
 
 import numpy as np
 
-from finetunekit.core.scores import Report
 from finetunekit.core.plotting import figure, save_figure
+from finetunekit.core.scores import Report
 
 __all__ = ["Report", "plot_history", "report"]
 

@@ -10,7 +10,7 @@ last good checkpoint when there is one.
 
 import os
 
-from finetunekit.core.file_checks import (
+from finetunekit.core.file_checks import (  # noqa: F401 - re-exported as fk.saving.*
     CorruptFileError,
     check_save_path,
     check_weights_file,
@@ -18,7 +18,7 @@ from finetunekit.core.file_checks import (
     last_good_checkpoint,
     read_keras_file,
 )
-from finetunekit.core.files import (
+from finetunekit.core.files import (  # noqa: F401 - re-exported as fk.saving.*
     ASIDE_PREFIX,
     TEMP_PREFIX,
     atomic_path,

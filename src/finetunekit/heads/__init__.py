@@ -1,14 +1,14 @@
 """Task heads (the public `fk.heads` namespace); each lives in its family's folder."""
 
 from finetunekit.core.head import TARGET_LAYOUTS, Head
+from finetunekit.core.pooled import PooledHead, Pooling, pool_features
+from finetunekit.core.scores import Report
 from finetunekit.families.classification.classification import ClassificationHead
+from finetunekit.families.classification.regression import RegressionHead
 from finetunekit.families.detection.head import DetectionHead
 from finetunekit.families.detection.loss import DetectionLoss
-from finetunekit.core.pooled import PooledHead, Pooling, pool_features
 from finetunekit.families.recommendation.ranking import RankingHead
-from finetunekit.families.classification.regression import RegressionHead
 from finetunekit.families.recommendation.retrieval import RetrievalHead
-from finetunekit.core.scores import Report
 from finetunekit.families.segmentation.head import SegmentationHead
 from finetunekit.families.segmentation.scores import SegmentationLoss
 from finetunekit.families.seq2seq.head import Seq2SeqHead, text_report

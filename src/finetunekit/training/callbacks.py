@@ -17,7 +17,7 @@ import numpy as np
 
 from finetunekit.core import files
 from finetunekit.core._keras_compat import resumed_epoch
-from finetunekit.training.checkpoints import (
+from finetunekit.training.checkpoints import (  # noqa: F401 - RandomStateBackup was defined here
     CheckpointBackup,
     ForgetResumedEpoch,
     RandomStateBackup,

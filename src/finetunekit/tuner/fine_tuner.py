@@ -16,7 +16,7 @@ from finetunekit.core._keras_compat import (
     distribute_strategy,
     is_validation_inside_fit,
 )
-from finetunekit.core.kind import resolve_backbone
+from finetunekit.core.augmentation import build_augmentation
 from finetunekit.core.data.pipeline import check_class_names
 from finetunekit.core.distribution import (
     adopt_model,
@@ -26,14 +26,14 @@ from finetunekit.core.distribution import (
 )
 from finetunekit.core.freezing import normalize_unfreeze
 from finetunekit.core.head import Head
-from finetunekit.core.augmentation import build_augmentation
+from finetunekit.core.kind import resolve_backbone
 from finetunekit.core.precision import resolve_policy
 from finetunekit.training import (
     check_batch_size,
-    pop_data_options,
     fine_tune_stages,
     merge_histories,
     plan_fit,
+    pop_data_options,
     run_stage,
 )
 from finetunekit.training.optimizer import resolve_compile

@@ -7,6 +7,7 @@ import numpy as np
 from keras import ops
 
 from finetunekit.core.data.spatial_targets import BOXES
+from finetunekit.core.spatial import SpatialHead
 from finetunekit.families.detection.loss import (
     BOX_FORMATS,
     DetectionLoss,
@@ -15,7 +16,6 @@ from finetunekit.families.detection.loss import (
     serving_detections,
 )
 from finetunekit.families.detection.targets import encode_box_targets, to_user_boxes
-from finetunekit.core.spatial import SpatialHead
 
 
 @keras.saving.register_keras_serializable(package="finetunekit")

@@ -4,8 +4,8 @@ import os
 
 import numpy as np
 
-from finetunekit.families.detection.targets import to_xyxy
 from finetunekit.core.plotting import figure, save_figure
+from finetunekit.families.detection.targets import to_xyxy
 
 COLOURS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324")
 

@@ -4,17 +4,17 @@ import os
 
 import keras
 
-from finetunekit.families.image.applications import block_groups, get_application
 from finetunekit.core.kind import BackboneKind, check_layer_decay, check_needs
-from finetunekit.families.image.downloads import download_failure_error, is_download_failure
+from finetunekit.core.precision import dtype_policy_scope
 from finetunekit.core.weights import (
     clone_with_policy,
     is_model_path,
     load_model_file,
     load_weights_file,
 )
+from finetunekit.families.image.applications import block_groups, get_application
+from finetunekit.families.image.downloads import download_failure_error, is_download_failure
 from finetunekit.families.image.preprocessing import ImageFormatter, ImageNormalization
-from finetunekit.core.precision import dtype_policy_scope
 
 #: Pyramid levels: name -> downsampling factor of the input.
 PYRAMID_LEVELS = {"P2": 4, "P3": 8, "P4": 16, "P5": 32}

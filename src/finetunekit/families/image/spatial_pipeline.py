@@ -12,7 +12,6 @@ import os
 
 import numpy as np
 
-from finetunekit.families.image.pipeline import ImagePipeline, _skip_bad_files
 from finetunekit.core.data.images import decode_image
 from finetunekit.core.data.pipeline import (
     Batches,
@@ -33,6 +32,7 @@ from finetunekit.core.data.spatial_targets import (
     pack_targets,
     resize_example,
 )
+from finetunekit.families.image.pipeline import ImagePipeline, _skip_bad_files
 
 
 class SpatialPipeline(ImagePipeline):

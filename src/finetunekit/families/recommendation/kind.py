@@ -24,6 +24,7 @@ import numpy as np
 from keras import ops
 
 from finetunekit.core.kind import BackboneKind, check_layer_decay
+from finetunekit.families.recommendation.interactions import as_id_strings
 from finetunekit.families.recommendation.pretrained_tables import copy_rows, load_pretrained_tables
 from finetunekit.families.recommendation.side_features import (
     TextFeature,
@@ -32,7 +33,6 @@ from finetunekit.families.recommendation.side_features import (
     layout_of,
     text_table,
 )
-from finetunekit.families.recommendation.interactions import as_id_strings
 
 #: Outputs of the Embeddings kind: `features` = stacked (user, item) vectors,
 #: `query` = user vectors, `candidates` = the whole item table (one row per item).

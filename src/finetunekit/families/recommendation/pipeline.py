@@ -12,7 +12,6 @@ import os
 import numpy as np
 
 from finetunekit.core.data.frames import is_dataframe
-from finetunekit.families.recommendation.interactions import as_id_strings, read_interactions
 from finetunekit.core.data.pipeline import (
     Batches,
     Prepared,
@@ -23,6 +22,7 @@ from finetunekit.core.data.pipeline import (
     no_split_for_datasets,
     take,
 )
+from finetunekit.families.recommendation.interactions import as_id_strings, read_interactions
 
 
 def input_names(needs):

@@ -5,8 +5,8 @@ import numpy as np
 from keras import ops
 
 from finetunekit.core.head import Head, as_outputs
-from finetunekit.families.recommendation.retrieval import import_keras_rs
 from finetunekit.core.scores import Report, regression_section
+from finetunekit.families.recommendation.retrieval import import_keras_rs
 
 TASKS = ("rating", "click")
 

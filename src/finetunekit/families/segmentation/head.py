@@ -3,10 +3,10 @@
 import keras
 import numpy as np
 
-from finetunekit.families.segmentation.masks import check_masks, read_mask_data
 from finetunekit.core.data.spatial_targets import MASKS
-from finetunekit.families.segmentation.scores import SegmentationLoss, segmentation_section
 from finetunekit.core.spatial import SpatialHead
+from finetunekit.families.segmentation.masks import check_masks, read_mask_data
+from finetunekit.families.segmentation.scores import SegmentationLoss, segmentation_section
 
 DECODERS = ("unet", "fpn")
 

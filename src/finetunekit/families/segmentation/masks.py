@@ -10,7 +10,6 @@ import os
 
 import numpy as np
 
-from finetunekit.core.data.constants import IMAGE_EXTENSIONS
 from finetunekit.core.data.images import is_path, list_images
 
 #: PIL modes read as class ids (grey levels, palette indices, 32-bit ints, bits).

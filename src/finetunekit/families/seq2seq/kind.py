@@ -13,14 +13,14 @@ import sys
 
 import keras
 
-from finetunekit.core.presets import check_token_options, with_policy
-from finetunekit.core.kind import BackboneKind, check_layer_decay, check_needs
 from finetunekit.core.freezing import (
     UNFREEZE_PARTS,
     apply_unfreeze_parts,
     lora_paths,
     train_lora_only,
 )
+from finetunekit.core.kind import BackboneKind, check_layer_decay, check_needs
+from finetunekit.core.presets import check_token_options, with_policy
 
 SEQ2SEQ_INPUTS = (
     "encoder_token_ids", "encoder_padding_mask", "decoder_token_ids", "decoder_padding_mask",

@@ -31,8 +31,8 @@ from finetunekit.core.data.text_buckets import (
     pad_to,
     sortish,
 )
-from finetunekit.core.data.text_readers import TEXT_FILE_TYPES, check_text_items, read_table
 from finetunekit.core.data.text_cleaning import sanitize_utf8, to_utf8_bytes
+from finetunekit.core.data.text_readers import TEXT_FILE_TYPES, check_text_items, read_table
 
 SOURCE_COLUMNS = ("source", "src", "input", "inputs", "text", "en")
 TARGET_COLUMNS = ("target", "tgt", "output", "outputs", "translation", "summary", "label")

@@ -9,7 +9,6 @@ import keras_hub
 from keras import ops
 from keras_hub.src.utils.keras_utils import gelu_approximate
 
-
 INPUTS = ("encoder_token_ids", "encoder_padding_mask", "decoder_token_ids", "decoder_padding_mask")
 CONFIG_KEYS = (
     "vocabulary_size", "num_layers", "num_heads", "hidden_dim", "intermediate_dim", "dropout",

@@ -18,10 +18,10 @@ import sys
 
 import keras
 
+from finetunekit.core.freezing import lora_paths, train_lora_only
 from finetunekit.core.kind import BackboneKind, check_layer_decay, check_needs
 from finetunekit.families.speech.moonshine import MoonshineParts, follow_block_policies
 from finetunekit.families.speech.whisper import WhisperParts
-from finetunekit.core.freezing import lora_paths, train_lora_only
 
 FAMILIES = (WhisperParts, MoonshineParts)
 AUDIO_CLASSES = tuple(family.class_name for family in FAMILIES)

@@ -12,7 +12,6 @@ decoder inputs: `decoder_token_ids`, `decoder_padding_mask`.
 
 import numpy as np
 
-from finetunekit.families.speech.readers import audio_sources
 from finetunekit.core.data.pipeline import (
     Batches,
     Prepared,
@@ -23,6 +22,7 @@ from finetunekit.core.data.pipeline import (
     no_split_for_datasets,
     take,
 )
+from finetunekit.families.speech.readers import audio_sources
 
 AUDIO_INPUTS = ("audio", "audio_length", "sample_rate")
 

@@ -5,8 +5,8 @@ import os
 
 import keras
 
-from finetunekit.core.kind import BackboneKind, check_layer_decay, check_needs
 from finetunekit.core.freezing import lora_paths, train_lora_only
+from finetunekit.core.kind import BackboneKind, check_layer_decay, check_needs
 from finetunekit.core.presets import (
     PRESET_SCHEMES,
     check_token_options,

@@ -6,12 +6,23 @@ is padded to its own longest sequence (never longer than `sequence_length`),
 or, with `padding="bucket"` (or a list of bucket lengths), examples of similar
 length are batched together and padded to one of a few fixed widths.
 Because the backbone masks padding, outputs equal those of fixed padding.
-Heads with per-word targets (`target_layout == "token"`) go through
-`finetunekit.families.text.token_pipeline`.
+Heads with per-word targets (`target_layout == "token"`: NER, tagging) have
+each word tokenised on its own; its first sub-word carries the word's target
+and every other position (later sub-words, start/end tokens, padding) gets
+`IGNORE_INDEX`, which the loss skips. Where each word starts is kept as the
+`Prepared.context`, so that a head can decode one tag per word.
+
+Training-only augmentation (`FineTuner(augment={...})`) keeps the *strings*
+of the training split in the cache, then, after shuffling, every epoch:
+edits the words of each text, tokenises it and masks some of its tokens.
+Targets and sample weights travel in the same `tf.data` element as their text.
 """
+
+import os
 
 import numpy as np
 
+from finetunekit.core.data.constants import IGNORE_INDEX
 from finetunekit.core.data.dataset_checks import check_dataset_labels
 from finetunekit.core.data.pipeline import (
     Batches,
@@ -24,7 +35,6 @@ from finetunekit.core.data.pipeline import (
     take,
 )
 from finetunekit.core.data.text_buckets import (
-    PADDINGS,
     bucket_lengths,
     check_padding,
     chunk_batches,
@@ -33,9 +43,14 @@ from finetunekit.core.data.text_buckets import (
     ordered,
     sortish_batches,
 )
-from finetunekit.core.data.text_readers import text_sources
-from finetunekit.core.data.tfds import as_tfds, load_tfds_split, shuffled
 from finetunekit.core.data.text_cleaning import clean_text, sanitize_utf8, to_utf8_bytes
+from finetunekit.core.data.text_readers import (
+    TEXT_FILE_TYPES,
+    as_words,
+    read_conll,
+    text_sources,
+)
+from finetunekit.core.data.tfds import as_tfds, load_tfds_split, shuffled
 
 
 class TextPipeline:
@@ -197,9 +212,7 @@ class TextPipeline:
         token_level = self.head.target_layout == "token"
         augment = training and self.augmentation is not None
         if augment:
-            from finetunekit.families.text.augment_pipeline import check_augmentable
-
-            check_augmentable(self, token_level)
+            self.check_augmentable(token_level)
         source = as_tfds(x)
         if source is not None:
             if token_level:
@@ -218,10 +231,8 @@ class TextPipeline:
             ds = self._from_dataset(x, batch_size, padding, augment=augment)
             return Prepared(Batches(ds), class_names=class_names)
         if token_level:
-            from finetunekit.families.text.token_pipeline import prepare_words
-
-            return prepare_words(
-                self, x, y, class_names=class_names, batch_size=batch_size, shuffle=shuffle,
+            return self.prepare_words(
+                x, y, class_names=class_names, batch_size=batch_size, shuffle=shuffle,
                 validation_split=validation_split, sample_weight=sample_weight, seed=seed,
                 x_col=x_col, y_col=y_col, require_labels=require_labels, padding=padding,
             )
@@ -249,10 +260,8 @@ class TextPipeline:
             extras = (take(targets, index), take(weights, index))
             order = padding if train_split and shuffle else ordered(padding)
             if augment and train_split:
-                from finetunekit.families.text.augment_pipeline import finish_augmented
-
-                return finish_augmented(
-                    self, take(texts, index), extras, len(index), batch_size, order,
+                return self.finish_augmented(
+                    take(texts, index), extras, len(index), batch_size, order,
                     shuffle=shuffle, seed=seed,
                 )
             ds = self.tokenized_dataset(take(texts, index))
@@ -333,9 +342,7 @@ class TextPipeline:
             return self._encode_batches(ds, trim=not is_mode(padding, "fixed"))
         examples = int(ds.cardinality())  # -1 / -2: unknown / infinite
         if augment:
-            from finetunekit.families.text.augment_pipeline import augmented_tokens
-
-            ds = augmented_tokens(self, ds)  # (text, label, sample_weight) stay together
+            ds = self.augmented_tokens(ds)  # (text, label, sample_weight) stay together
         else:
             ds = self.tokenized_dataset(ds)
         ds = self.batch(
@@ -345,8 +352,243 @@ class TextPipeline:
             ds = ds.apply(tf.data.experimental.assert_cardinality(-(-examples // batch_size)))
         return ds.prefetch(tf.data.AUTOTUNE)
 
+    def special_id(self, *names):
+        """The first of the tokenizer's `names` ids that exists (the pad id otherwise)."""
+        tokenizer = self.preprocessor.tokenizer
+        for name in names:
+            value = getattr(tokenizer, name, None)
+            if value is not None:
+                return int(value)
+        return self.pad_token_id
+
+    def _word_pieces(self, sentences):
+        import tensorflow as tf
+
+        flat = [to_utf8_bytes(w) for s in sentences for w in s]
+        if not flat:
+            return []
+        strings = self.clean_strings(tf.constant(np.asarray(flat, dtype=object)))
+        pieces = self.preprocessor.tokenizer(strings)
+        pieces = pieces.to_list() if hasattr(pieces, "to_list") else list(pieces)
+        return [list(np.asarray(p).reshape(-1)) for p in pieces]
+
+    def encode_words(self, sentences):
+        """Tokenises lists of words, keeping where each word starts.
+
+        Args:
+            self: a `TextPipeline` (tokenizer, sequence length, cleaning).
+            sentences: list of word lists (or strings, split on whitespace).
+
+        Returns:
+            `(token_ids, word_starts)`: per sentence, the token ids (with the
+            start and end tokens, at most `sequence_length`) and, per word, the
+            index of its first sub-word (None for words cut by truncation).
+        """
+        sentences = [as_words(s) for s in sentences]
+        pieces = self._word_pieces(sentences)
+        start = self.special_id("cls_token_id", "start_token_id", "bos_token_id")
+        end = self.special_id("sep_token_id", "end_token_id", "eos_token_id")
+        unknown = self.special_id("unk_token_id", "oov_token_id")
+        length = self.sequence_length
+        all_ids, all_starts, k = [], [], 0
+        for words in sentences:
+            ids, starts = [start], []
+            for _ in words:
+                piece = list(pieces[k]) or [unknown]
+                k += 1
+                if len(ids) + len(piece) > length - 1:
+                    starts.append(None)
+                    continue
+                starts.append(len(ids))
+                ids += piece
+            ids.append(end)
+            all_ids.append(ids)
+            all_starts.append(starts)
+        return all_ids, all_starts
+
+    def token_features(self, token_ids):
+        """Dense `(n, longest)` model inputs of token id lists (trimmed again per example)."""
+        longest = max(len(ids) for ids in token_ids)
+        ids = np.full((len(token_ids), longest), self.pad_token_id, dtype="int64")
+        mask = np.zeros_like(ids)
+        for i, row in enumerate(token_ids):
+            ids[i, : len(row)] = row
+            mask[i, : len(row)] = 1
+        features = {"token_ids": ids, "padding_mask": mask, "segment_ids": np.zeros_like(ids)}
+        return {
+            name: features[name].astype(np.dtype(self.input_dtypes[name]))
+            for name in self.input_names
+        }
+
+    def prepare_words(
+        self, x, y, *, class_names, batch_size, shuffle, validation_split, sample_weight, seed,
+        x_col, y_col, require_labels, padding,
+    ):
+        """`TextPipeline.prepare` for heads with one target per word. Returns a `Prepared`."""
+        from finetunekit.core.data.text_buckets import ordered
+
+        x, y = _read(x, y, x_col, y_col)
+        sentences = [as_words(s) for s in x]
+        if not sentences:
+            raise ValueError("No texts: the data is empty.")
+        if y is None and require_labels:
+            raise ValueError("No tags: pass y=[[tag, ...], ...] with one tag per word.")
+        if y is not None and len(y) != len(sentences):
+            raise ValueError(f"{len(sentences)} sentences but {len(y)} tag lists.")
+        weights = check_sample_weight(sample_weight, len(sentences))
+        token_ids, starts = self.encode_words(sentences)
+        rows = None
+        if y is not None:
+            tags, class_names = self.head.encode_targets(y, class_names)
+            rows = align_targets(token_ids, starts, tags)
+
+        def make(index, training):
+            import tensorflow as tf
+
+            features = self.token_features(take(token_ids, index))
+            parts = [features]
+            if rows is not None:
+                targets = np.full(features["token_ids"].shape, IGNORE_INDEX, dtype="int32")
+                for row, j in enumerate(index):
+                    targets[row, : len(rows[j])] = rows[j]
+                parts.append(targets)
+            if weights is not None and rows is not None:
+                parts.append(weights[index])
+            ds = tf.data.Dataset.from_tensor_slices(tuple(parts) if len(parts) > 1 else features)
+            ds = ds.map(self._trim_tokens())
+            # predict concatenates batches: give them one length
+            mode = ordered(padding) if rows is not None else "fixed"
+            return self.finish(
+                ds, (), len(index), batch_size, mode, shuffle=training and shuffle, seed=seed,
+                target_pad=IGNORE_INDEX,
+            )
+
+        train, validation, index = build_splits(len(sentences), make, validation_split, None, seed)
+        return Prepared(
+            train, validation, class_names, num_examples=len(index), context=take(starts, index)
+        )
+
+    def _trim_tokens(self):
+        def trim(features, *rest):
+            length = self.lengths(features)
+            features = {name: value[:length] for name, value in features.items()}
+            if rest:
+                rest = (rest[0][:length], *rest[1:])
+            return (features, *rest) if rest else features
+
+        return trim
+
+    def check_augmentable(self, token_level):
+        """Raises when this pipeline's augmentation cannot run (per-word targets, no mask token)."""
+        augmentation = self.augmentation
+        if token_level:
+            raise ValueError(
+                "Text augmentation (random_deletion, random_swap, token_mask) supports heads with one "
+                "target per text; a TokenClassificationHead has one tag per word, which edits would "
+                "misalign. Remove augment= for this head."
+            )
+        if augmentation.token_mask and self.mask_token_id() is None:
+            tokenizer = self.preprocessor.tokenizer
+            raise ValueError(
+                f"token_mask={augmentation.token_mask} needs the tokenizer's mask token, but "
+                f"{type(tokenizer).__name__} has none. Use random_deletion / random_swap instead."
+            )
+
+    def mask_token_id(self):
+        value = getattr(self.preprocessor.tokenizer, "mask_token_id", None)
+        return None if value is None else int(value)
+
+    def special_token_ids(self):
+        """Token ids never masked: the tokenizer's special tokens (start, end, padding, ...)."""
+        tokenizer = self.preprocessor.tokenizer
+        ids = getattr(tokenizer, "special_token_ids", None)
+        if ids is None:
+            names = ("cls_token_id", "sep_token_id", "pad_token_id", "start_token_id", "end_token_id")
+            ids = [getattr(tokenizer, name, None) for name in names]
+        return sorted({int(i) for i in ids if i is not None})
+
+    def augmented_tokens(self, ds):
+        """Unbatched `(text, ...)` strings -> edited, tokenised, masked `(features, ...)` per epoch.
+
+        Args:
+            self: a `TextPipeline` with an `augmentation`.
+            ds: unbatched dataset of strings or of `(string, target[, weight])`.
+
+        Returns:
+            An unbatched dataset of token dicts (with the same targets and weights).
+        """
+        import tensorflow as tf
+
+        augmentation = self.augmentation
+        if augmentation.edits_words:
+
+            def edit(element, seed):
+                if isinstance(element, tuple):
+                    return (augmentation.augment_text(element[0], seed), *element[1:])
+                return augmentation.augment_text(element, seed)
+
+            ds = tf.data.Dataset.zip((ds, augmentation.random_seeds())).map(
+                edit, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+            )
+        ds = self.tokenized_dataset(ds)
+        if augmentation.token_mask:
+            mask_id, special = self.mask_token_id(), self.special_token_ids()
+
+            def mask(element, seed):
+                features = element[0] if isinstance(element, tuple) else element
+                features = dict(features)
+                features["token_ids"] = augmentation.mask_tokens(
+                    features["token_ids"], features["padding_mask"], seed, mask_id, special
+                )
+                return (features, *element[1:]) if isinstance(element, tuple) else features
+
+            ds = tf.data.Dataset.zip((ds, augmentation.random_seeds())).map(
+                mask, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+            )
+        return ds
+
+    def finish_augmented(self, texts, extras, n, batch_size, padding, shuffle=False, seed=None):
+        """`TextPipeline.finish` for augmented training text: cache strings, shuffle, augment, batch.
+
+        Returns:
+            `Batches` of a prefetched dataset of known cardinality.
+        """
+        import numpy as np
+        import tensorflow as tf
+
+        from finetunekit.core.data.text_cleaning import to_utf8_bytes
+
+        ds = tf.data.Dataset.from_tensor_slices(np.asarray([to_utf8_bytes(t) for t in texts], object))
+        return self.finish(
+            ds, extras, n, batch_size, padding, shuffle=shuffle, seed=seed,
+            per_epoch=lambda shuffled: self.augmented_tokens(shuffled),
+        )
 
 def _is_batched(ds):
     """Whether a text dataset yields batches: strings of rank >= 1, or model-input dicts."""
     first = ds.element_spec[0] if isinstance(ds.element_spec, tuple) else ds.element_spec
     return isinstance(first, dict) or bool(first.shape.rank)
+
+
+def align_targets(token_ids, starts, tags):
+    """Per-token target rows: each word's tag at its first sub-word, `IGNORE_INDEX` elsewhere."""
+    rows = []
+    for i, (ids, word_starts, word_tags) in enumerate(zip(token_ids, starts, tags, strict=True)):
+        if len(word_tags) != len(word_starts):
+            raise ValueError(
+                f"Sentence {i} has {len(word_starts)} words but {len(word_tags)} tags."
+            )
+        row = np.full(len(ids), IGNORE_INDEX, dtype="int32")
+        for position, tag in zip(word_starts, word_tags, strict=True):
+            if position is not None:
+                row[position] = int(tag)
+        rows.append(row)
+    return rows
+
+def _read(x, y, x_col, y_col):
+    if isinstance(x, (str, os.PathLike)) and os.path.isfile(x) and not os.fspath(
+        x
+    ).lower().endswith(TEXT_FILE_TYPES):
+        return read_conll(x)
+    x, y, _ = text_sources(x, y, x_col, y_col)
+    return x, y
