@@ -179,8 +179,8 @@ def by_hand_asr(preset, train, test, epochs, learning_rate):
     import keras_hub
     from keras import ops
 
-    from finetunekit.families.speech.readers import read_audio
     from finetunekit.families.speech.head import normalize_text
+    from finetunekit.families.speech.readers import read_audio
 
     keras.utils.set_random_seed(0)
     backbone = keras_hub.models.Backbone.from_preset(preset)

@@ -72,7 +72,7 @@ def title_vectors(fk, path):
     outputs = encoder.backbone_outputs
     pooled = fk.heads.Pooling("mean")(outputs["features"], outputs["padding_mask"])
     embed = keras.Model(encoder.inputs, pooled)
-    prepared = encoder._prepare(texts, None, 64, require_labels=False)
+    prepared = encoder.prepare(texts, None, 64, require_labels=False)
     vectors = embed.predict(prepared.train.x, verbose=0)
     return pd.DataFrame(vectors, index=movies.item_id.astype(str))
 

@@ -74,7 +74,7 @@ def profile_full(args, texts, labels):
         ft = tuner(args.backbone, "all", args.sequence_length)
         ft.compile(learning_rate=5e-5)
         start = time.perf_counter()
-        prepared = ft._prepare(texts, labels, batch_size=args.batch_size, shuffle=True,
+        prepared = ft.prepare(texts, labels, batch_size=args.batch_size, shuffle=True,
                                padding=padding, training=True, seed=0)
         first = time.perf_counter()
         real, padded, widths = padded_tokens(prepared.train.x)

@@ -1,46 +1,23 @@
-"""Adding a task without touching FineTuner: an ordinal-regression head through the public protocol."""
+"""A new task family is one folder: the ordinal-regression plugin in tests/plugins/ordinal.
 
-import keras
+The folder holds the head (`head.py`), its shared-harness case (`case.py`) and
+one registration line (`plugin.py`); nothing in finetunekit changes.
+"""
+
 import numpy as np
 
 import finetunekit as fk
+from finetunekit.core.family import families, head_classes
 from tests.conftest import tiny_cnn
 from tests.harness import check_task
+from tests.plugins.ordinal import plugin  # noqa: F401 - registers the family
+from tests.plugins.ordinal.head import OrdinalHead
 
 
-@keras.saving.register_keras_serializable(package="finetunekit_tests")
-class OrdinalHead(fk.heads.Head):
-    """Ordered levels 0..K-1 as K-1 cumulative yes/no outputs (P(level > k))."""
-
-    def __init__(self, num_levels, **kwargs):
-        super().__init__(**kwargs)
-        self.num_levels = int(num_levels)
-        self.dense = keras.layers.Dense(self.num_levels - 1, activation="sigmoid", dtype="float32")
-
-    def build(self, input_shape):
-        self.dense.build((None, input_shape["features"][-1]))
-
-    def call(self, outputs, training=None):
-        return self.dense(fk.heads.pool_features(outputs["features"], "avg"))
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape["features"][0], self.num_levels - 1)
-
-    def default_loss(self, label_smoothing=0.0):
-        return keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing)
-
-    def encode_targets(self, y, class_names=None):
-        levels = np.asarray(y).astype("int64")
-        if levels.min() < 0 or levels.max() >= self.num_levels:
-            raise ValueError(f"Levels must be in 0..{self.num_levels - 1}.")
-        ranks = np.arange(self.num_levels - 1)
-        return (levels[:, None] > ranks[None, :]).astype("float32"), class_names
-
-    def decode(self, outputs, class_names=None, context=None):
-        return (np.asarray(outputs) > 0.5).sum(axis=-1).tolist()
-
-    def get_config(self):
-        return {**super().get_config(), "num_levels": self.num_levels}
+def test_the_plugin_family_is_registered_and_its_head_is_public():
+    assert families()["ordinal"].heads == (OrdinalHead,)
+    assert head_classes()["OrdinalHead"] is OrdinalHead
+    assert fk.OrdinalHead is OrdinalHead and fk.heads.OrdinalHead is OrdinalHead
 
 
 def test_ordinal_head_fits_saves_and_reloads(tmp_path):
@@ -48,7 +25,7 @@ def test_ordinal_head_fits_saves_and_reloads(tmp_path):
     levels = np.repeat(np.arange(4), 8)
     # Brighter images are higher levels: a learnable ordinal signal.
     x = (levels[:, None, None, None] * 60 + rng.integers(0, 20, (32, 16, 16, 3))).astype("uint8")
-    ft = fk.FineTuner(tiny_cnn(), OrdinalHead(4), preprocessing="zero_one", unfreeze="all")
+    ft = fk.FineTuner(tiny_cnn(), fk.OrdinalHead(4), preprocessing="zero_one", unfreeze="all")
     encoded, _ = ft.head.encode_targets(levels)
     assert encoded[5].tolist() == [0, 0, 0] and encoded[-1].tolist() == [1, 1, 1]
     check_task(ft, x, levels, tmp_path)

@@ -140,6 +140,12 @@ def _register_keras_objects():
     importlib.import_module("finetunekit.core.kind").load_families()
 
 
+def _registered_heads():
+    """Heads of every registered family (built-in and plugins), by class name."""
+    _register_keras_objects()
+    return importlib.import_module("finetunekit.core.family").head_classes()
+
+
 def __getattr__(name):
     """Imports a public name (or any sub-module) of finetunekit on first access."""
     if name in _EXPORTS or (name in _SUBMODULES and name not in _KERAS_FREE):
@@ -150,6 +156,8 @@ def __getattr__(name):
         value = importlib.import_module(_SUBMODULES[name])
     elif not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}"):
         value = importlib.import_module(f"{__name__}.{name}")
+    elif not name.startswith("_") and name in _registered_heads():
+        return _registered_heads()[name]  # a plugin family's head: not cached, families may change
     else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     globals()[name] = value  # later look-ups skip this function

@@ -37,3 +37,13 @@ __all__ = [
     "pool_features",
     "text_report",
 ]
+
+
+def __getattr__(name):
+    """A head of a plugin family (registered with `register_family`), by class name."""
+    from finetunekit.core.family import head_classes
+
+    heads = head_classes()
+    if name in heads:
+        return heads[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

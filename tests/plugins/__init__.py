@@ -1,0 +1,1 @@
+"""Task families that live outside finetunekit, added as plugins (see docs/architecture.md)."""

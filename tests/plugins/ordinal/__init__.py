@@ -1,0 +1,1 @@
+"""Ordinal regression as a plugin family: one folder, one registration line (in `plugin.py`)."""
