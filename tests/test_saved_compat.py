@@ -4,7 +4,7 @@
 saved by finetunekit 0.1 (commit 3b11311, before the package was re-cut into
 core / training / generation / families / tuner / cli), with its raw inputs,
 its `predict` outputs and its task-method answers (`NAME.npz`). They were made
-by `tests/make_saved_fixtures.py`; see the README there.
+by `tests/make_saved_fixtures.py` (how: `tests/fixtures/saved_v0_1/README.md`).
 """
 
 import json
