@@ -6,6 +6,7 @@ The families decide which presets are theirs (by keras-hub's class name);
 the loading steps they share live here.
 """
 
+import functools
 import json
 import os
 import sys
@@ -19,6 +20,41 @@ def is_keras_hub_backbone(value):
     return keras_hub is not None and isinstance(value, keras_hub.models.Backbone)
 
 
+def read_preset_config(value):
+    """The `config.json` of a local keras-hub preset folder, read once per change, or None.
+
+    Every family that recognises its presets by keras-hub's class name asks
+    here, so a folder's config is parsed once (again only when the file
+    changes).
+
+    Args:
+        value: str or os.PathLike.
+
+    Returns:
+        The parsed dict, or None for anything but a folder with a readable
+        JSON object in `config.json`.
+    """
+    if not isinstance(value, (str, os.PathLike)) or not os.path.isdir(value):
+        return None
+    path = os.path.join(os.fspath(value), "config.json")
+    try:
+        stamp = os.stat(path).st_mtime_ns
+    except OSError:
+        return None
+    return _read_config(path, stamp)
+
+
+@functools.lru_cache(maxsize=64)
+def _read_config(path, stamp):
+    del stamp  # part of the cache key: a changed file is read again
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return config if isinstance(config, dict) else None
+
+
 def preset_class_name(value):
     """keras-hub's class name in a local preset folder's `config.json`, or None.
 
@@ -29,14 +65,8 @@ def preset_class_name(value):
         str (e.g. `"WhisperBackbone"`), or None for anything but a readable
         preset folder.
     """
-    if not isinstance(value, (str, os.PathLike)) or not os.path.isdir(value):
-        return None
-    config = os.path.join(os.fspath(value), "config.json")
-    try:
-        with open(config, encoding="utf-8") as f:
-            return json.load(f).get("class_name")
-    except (OSError, ValueError, AttributeError):
-        return None
+    config = read_preset_config(value)
+    return None if config is None else config.get("class_name")
 
 
 def with_policy(backbone, policy):

@@ -12,12 +12,12 @@ stage (`stage_names`) rather than `pyramid_outputs`, whose stages become
 pyramid levels by their stride.
 """
 
-import json
 import os
 import sys
 
 import keras
 
+from finetunekit.core.presets import read_preset_config
 from finetunekit.families.image.downloads import is_download_failure
 from finetunekit.families.image.kinds import KerasModelBackbone
 
@@ -91,9 +91,9 @@ def is_image_preset(value):
     if not isinstance(value, (str, os.PathLike)):
         return False
     value = os.fspath(value)
-    config = os.path.join(value, "config.json")
     if os.path.isdir(value):
-        return os.path.exists(config) and _is_image_config(config)
+        config = read_preset_config(value)
+        return config is not None and _is_image_config(config)
     if os.sep in value or value.endswith((".keras", ".h5")):
         return False
     import keras_hub
@@ -105,9 +105,7 @@ def is_image_preset(value):
     return value in names
 
 
-def _is_image_config(path):
-    with open(path, encoding="utf-8") as f:
-        config = json.load(f)
+def _is_image_config(config):
     import keras_hub
 
     cls = keras.saving.get_registered_object(config.get("registered_name", ""))

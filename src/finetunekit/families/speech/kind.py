@@ -12,7 +12,6 @@ differs between families lives in `backbones/whisper.py` and
 """
 
 import contextlib
-import json
 import os
 import sys
 
@@ -20,6 +19,7 @@ import keras
 
 from finetunekit.core.freezing import lora_paths, train_lora_only
 from finetunekit.core.kind import BackboneKind, check_layer_decay, check_needs
+from finetunekit.core.presets import preset_class_name
 from finetunekit.families.speech.moonshine import MoonshineParts, follow_block_policies
 from finetunekit.families.speech.whisper import WhisperParts
 
@@ -50,12 +50,8 @@ def is_audio_preset(value):
     if not isinstance(value, (str, os.PathLike)):
         return False
     value = os.fspath(value)
-    config = os.path.join(value, "config.json")
     if os.path.isdir(value):
-        if not os.path.isfile(config):
-            return False
-        with open(config, encoding="utf-8") as f:
-            return json.load(f).get("class_name") in AUDIO_CLASSES
+        return preset_class_name(value) in AUDIO_CLASSES
     if os.sep in value or "." in value:
         return False
     return any(value in family.presets() for family in FAMILIES)
