@@ -137,3 +137,13 @@ def test_an_hgnetv2_detector_fits_saves_reloads_and_runs_in_bfloat16(tmp_path):
                          mixed_precision="bfloat16")
     assert mixed.backbone.compute_dtype == "bfloat16"
     assert np.isfinite(mixed.predict(x, verbose=0)).all()
+
+
+def test_a_frozen_backbone_stays_frozen_when_rebuilt_from_its_config():
+    """A keras-hub backbone rebuilt from a saved config kept its layers trainable under
+    `unfreeze=0`: fit after `fk.load` trained the whole backbone."""
+    ft = fk.FineTuner(tiny_hub_resnet(), fk.ClassificationHead(num_classes=2), input_shape=(32, 32, 3))
+    rebuilt = fk.FineTuner.from_config(ft.get_config())
+    fresh = sorted(v.path for v in ft.trainable_variables)
+    assert fresh == sorted(v.path for v in rebuilt.trainable_variables)
+    assert all(path.startswith("classification_head") for path in fresh), fresh

@@ -121,6 +121,8 @@ def apply_unfreeze(backbone, groups, unfreeze):
     blocks = [g for g in groups if g[0] != "stem"]
     if unfreeze == 0:
         backbone.trainable = False
+        for layer in backbone.layers:  # a keras-hub backbone rebuilt from its config kept
+            layer.trainable = False  # its layers trainable under a frozen model
         return []
     backbone.trainable = True
     if unfreeze == "all":
