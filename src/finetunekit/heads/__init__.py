@@ -2,7 +2,7 @@
 
 from finetunekit.core.head import TARGET_LAYOUTS, Head
 from finetunekit.core.pooled import PooledHead, Pooling, pool_features
-from finetunekit.core.scores import Report
+from finetunekit.core.reports import Report
 from finetunekit.families.classification.classification import ClassificationHead
 from finetunekit.families.classification.regression import RegressionHead
 from finetunekit.families.detection.head import DetectionHead

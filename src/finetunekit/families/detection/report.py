@@ -5,7 +5,7 @@ import io
 
 import numpy as np
 
-from finetunekit.core.scores import Report
+from finetunekit.core.reports import Report
 
 COCO_HINT = 'Detection reports need pycocotools: pip install "finetunekit[detection]"'
 

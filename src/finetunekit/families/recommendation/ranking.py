@@ -5,7 +5,8 @@ import numpy as np
 from keras import ops
 
 from finetunekit.core.head import Head, as_outputs
-from finetunekit.core.scores import Report, regression_section
+from finetunekit.core.reports import Report
+from finetunekit.core.scores import regression_section
 from finetunekit.families.recommendation.retrieval import import_keras_rs
 
 TASKS = ("rating", "click")

@@ -14,7 +14,7 @@ import numpy as np
 from keras import ops
 
 from finetunekit.core.head import Head, as_outputs
-from finetunekit.core.scores import Report
+from finetunekit.core.reports import Report
 
 #: Score given to excluded (already seen) items; below any real score.
 EXCLUDED = -1e9

@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 
-from finetunekit.core.scores import Report
+from finetunekit.core.reports import Report
 
 
 def segmentation_section(outputs, targets, names):

@@ -7,7 +7,7 @@ import numpy as np
 from keras import ops
 
 from finetunekit.core.head import Head
-from finetunekit.core.scores import Report
+from finetunekit.core.reports import Report
 
 STRATEGIES = ("greedy", "beam", "top_k")
 DECODERS = (None, "warm_start")

@@ -13,7 +13,7 @@ import numpy as np
 from keras import ops
 
 from finetunekit.core.head import Head
-from finetunekit.core.scores import Report
+from finetunekit.core.reports import Report
 from finetunekit.generation.decoding import end_id, prompt_ids, special_ids
 
 

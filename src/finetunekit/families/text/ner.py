@@ -6,7 +6,7 @@ import numpy as np
 from finetunekit.core.data.constants import IGNORE_INDEX
 from finetunekit.core.data.text_readers import as_words
 from finetunekit.core.pooled import PooledHead
-from finetunekit.core.scores import Report
+from finetunekit.core.reports import Report
 
 
 @keras.saving.register_keras_serializable(package="finetunekit")
