@@ -90,8 +90,10 @@ def test_corrupt_images_are_reported_by_path(folder):
 def test_corrupt_images_skipped_with_warning(folder):
     _corrupt(folder)
     ft = tiny_tuner(num_classes=3)
-    with pytest.warns(UserWarning, match="Skipping 3 unreadable image"):
+    with pytest.warns(UserWarning, match="Skipping 3 unreadable image") as caught:
         ft.fit(folder, epochs=1, verbose=0, on_bad_image="skip")
+    skipped = [w for w in caught if "Skipping" in str(w.message)]
+    assert skipped and skipped[0].filename == __file__  # the user's fit call, not a library line
     with pytest.raises(ValueError, match="on_bad_image"):
         ft.fit(folder, epochs=1, verbose=0, on_bad_image="ignore")
 

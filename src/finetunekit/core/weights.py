@@ -6,6 +6,7 @@ import warnings
 import keras
 
 from finetunekit.core.file_checks import check_weights_file, read_keras_file
+from finetunekit.core.notices import warn_user
 
 
 def is_model_path(value):
@@ -117,10 +118,9 @@ def clone_with_policy(model, policy):
     try:
         clone_model = keras.models.clone_model(model, clone_function=clone)
     except Exception:  # subclassed models cannot be cloned
-        warnings.warn(
+        warn_user(
             f"Could not rebuild {model.name!r} under the {policy!r} policy; it keeps "
             "its own dtypes.",
-            stacklevel=3,
         )
         return model
     clone_model.set_weights(model.get_weights())

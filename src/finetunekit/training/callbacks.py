@@ -10,13 +10,13 @@ their files are written with `finetunekit.core.files.atomic_path`.
 import json
 import math
 import os
-import warnings
 
 import keras
 import numpy as np
 
 from finetunekit.core import files
 from finetunekit.core._keras_compat import resumed_epoch
+from finetunekit.core.notices import warn_user
 from finetunekit.training.checkpoints import (  # noqa: F401 - RandomStateBackup was defined here
     CheckpointBackup,
     ForgetResumedEpoch,
@@ -134,9 +134,7 @@ class DivergenceGuard(keras.callbacks.Callback):
         self.model.stop_training = True
         if self.on_nan == "raise":
             raise TrainingDivergedError(message)
-        warnings.warn(
-            f"{message} Training stopped. {self._restore()}", RuntimeWarning, stacklevel=3
-        )
+        warn_user(f"{message} Training stopped. {self._restore()}", RuntimeWarning)
 
     def _restore(self):
         """Puts back the start-of-epoch snapshot; returns a sentence saying what was restored."""
@@ -229,10 +227,9 @@ class AtomicModelCheckpoint(keras.callbacks.Callback):
         if self.save_best_only:
             value = logs.get(self.monitor)
             if value is None:
-                warnings.warn(
+                warn_user(
                     f"AtomicModelCheckpoint: no {self.monitor!r} in the logs "
                     f"(available: {sorted(logs)}); nothing saved.",
-                    stacklevel=2,
                 )
                 return
             value = float(value)

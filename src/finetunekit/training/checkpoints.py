@@ -18,13 +18,13 @@ import json
 import math
 import os
 import shutil
-import warnings
 
 import keras
 import numpy as np
 
 from finetunekit.core._keras_compat import forget_resumed_epoch, resumed_epoch
 from finetunekit.core.files import atomic_path, atomic_write_text, save_weights
+from finetunekit.core.notices import warn_user
 
 
 def diverged(logs):
@@ -134,11 +134,10 @@ class CheckpointBackup(keras.callbacks.BackupAndRestore):
                 f"{' '.join(line for line in str(error).splitlines()[:3] if line)})"
             ) from error
         if finished is not None and epochs == finished:
-            warnings.warn(
+            warn_user(
                 f"checkpoint_dir {self.checkpoint_dir!r} holds a run that already finished all "
                 f"{finished} epochs: its weights are restored and nothing is left to train. "
                 f"Pass epochs > {finished} to train on, or {fresh}.",
-                stacklevel=2,
             )
 
     def on_epoch_end(self, epoch, logs=None):
@@ -152,12 +151,11 @@ class CheckpointBackup(keras.callbacks.BackupAndRestore):
             super().on_train_end(logs)
             return
         if self.finished_epochs() is not None:
-            warnings.warn(
+            warn_user(
                 f"Training diverged; the state after the last good epoch "
                 f"({self.finished_epochs()}) is kept in {self.backup_dir!r}. Rerun fit(..., "
                 f"checkpoint_dir={self.checkpoint_dir!r}) to resume from it once the cause "
                 "is fixed, or delete the folder to start over.",
-                stacklevel=2,
             )
 
     def _save_model(self):
@@ -217,10 +215,9 @@ class RandomStateBackup(keras.callbacks.Callback):
             saved = json.load(f)
         states = self._states()
         if saved.get("epoch") != epoch or len(saved["states"]) != len(states):
-            warnings.warn(
+            warn_user(
                 "Resuming without the random state of dropout/augmentation layers (the backup "
                 "does not match); the run will not repeat an uninterrupted one exactly.",
-                stacklevel=2,
             )
             return
         for variable, value in zip(states, saved["states"], strict=True):

@@ -6,13 +6,13 @@ Unreadable image files are found up front and reported by path.
 """
 
 import os
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from finetunekit.core.data.constants import IMAGE_EXTENSIONS, LABEL_COLUMNS
 from finetunekit.core.data.frames import column_values, find_column
+from finetunekit.core.notices import warn_user
 
 PATH_COLUMNS = ("path", "filepath", "file", "filename", "image", "image_path")
 
@@ -158,10 +158,9 @@ def check_images(paths, on_bad_image="error"):
     if bad and on_bad_image == "error":
         raise BadImageError(bad)
     if bad:
-        warnings.warn(
+        warn_user(
             f"Skipping {len(bad)} unreadable image file(s): "
             + ", ".join(p for p, _ in bad[:10]) + (" ..." if len(bad) > 10 else ""),
-            stacklevel=3,
         )
     return np.asarray([r is None for r in reasons], dtype=bool)
 

@@ -24,6 +24,7 @@ import numpy as np
 from keras import ops
 
 from finetunekit.core.kind import BackboneKind, check_layer_decay
+from finetunekit.core.notices import warn_user
 from finetunekit.families.recommendation.interactions import as_id_strings
 from finetunekit.families.recommendation.pretrained_tables import copy_rows, load_pretrained_tables
 from finetunekit.families.recommendation.side_features import (
@@ -317,12 +318,11 @@ class EmbeddingsBackbone(BackboneKind):
         for what, tower in (("items", self.model.item_tower), ("users", self.model.user_tower)):
             fresh = self.model.fresh.get(what, 0)
             if fresh and not tower.trainable:
-                import warnings
 
-                warnings.warn(
+                warn_user(
                     f"{fresh} {what} have fresh (untrained) rows but the {what[:-1]} tower is "
                     'frozen, so they will not learn. Pass unfreeze="all" (or unfreeze=1 for '
-                    "the user tower) to train them.", stacklevel=3,
+                    "the user tower) to train them.",
                 )
         self.model.fresh = {}  # said once, when the FineTuner is built
         return blocks

@@ -1,12 +1,12 @@
 """Sequence-to-sequence head: translation, summarisation, any text -> text task."""
 
-import warnings
 
 import keras
 import numpy as np
 from keras import ops
 
 from finetunekit.core.head import Head
+from finetunekit.core.notices import warn_user
 from finetunekit.core.reports import Report
 
 STRATEGIES = ("greedy", "beam", "top_k")
@@ -122,11 +122,10 @@ class Seq2SeqHead(Head):
         lengths = np.asarray(lengths)
         long = np.flatnonzero(lengths > self.max_target_length)
         if len(long):
-            warnings.warn(
+            warn_user(
                 f"{len(long)} target(s) are longer than max_target_length="
                 f"{self.max_target_length} tokens (longest {int(lengths.max())}, rows "
                 f"{long[:5].tolist()}) and are truncated; raise max_target_length to keep them.",
-                stacklevel=3,
             )
 
     def decode(self, outputs, class_names=None, context=None):
