@@ -4,6 +4,11 @@ import contextlib
 
 import keras
 
+from finetunekit.core._keras_compat import (  # noqa: F401 - first_replica_batch: re-exported
+    first_replica_batch,
+    in_multi_worker_mode,
+)
+
 
 def resolve_distribution(distribution):
     """Maps a `FineTuner(distribution=...)` argument to a `tf.distribute.Strategy`.
@@ -58,25 +63,6 @@ def strategy_scope(strategy):
     return strategy.scope() if strategy is not None else contextlib.nullcontext()
 
 
-def first_replica_batch(strategy, batch):
-    """Replaces each distributed value in `batch` by its first local replica's value.
-
-    Keras builds a model's optimizer and metrics from one sample batch. For a
-    distributed batch it averages the replicas with `strategy.reduce`, which
-    `MultiWorkerMirroredStrategy` cannot do for nested (x, y) batches
-    (keras-team/keras#20585). Shapes and dtypes are all the build needs, and
-    one replica's batch has them.
-    """
-    import tensorflow as tf
-
-    def local(value):
-        if isinstance(value, tf.distribute.DistributedValues):
-            return strategy.experimental_local_results(value)[0]
-        return value
-
-    return tf.nest.map_structure(local, batch, expand_composites=False)
-
-
 def adopt_model(strategy, model):
     """Returns `model` with its variables owned by `strategy`.
 
@@ -117,8 +103,7 @@ def is_multi_worker(strategy):
 
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return False
-    in_multi_worker_mode = getattr(strategy.extended, "_in_multi_worker_mode", None)
-    return bool(in_multi_worker_mode and in_multi_worker_mode())
+    return in_multi_worker_mode(strategy)
 
 
 def logs_for_multi_worker(strategy, logs):

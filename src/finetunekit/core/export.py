@@ -19,6 +19,7 @@ import tempfile
 
 import keras
 
+from finetunekit.core._keras_compat import input_structure, sublayers
 from finetunekit.core.files import atomic_path, atomic_write_bytes, atomic_write_text
 
 EXPORT_FORMATS = ("saved_model", "tflite")
@@ -226,7 +227,7 @@ def float32_compute(model):
     ```
     """
     changed = []
-    for layer in model._flatten_layers(include_self=True, recursive=True):
+    for layer in sublayers(model, include_self=True):
         policy = layer.dtype_policy
         if policy.compute_dtype in ("float16", "bfloat16") and policy.variable_dtype == "float32":
             changed.append((layer, policy))
@@ -254,7 +255,7 @@ def _write_saved_model(ft, directory, signature, verbose):
     from finetunekit.core.head import Head
 
     names = list(signature)
-    takes_dict = isinstance(ft._inputs_struct, dict)
+    takes_dict = isinstance(input_structure(ft), dict)
     generate = ft.head.serving_function(ft)  # heads that generate in the graph
 
     def model_outputs(*tensors):

@@ -6,6 +6,10 @@ import keras
 import numpy as np
 from keras import ops
 
+from finetunekit.core._keras_compat import (
+    retinanet_feature_pyramid_class,
+    retinanet_prediction_head_class,
+)
 from finetunekit.core.data.spatial_targets import BOXES
 from finetunekit.core.spatial import SpatialHead
 from finetunekit.families.detection.loss import (
@@ -118,8 +122,8 @@ class DetectionHead(SpatialHead):
 
     # ------------------------------------------------------------------ model
     def build(self, input_shape):
-        from keras_hub.src.models.retinanet.feature_pyramid import FeaturePyramid
-        from keras_hub.src.models.retinanet.prediction_head import PredictionHead
+        FeaturePyramid = retinanet_feature_pyramid_class()
+        PredictionHead = retinanet_prediction_head_class()
 
         pyramid = {level: tuple(shape) for level, shape in input_shape["pyramid"].items()}
         low, high = self.anchor_options["min_level"], self.anchor_options["max_level"]

@@ -15,6 +15,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from finetunekit.core._keras_compat import non_max_suppression, retinanet_label_encoder_class
+
 #: Pixel box formats a `DetectionHead` accepts (`keras.utils.bounding_boxes` names).
 BOX_FORMATS = ("xyxy", "yxyx", "xywh", "center_xywh", "center_yxhw")
 ENCODING = "center_xywh"
@@ -85,12 +87,8 @@ class DetectionLoss(keras.losses.Loss):
         self.negative_threshold = float(negative_threshold)
         self.alpha, self.gamma = float(alpha), float(gamma)
         self.box_loss_weight = float(box_loss_weight)
-        from keras_hub.src.models.retinanet.retinanet_label_encoder import (
-            RetinaNetLabelEncoder,
-        )
-
         self.first_anchor = anchor_boxes(self.image_size, **self.anchor_options)[0]
-        self.encoder = RetinaNetLabelEncoder(
+        self.encoder = retinanet_label_encoder_class()(
             anchor_generator(**self.anchor_options), bounding_box_format="xyxy",
             encoding_format=ENCODING, positive_threshold=self.positive_threshold,
             negative_threshold=self.negative_threshold, box_variance=self.box_variance,
@@ -231,8 +229,6 @@ def serving_detections(outputs, anchors, box_variance, nms_options, model_size, 
 
 def _nms_one_image(boxes, logits, nms_options):
     """keras-hub's NMS on one image's xyxy boxes and class logits (as its layer does)."""
-    from keras_hub.src.layers.modeling.non_max_supression import non_max_suppression
-
     probabilities = ops.sigmoid(logits)
     scores = ops.max(probabilities, axis=-1)
     corners = keras.utils.bounding_boxes.convert_format(boxes[None], source="xyxy", target="yxyx")

@@ -13,6 +13,7 @@ import sys
 
 import keras
 
+from finetunekit.core._keras_compat import preset_backbone_class
 from finetunekit.core.freezing import (
     UNFREEZE_PARTS,
     apply_unfreeze_parts,
@@ -67,9 +68,7 @@ def is_seq2seq_preset(value):
     if not (is_folder or value.startswith(("hf://", "kaggle://"))):
         return False
     try:
-        from keras_hub.src.utils.preset_utils import get_preset_loader
-
-        backbone_class = get_preset_loader(value).check_backbone_class()
+        backbone_class = preset_backbone_class(value)
     except Exception:  # an unreadable handle: the text-encoder kind reports it
         return False
     return backbone_class is not None and seq2seq_task_class(backbone_class) is not None
@@ -176,6 +175,13 @@ class Seq2SeqBackbone(BackboneKind):
                      for part in UNFREEZE_PARTS}
             return apply_unfreeze_parts(self.model, parts, unfreeze)
         return super().apply_unfreeze(unfreeze)
+
+    def train_in_full_with_lora(self, paths):
+        """Lets the weights at `paths` train in full beside the LoRA factors (idempotent).
+
+        For weights that start random, such as a warm start's cross-attention.
+        """
+        self._lora_trainable = list(dict.fromkeys(self._lora_trainable + list(paths)))
 
     def data_pipeline(self, head, augmentation=()):
         from finetunekit.families.seq2seq.pipeline import Seq2SeqPipeline

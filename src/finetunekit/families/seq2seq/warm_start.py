@@ -25,12 +25,12 @@ backbone's name makes `fk.load` import it.
 import keras
 from keras import ops
 
-NAME = "finetunekit>WarmStartBackbone"
-#: Sub-layers of a BERT `TransformerEncoder` that a `TransformerDecoder` has under the same name.
-SHARED_SUBLAYERS = (
-    "_self_attention_layer", "_self_attention_layer_norm", "_feedforward_intermediate_dense",
-    "_feedforward_output_dense", "_feedforward_layer_norm",
+from finetunekit.core._keras_compat import (
+    transformer_cross_attention_sublayers,
+    transformer_shared_sublayers,
 )
+
+NAME = "finetunekit>WarmStartBackbone"
 EMBEDDINGS = ("token_embedding", "position_embedding", "segment_embedding", "embeddings_layer_norm")
 
 
@@ -117,8 +117,8 @@ def warm_start_backbone(bert):
         bert.transformer_layers, model.encoder_transformer_layers, model.decoder_transformer_layers
     ):
         _copy_weights(source, encoder)
-        for name in SHARED_SUBLAYERS:
-            _copy_weights(getattr(source, name), getattr(decoder, name))
+        for source_sublayer, decoder_sublayer in transformer_shared_sublayers(source, decoder):
+            _copy_weights(source_sublayer, decoder_sublayer)
     return model
 
 
@@ -154,7 +154,7 @@ def warm_start_kind(kind):
 
 def train_new_weights(kind):
     """Lets the new weights of a warm start train in full with LoRA (idempotent); returns `kind`."""
-    kind._lora_trainable = list(dict.fromkeys(kind._lora_trainable + new_weight_paths(kind.model)))
+    kind.train_in_full_with_lora(new_weight_paths(kind.model))
     return kind
 
 
@@ -162,5 +162,5 @@ def new_weight_paths(model):
     """Paths of the weights a warm start adds (cross-attention, its norm, the logit bias)."""
     layers = [model.logit_bias]
     for decoder in model.decoder_transformer_layers:
-        layers += [decoder._cross_attention_layer, decoder._cross_attention_layer_norm]
+        layers += transformer_cross_attention_sublayers(decoder)
     return [w.path for layer in layers for w in layer.weights if "lora" not in w.path]

@@ -7,7 +7,8 @@ BERT checkpoint into a `WarmStartBackbone`; see that module for the design.
 import keras
 import keras_hub
 from keras import ops
-from keras_hub.src.utils.keras_utils import gelu_approximate
+
+from finetunekit.core._keras_compat import gelu_approximate
 
 INPUTS = ("encoder_token_ids", "encoder_padding_mask", "decoder_token_ids", "decoder_padding_mask")
 CONFIG_KEYS = (
@@ -88,7 +89,7 @@ class WarmStartBackbone(keras_hub.models.Backbone):
         self._make_embeddings(vocabulary_size, hidden_dim, max_sequence_length, num_segments,
                               dropout, dtype)
         options = dict(
-            num_heads=num_heads, intermediate_dim=intermediate_dim, activation=gelu_approximate,
+            num_heads=num_heads, intermediate_dim=intermediate_dim, activation=gelu_approximate(),
             dropout=dropout, layer_norm_epsilon=1e-12, dtype=dtype,
         )
         self.encoder_transformer_layers = [

@@ -10,6 +10,15 @@ the per-sample mask becomes a per-frame mask with keras-hub's own
 
 from keras import ops
 
+from finetunekit.core._keras_compat import (
+    key_value_projections,
+    load_preset_tokenizer,
+    moonshine_frame_mask,
+    moonshine_output_lengths,
+    moonshine_positions,
+    sublayers,
+)
+
 SAMPLING_RATE = 16000
 #: keras-hub's `MoonshineAudioConverter` accepts 0.1 to 64 s.
 MIN_SECONDS, MAX_SECONDS = 0.1, 64.0
@@ -46,7 +55,7 @@ def follow_block_policies(model):
     ):
         return model
     for block in model.encoder_blocks + model.decoder_blocks:
-        for layer in block._flatten_layers(include_self=False):
+        for layer in sublayers(block):
             if layer.dtype_policy.name == "float32":
                 layer.dtype_policy = block.dtype_policy
     return model
@@ -88,9 +97,7 @@ class MoonshineParts:
             return keras_hub.models.MoonshineAudioToTextPreprocessor.from_preset(preset)
         except (TypeError, ValueError, FileNotFoundError, OSError):  # no audio converter saved
             # MoonshineTokenizer.from_preset looks for a Llama backbone: load tokenizer.json directly.
-            from keras_hub.src.utils.preset_utils import get_preset_loader
-
-            return get_preset_loader(preset).load_tokenizer(keras_hub.models.MoonshineTokenizer)
+            return load_preset_tokenizer(preset, keras_hub.models.MoonshineTokenizer)
 
     @staticmethod
     def tokenizer_of(preprocessor):
@@ -105,20 +112,15 @@ class MoonshineParts:
 
     def encode(self, waveform, sample_mask):
         """Waveforms `(batch, samples, 1)` -> `(encoder output, its padding mask)`."""
-        from keras_hub.src.models.moonshine.moonshine_backbone import (
-            Arange,
-            compute_output_lengths,
-        )
-
         model = self.model
         lengths = ops.sum(ops.cast(sample_mask, "int32"), axis=1)
         x = model.tanh_after_conv1(model.conv1(waveform))
         conv1_frames = ops.cast(_frames(ops.cast(lengths, "float32"), 127, 64), "int32")
-        x = _masked_group_norm(model.group_norm, x, model._compute_mask_layer(x, conv1_frames))
+        x = _masked_group_norm(model.group_norm, x, moonshine_frame_mask(model, x, conv1_frames))
         x = model.gelu_after_conv2(model.conv2(x))
         x = model.gelu_after_conv3(model.conv3(x))
-        mask = model._compute_mask_layer(x, compute_output_lengths(lengths))
-        rotary = model.encoder_rotary_embedding(Arange(name="encoder_positions")(x))
+        mask = moonshine_frame_mask(model, x, moonshine_output_lengths(lengths))
+        rotary = model.encoder_rotary_embedding(moonshine_positions("encoder_positions")(x))
         x = model.encoder_dropout(x)
         for block in model.encoder_blocks:
             x = block(x, rotary, attention_mask=mask)
@@ -126,10 +128,8 @@ class MoonshineParts:
 
     def decode(self, encoder_output, encoder_mask, token_ids, padding_mask):
         """Moonshine's decoder (rotary positions, tied output projection) -> vocabulary logits."""
-        from keras_hub.src.models.moonshine.moonshine_backbone import Arange
-
         model = self.model
-        rotary = model.decoder_rotary_embedding(Arange(name="decoder_positions")(token_ids))
+        rotary = model.decoder_rotary_embedding(moonshine_positions("decoder_positions")(token_ids))
         x = model.decoder_dropout(model.token_embedding(token_ids))
         for block in model.decoder_blocks:
             x = block(decoder_sequence=x, encoder_sequence=encoder_output, rotary_embedding=rotary,
@@ -165,9 +165,9 @@ class MoonshineSteps:
         backbone = self.backbone
         cross = []
         for layer in backbone.decoder_blocks:  # as MoonshineAudioToText._build_cache
-            attention = layer.cross_attention
-            cross.append(ops.stack([attention._key_dense(encoder_output),
-                                    attention._value_dense(encoder_output)], axis=1))
+            key_dense, value_dense = key_value_projections(layer.cross_attention)
+            cross.append(ops.stack([key_dense(encoder_output), value_dense(encoder_output)],
+                                   axis=1))
         head_dim = backbone.decoder_blocks[0].head_dim
         shape = (rows, len(backbone.decoder_blocks), 2, max_length,
                  backbone.decoder_num_heads, head_dim)
