@@ -365,16 +365,7 @@ def tokenize_examples(
         encoded = iter(encode_texts(tokenizer, flat, check=check_encoding, what=what))
         for offset, (example, (segs, is_conv)) in enumerate(zip(chunk, pieces)):
             source = getattr(example, "source", "") or f"example {begin + offset}"
-            ids: list[int] = []
-            assistant: list[int] = []
-            response_start = 0
-            for _text, is_assistant in segs:
-                seg_ids = next(encoded)
-                if is_assistant and seg_ids:
-                    response_start = len(ids)
-                ids += seg_ids
-                assistant += [int(is_assistant)] * len(seg_ids)
-            mask = assistant if train_on == "completion" else [1] * len(ids)
+            ids, mask, assistant, response_start = _assemble(segs, encoded, train_on)
             report.longest = max(report.longest, len(ids))
             result = _fit(
                 ids,
@@ -392,6 +383,21 @@ def tokenize_examples(
                 out.append(TokenizedExample(result[0], result[1], source))
     report.kept = len(out)
     return out, report
+
+
+def _assemble(segs, encoded, train_on):
+    """`(ids, mask, assistant, response_start)` of one example's encoded segments."""
+    ids: list[int] = []
+    assistant: list[int] = []
+    response_start = 0
+    for _text, is_assistant in segs:
+        seg_ids = next(encoded)
+        if is_assistant and seg_ids:
+            response_start = len(ids)
+        ids += seg_ids
+        assistant += [int(is_assistant)] * len(seg_ids)
+    mask = assistant if train_on == "completion" else [1] * len(ids)
+    return ids, mask, assistant, response_start
 
 
 def _fit(
