@@ -36,6 +36,7 @@ _EXPORTS = {
     "GradualUnfreezing": "finetunekit.training.schedules",
     "SpeechToTextHead": "finetunekit.heads",
     "Seq2SeqHead": "finetunekit.heads",
+    "InstructionHead": "finetunekit.heads",
 }
 #: Public sub-modules, `fk.NAME`: where each one lives in the tree.
 _SUBMODULES = {
@@ -58,6 +59,7 @@ __all__ = [  # = _EXPORTS, _SUBMODULES and __version__ (tests/test_startup.py ch
     "AtomicModelCheckpoint",
     "ClassificationHead",
     "DetectionHead",
+    "InstructionHead",
     "DivergenceGuard",
     "FineTuner",
     "GradualUnfreezing",
@@ -110,6 +112,7 @@ if TYPE_CHECKING:  # static analysis (IDEs, type checkers, mkdocstrings) sees th
     from finetunekit.families.recommendation.retrieval import RetrievalHead
     from finetunekit.families.segmentation.head import SegmentationHead
     from finetunekit.families.seq2seq.head import Seq2SeqHead
+    from finetunekit.families.causal_lm.head import InstructionHead
     from finetunekit.families.speech.head import SpeechToTextHead
     from finetunekit.families.text.ner import TokenClassificationHead
     from finetunekit.families.detection.plots import plot_boxes

@@ -33,6 +33,7 @@ from finetunekit.families.recommendation.side_features import (
     encode_texts,
 )
 from finetunekit.families.seq2seq.kind import Seq2SeqBackbone
+from finetunekit.families.causal_lm.kind import CausalLMBackbone
 from finetunekit.families.speech.kind import AudioBackbone
 from finetunekit.families.text.kind import TextEncoderBackbone
 from finetunekit.families.vector.kind import VectorModelBackbone
@@ -45,6 +46,7 @@ __all__ = [
     "BackboneKind",
     "NoBackboneKind",
     "Seq2SeqBackbone",
+    "CausalLMBackbone",
     "BlockPattern",
     "Embeddings",
     "EmbeddingsBackbone",

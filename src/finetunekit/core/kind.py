@@ -12,7 +12,7 @@ family it holds:
   multi-scale features keyed `"P2"`..`"P5"`; for image kinds `"images"`:
   the preprocessed images at the backbone's input size; `"decoder_logits"`,
   a speech decoder's next-token logits; `"lm_logits"`, next-token logits of an
-  encoder-decoder); `needs` are the outputs the head asks for.
+  encoder-decoder or a decoder-only language model); `needs` are the outputs the head asks for.
 - `groups()`: ordered `(block_name, layers)` for freezing and layer-wise
   learning rates; `apply_unfreeze(unfreeze)`.
 - `data_pipeline(head, augmentation)`: the reader + preprocessing that turn user data into
@@ -256,8 +256,9 @@ def check_needs(kind, needs):
         )
     if "lm_logits" in needs and not getattr(kind, "generates", False):
         raise ValueError(
-            "This head generates text and needs an encoder-decoder language model (a keras-hub "
-            f"Seq2SeqLM family: BART, T5); a {kind.modality} backbone ({kind.name}) cannot "
+            "This head generates text and needs a language model (a keras-hub Seq2SeqLM family: "
+            "BART, T5; or a decoder-only CausalLM / .gguf file for fk.InstructionHead); a "
+            f"{kind.modality} backbone ({kind.name}) cannot "
             'generate. Use e.g. backbone="bart_base_en", or on a BERT-family encoder '
             'fk.Seq2SeqHead(decoder="warm_start").'
         )

@@ -1,6 +1,7 @@
 """Task heads (the public `fk.heads` namespace); each lives in its family's folder."""
 
 from finetunekit.core.head import TARGET_LAYOUTS, Head
+from finetunekit.families.causal_lm.head import InstructionHead
 from finetunekit.families.classification.classification import ClassificationHead
 from finetunekit.families.detection.head import DetectionHead
 from finetunekit.families.detection.loss import DetectionLoss
@@ -20,6 +21,7 @@ __all__ = [
     "DetectionHead",
     "DetectionLoss",
     "Head",
+    "InstructionHead",
     "PooledHead",
     "Pooling",
     "RankingHead",

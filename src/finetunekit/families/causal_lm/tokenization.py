@@ -29,6 +29,7 @@ __all__ = [
     "TruncationReport",
     "encode_texts",
     "pad_examples",
+    "prompt_token_ids",
     "shift_for_causal_lm",
     "tokenize_examples",
 ]
@@ -276,14 +277,55 @@ def _pieces(example, template: ChatTemplate | None, train_on: str):
     if template is None:
         raise ValueError("Tokenising conversations needs a chat template.")
     rendered = render_with_assistant_spans(template, list(messages))
-    segments = rendered.segments()
+    return _split_bos(rendered.segments(), template), True
+
+
+def _split_bos(segments, template: ChatTemplate):
+    """A leading BOS marker as a segment of its own (it is tokenised apart, never trained on)."""
     if template.bos_token and segments and segments[0][0].startswith(template.bos_token):
         first, trainable = segments[0]
         rest = first[len(template.bos_token) :]
         segments = (
             [(template.bos_token, False)] + ([(rest, trainable)] if rest else []) + segments[1:]
         )
-    return segments, True
+    return segments
+
+
+def prompt_token_ids(tokenizer, template, conversations, check_encoding: bool = True):
+    """Token ids of generation prompts, cut and tokenised exactly as in training.
+
+    Each conversation (ending with a user turn) is rendered with the
+    template's generation prompt; the text is split at the same places as a
+    training example's (the BOS marker, each earlier assistant turn), so the
+    ids equal the prompt part of the tokenised training example.
+
+    Args:
+        tokenizer: a keras-hub tokenizer.
+        template: a `ChatTemplate` or a name/source for it.
+        conversations: a list of message lists.
+        check_encoding: see `encode_texts`.
+
+    Returns:
+        A list of int lists, one per conversation.
+
+    Example:
+        >>> prompt_token_ids(tokenizer, "chatml", [[{"role": "user", "content": "Hi"}]])  # doctest: +SKIP
+        [[1, 87, 4, ...]]
+    """
+    from .chat_template import RenderedConversation
+
+    if not isinstance(template, ChatTemplate):
+        template = ChatTemplate(template)
+    pieces = []
+    for messages in conversations:
+        rendered = render_with_assistant_spans(template, list(messages))
+        text = template.render(list(messages), add_generation_prompt=True)
+        spans = rendered.assistant_spans if text.startswith(rendered.text) else ()
+        segments = _split_bos(RenderedConversation(text, spans).segments(), template)
+        pieces.append([piece for piece, _ in segments])
+    flat = [piece for segments in pieces for piece in segments]
+    encoded = iter(encode_texts(tokenizer, flat, check=check_encoding, what=template.description))
+    return [[i for _ in segments for i in next(encoded)] for segments in pieces]
 
 
 def tokenize_examples(
