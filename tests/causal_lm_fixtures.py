@@ -26,7 +26,7 @@ def tiny_tokenizer():
     )
 
 
-def tiny_llama(seed=0, sequence_length=48, tie=True):
+def tiny_llama(seed=0, sequence_length=128, tie=True):
     """A `Llama3CausalLM`: 2 layers, hidden 16, vocabulary ~45, ChatML tokens, random weights."""
     import keras
     import keras_hub

@@ -34,7 +34,7 @@ def _copy_variables(source, target):
     """Moves every layer's own variables from `source` into `target` (LoRA merged by Keras)."""
     sources = list(source._flatten_layers(include_self=False))
     targets = list(target._flatten_layers(include_self=False))
-    if [layer.name for layer in sources] != [layer.name for layer in targets]:
+    if [type(layer) for layer in sources] != [type(layer) for layer in targets]:
         raise ValueError(
             f"Cannot merge {type(source).__name__} into {type(target).__name__}: their layers differ."
         )
