@@ -17,13 +17,18 @@ from keras import ops
 from finetunekit.core.files import atomic_path
 
 
+def is_quantized(model):
+    """True when some layer of `model` already computes in a quantized mode (a reloaded model)."""
+    return any(
+        getattr(layer, "quantization_mode", None) for layer in model._flatten_layers(include_self=False)
+    )
+
+
 def _untied_float_backbone(kind):
     """A plain keras-hub backbone for a tied GGUF Llama in float, or None when not applicable."""
     model = kind.model
     if type(model).__name__ != "GGUFLlamaBackbone" or not model.tie_word_embeddings:
         return None
-    from finetunekit.families.causal_lm.kind import is_quantized
-
     if is_quantized(model):
         return None
     config = {**model.get_config(), "tie_word_embeddings": False}

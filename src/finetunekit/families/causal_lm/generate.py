@@ -11,11 +11,31 @@ import numpy as np
 
 from finetunekit.core.scores import Report
 
+STRATEGIES = ("greedy", "top_k", "top_p", "random", "beam")
+
+
+def make_sampler(strategy, top_k=10, top_p=0.9, temperature=1.0, num_beams=4, seed=None):
+    """The keras-hub sampler of a `generate(strategy=...)` name."""
+    import keras_hub
+
+    if strategy not in STRATEGIES:
+        raise ValueError(
+            f"Unknown strategy {strategy!r}. Expected one of {', '.join(map(repr, STRATEGIES))}."
+        )
+    samplers = keras_hub.samplers
+    if strategy == "greedy":
+        return samplers.GreedySampler()
+    if strategy == "beam":
+        return samplers.BeamSampler(num_beams=int(num_beams))
+    if strategy == "top_k":
+        return samplers.TopKSampler(k=int(top_k), seed=seed, temperature=temperature)
+    if strategy == "top_p":
+        return samplers.TopPSampler(p=float(top_p), seed=seed, temperature=temperature)
+    return samplers.RandomSampler(seed=seed, temperature=temperature)
+
 
 def _generator(kind, sampler):
     """The kind's keras-hub generator, compiled with the sampler of `sampler` (options dict)."""
-    from finetunekit.families.causal_lm.head import make_sampler
-
     generator = kind.generator()
     key = tuple(sorted(sampler.items()))
     if getattr(generator, "_finetunekit_sampler", None) != key:  # compiling drops the trace

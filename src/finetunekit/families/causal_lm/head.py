@@ -6,7 +6,6 @@ from keras import ops
 
 from finetunekit.core.head import Head
 
-STRATEGIES = ("greedy", "top_k", "top_p", "random", "beam")
 TRAIN_ON = ("completion", "all")
 ON_TOO_LONG = ("truncate", "drop", "error")
 
@@ -28,26 +27,6 @@ def _template_from(value, kind=None):
     return ChatTemplate(
         source, bos_token=metadata.get("bos_token") or "", eos_token=metadata.get("eos_token") or "",
     )
-
-
-def make_sampler(strategy, top_k=10, top_p=0.9, temperature=1.0, num_beams=4, seed=None):
-    """The keras-hub sampler of a `generate(strategy=...)` name."""
-    import keras_hub
-
-    if strategy not in STRATEGIES:
-        raise ValueError(
-            f"Unknown strategy {strategy!r}. Expected one of {', '.join(map(repr, STRATEGIES))}."
-        )
-    samplers = keras_hub.samplers
-    if strategy == "greedy":
-        return samplers.GreedySampler()
-    if strategy == "beam":
-        return samplers.BeamSampler(num_beams=int(num_beams))
-    if strategy == "top_k":
-        return samplers.TopKSampler(k=int(top_k), seed=seed, temperature=temperature)
-    if strategy == "top_p":
-        return samplers.TopPSampler(p=float(top_p), seed=seed, temperature=temperature)
-    return samplers.RandomSampler(seed=seed, temperature=temperature)
 
 
 def _as_conversation(prompt):

@@ -16,6 +16,7 @@ import sys
 import keras
 
 from finetunekit.core.freezing import lora_paths, train_lora_only
+from finetunekit.families.causal_lm.export import is_quantized, write_keras_hub_preset
 from finetunekit.core.kind import BackboneKind, check_layer_decay, check_needs
 from finetunekit.core.presets import (
     PRESET_SCHEMES,
@@ -157,13 +158,6 @@ def folder_chat_template(preset):
         if isinstance(template, str) and template:
             return template
     return None
-
-
-def is_quantized(model):
-    """True when some layer of `model` already computes in a quantized mode (a reloaded model)."""
-    return any(
-        getattr(layer, "quantization_mode", None) for layer in model._flatten_layers(include_self=False)
-    )
 
 
 def _load(backbone, weights, policy, preprocessor, sequence_length):
@@ -387,6 +381,4 @@ class CausalLMBackbone(BackboneKind):
 
     def export_format(self, ft, directory, format):
         """Writes `format="keras_hub"`: a keras-hub preset folder, LoRA merged (see `export`)."""
-        from finetunekit.families.causal_lm.export import write_keras_hub_preset
-
         return write_keras_hub_preset(self, directory)
