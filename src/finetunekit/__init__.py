@@ -36,6 +36,7 @@ _EXPORTS = {
     "GradualUnfreezing": "finetunekit.training.schedules",
     "SpeechToTextHead": "finetunekit.heads",
     "Seq2SeqHead": "finetunekit.heads",
+    "InstructionHead": "finetunekit.heads",
 }
 #: Public sub-modules, `fk.NAME`: where each one lives in the tree.
 _SUBMODULES = {
@@ -58,6 +59,7 @@ __all__ = [  # = _EXPORTS, _SUBMODULES and __version__ (tests/test_startup.py ch
     "AtomicModelCheckpoint",
     "ClassificationHead",
     "DetectionHead",
+    "InstructionHead",
     "DivergenceGuard",
     "FineTuner",
     "GradualUnfreezing",
@@ -96,6 +98,7 @@ if TYPE_CHECKING:  # static analysis (IDEs, type checkers, mkdocstrings) sees th
     from finetunekit.core import distribution
     from finetunekit.core.reports import Report, plot_history, report
     from finetunekit.core.saving import load
+    from finetunekit.families.causal_lm.head import InstructionHead
     from finetunekit.families.classification.classification import ClassificationHead
     from finetunekit.families.classification.regression import RegressionHead
     from finetunekit.families.detection.head import DetectionHead

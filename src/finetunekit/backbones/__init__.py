@@ -12,6 +12,7 @@ from finetunekit.core.kind import (
     register_backbone_kind,
     resolve_backbone,
 )
+from finetunekit.families.causal_lm.kind import CausalLMBackbone
 from finetunekit.families.image.applications import (
     APPLICATIONS,
     BackboneSpec,
@@ -46,6 +47,7 @@ __all__ = [
     "BackboneSpec",
     "NoBackboneKind",
     "Seq2SeqBackbone",
+    "CausalLMBackbone",
     "BlockPattern",
     "Embeddings",
     "EmbeddingsBackbone",

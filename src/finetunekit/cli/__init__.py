@@ -1,4 +1,4 @@
-"""The `finetunekit` command line: `demo`, `fit`, `evaluate`, `predict` and `export`.
+"""The `finetunekit` command line: `demo`, `fit`, `evaluate`, `predict`, `export` and `chat`.
 
 Exit codes: `0` success; `2` usage error, or `--weights imagenet` without
 network; `3` bad input or data (a `ValueError`, `FileNotFoundError` or
@@ -8,7 +8,8 @@ network; `3` bad input or data (a `ValueError`, `FileNotFoundError` or
 `--help` and `--version` load neither TensorFlow nor Keras; commands load them
 when needed, hiding TensorFlow's C++ start-up notices (`TF_CPP_MIN_LOG_LEVEL=0`
 shows them). Commands live in `cli.commands` (`fit --task
-segmentation|detection|seq2seq`) and `cli_predict`; `--out` is written atomically.
+segmentation|detection|seq2seq|chat`), `cli.predict` and `cli.chat`; `--out` is
+written atomically.
 
 Example:
 ```shell
@@ -17,6 +18,8 @@ finetunekit fit --backbone resnet50 --data photos/ --epochs 5 --out animals.kera
 finetunekit evaluate --model animals.keras --data photos_test/
 finetunekit predict --model animals.keras photos_new/1.jpg photos_new/2.jpg
 finetunekit fit --task detection --backbone resnet50 --data coco.json --out boxes.keras
+finetunekit fit --task chat --backbone smollm2.gguf --data conversations.jsonl --out chat.keras
+finetunekit chat chat.keras --system "Be brief."
 ```
 """
 
@@ -27,6 +30,7 @@ import sys
 import textwrap
 
 from finetunekit.cli.args import fraction, learning_rate, positive_int, unfreeze
+from finetunekit.cli.chat_options import add_chat_command, add_generation_options
 from finetunekit.cli.commands import (
     EXIT_BAD_INPUT,
     EXIT_UNEXPECTED,
@@ -40,6 +44,7 @@ __all__ = ["CLIError", "build_parser", "main"]
 
 _COMMANDS = "finetunekit.cli.commands"
 _PREDICT = "finetunekit.cli.predict"
+_CHAT = "finetunekit.cli.chat"  # fit and evaluate of chat models; the others go on to commands
 
 
 # -------------------------------------------------------------------- parser
@@ -69,7 +74,7 @@ def build_parser():
 
     Returns:
         An `argparse.ArgumentParser` with the sub-commands `demo`, `fit`,
-        `evaluate`, `predict` and `export`.
+        `evaluate`, `predict`, `export` and `chat`.
     """
     from finetunekit.version import __version__
 
@@ -88,6 +93,7 @@ def build_parser():
     _add_evaluate(commands)
     _add_predict(commands)
     _add_export(commands)
+    add_chat_command(commands, _HelpFormatter)
     return parser
 
 
@@ -168,7 +174,7 @@ def _add_fit(commands):
     )
     fit.add_argument("--dropout", type=fraction, default=0.0, help="dropout before the output")
     add_task_options(fit)
-    fit.set_defaults(handler=(_COMMANDS, "run_fit"))
+    fit.set_defaults(handler=(_CHAT, "run_fit"))
     return fit
 
 
@@ -222,7 +228,10 @@ def _add_evaluate(commands):
         epilog="Example:\n  finetunekit evaluate --model animals.keras --data photos_test/",
         formatter_class=_HelpFormatter,
     )
-    evaluate.add_argument("--model", required=True, help="a saved .keras model")
+    evaluate.add_argument(
+        "model_path", nargs="?", metavar="MODEL", help="a saved .keras model (or --model)"
+    )
+    evaluate.add_argument("--model", default=None, help="a saved .keras model")
     evaluate.add_argument("--data", required=True, help="folder with one sub-folder per class")
     evaluate.add_argument(
         "--masks", default=None, help="a segmentation model's PNG masks of the --data images"
@@ -232,9 +241,10 @@ def _add_evaluate(commands):
     evaluate.add_argument(
         "--report",
         action="store_true",
-        help="print per-class precision/recall/F1 and the confusion matrix (scikit-learn)",
+        help="print per-class precision/recall/F1 and the confusion matrix (scikit-learn); "
+        "for a chat model loss, perplexity, and exact match and chrF of generated answers",
     )
-    evaluate.set_defaults(handler=(_COMMANDS, "run_evaluate"))
+    evaluate.set_defaults(handler=(_CHAT, "run_evaluate"))
 
 
 def _add_predict(commands):
@@ -248,21 +258,29 @@ def _add_predict(commands):
             "takes the texts themselves as arguments."
         ),
         epilog="Examples:\n  finetunekit predict --model animals.keras new/1.jpg new/2.jpg\n"
-        '  finetunekit predict --model sentiment.keras "a great film" "dull"',
+        '  finetunekit predict --model sentiment.keras "a great film" "dull"\n'
+        '  finetunekit predict assistant.keras "Write a haiku about tea."',
         formatter_class=_HelpFormatter,
     )
-    predict.add_argument("--model", required=True, help="a saved .keras model")
+    predict.add_argument(
+        "--model", default=None, help="a saved .keras model (or the first INPUT ending in .keras)"
+    )
     predict.add_argument(
         "images",
-        nargs="+",
+        nargs="*",
         metavar="INPUT",
-        help="image or audio files or folders; for a text model, the texts",
+        help="image or audio files or folders; for a text or chat model, the texts (prompts)",
     )
     predict.add_argument("--batch-size", type=positive_int, default=32, help="batch size")
     predict.add_argument(
         "--json", action="store_true", help="print a JSON list with all class probabilities"
     )
-    predict.add_argument("--out", default=None, help="segmentation: folder for the PNG masks")
+    predict.add_argument(
+        "--out",
+        default=None,
+        help="segmentation: folder for the PNG masks; chat: a .json file for the answers",
+    )
+    add_generation_options(predict)
     predict.set_defaults(handler=(_PREDICT, "run_predict"))
 
 
@@ -290,6 +308,22 @@ def _add_export(commands):
 def _quiet_environment():
     """Before TensorFlow loads: hide its C++ logging unless the user chose a level."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _usage_problem(args):
+    """What is missing from `predict`/`evaluate` arguments argparse cannot check, or None."""
+    if args.command == "evaluate" and bool(args.model) == bool(args.model_path):
+        return "name the model once: evaluate MODEL.keras --data ... (or --model MODEL.keras)"
+    if args.command != "predict":
+        return None
+    inputs = list(args.images)
+    if args.model is None and inputs and inputs[0].endswith(".keras"):
+        inputs = inputs[1:]
+    elif args.model is None:
+        return "name the model: predict MODEL.keras INPUT ... (or --model MODEL.keras)"
+    if not inputs and args.data is None:
+        return "give the inputs: files, folders or texts (or --data for a chat model's prompts)"
+    return None
 
 
 def _diverged(error):
@@ -340,6 +374,10 @@ def main(argv=None):
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
     if args.command is None:
         parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    problem = _usage_problem(args)
+    if problem:
+        print(f"finetunekit {args.command}: error: {problem}", file=sys.stderr)
         return EXIT_USAGE
     _quiet_environment()
     module, name = args.handler

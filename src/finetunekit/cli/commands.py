@@ -122,7 +122,7 @@ def parse_weights(text):
     return text
 
 
-def _check_fit_options(args):
+def check_fit_options(args):
     if not args.out.endswith(".keras"):
         raise CLIError(f'--out must be a ".keras" file. Received: {args.out!r}')
     if args.freeze_epochs is not None and not 0 <= args.freeze_epochs <= args.epochs:
@@ -188,6 +188,18 @@ def natural_key(path):
 def check_model_path(path):
     if not os.path.exists(path):
         raise FileNotFoundError(f"No saved model at {path!r}.")
+
+
+def model_argument(args):
+    """The model path: `--model`, or the first positional argument (`evaluate model.keras ...`)."""
+    given = [p for p in (getattr(args, "model", None), getattr(args, "model_path", None)) if p]
+    if len(given) != 1:
+        raise CLIError(
+            "Name the model once: 'finetunekit evaluate model.keras --data ...' or --model "
+            f"model.keras. Received: {given or 'none'}"
+        )
+    args.model = given[0]
+    return args.model
 
 
 def load_finetuner(path, compile):
@@ -290,7 +302,9 @@ def save_trained(model, history, args):
 
 
 def run_fit(args):
-    _check_fit_options(args)
+    check_fit_options(args)
+    if args.task == "chat":  # finetunekit.cli.chat.run_fit runs it
+        raise CLIError("--task chat is run by finetunekit.cli.chat.run_fit.")
     if args.task != "classification":
         return run_task_fit(args)
     check_task_options(args)
@@ -335,7 +349,11 @@ def run_fit(args):
 
 
 def run_evaluate(args):
-    model = load_finetuner(args.model, compile=True)
+    return evaluate_model(load_finetuner(model_argument(args), compile=True), args)
+
+
+def evaluate_model(model, args):
+    """`evaluate` of a loaded model that is not a chat model (those: `cli.chat`)."""
     if task_of(model) in ("segmentation", "detection", "seq2seq") or args.masks is not None:
         x, y, count = evaluation_data(model, args)
     else:
@@ -365,8 +383,8 @@ def run_export(args):
     return EXIT_OK
 
 
-# `finetunekit fit --task ...`: segmentation, detection and translation from the shell.
-TASKS = ("classification", "segmentation", "detection", "seq2seq")
+# `finetunekit fit --task ...`: segmentation, detection, translation and chat from the shell.
+TASKS = ("classification", "segmentation", "detection", "seq2seq", "chat")
 IMAGE_TASKS = ("segmentation", "detection")
 
 
@@ -378,8 +396,9 @@ def add_task_options(fit):
         default="classification",
         help="what to learn: classification (--data: one sub-folder per class), segmentation "
         "(--data images/ --masks masks/), detection (--data a COCO json, VOC or YOLO folder) "
-        "or seq2seq (--data a CSV/TSV/JSONL of source, target pairs; --backbone a Seq2SeqLM "
-        "preset or folder)",
+        "seq2seq (--data a CSV/TSV/JSONL of source, target pairs; --backbone a Seq2SeqLM "
+        "preset or folder) or chat (--data a JSONL/JSON/CSV/Parquet file of conversations; "
+        "--backbone a .gguf file or a keras-hub CausalLM preset or folder)",
     )
     fit.add_argument(
         "--masks",
@@ -401,6 +420,29 @@ def add_task_options(fit):
         default=64,
         help="seq2seq: longest target in tokens (longer targets are an error)",
     )
+    add_chat_fit_options(fit)
+
+
+def add_chat_fit_options(fit):
+    """The options of `fit --task chat` (None when not given: other tasks refuse them)."""
+    fit.add_argument(
+        "--lora-rank",
+        type=positive_int,
+        default=None,
+        help="chat: LoRA rank; only the LoRA factors train (default: 8 with --unfreeze 0)",
+    )
+    fit.add_argument(
+        "--train-on",
+        choices=("completion", "all"),
+        default=None,
+        help="chat: the tokens the loss counts, the assistant turns or all (default: completion)",
+    )
+    fit.add_argument(
+        "--sequence-length",
+        type=positive_int,
+        default=None,
+        help="chat: longest training example in tokens (default: the backbone's)",
+    )
 
 
 def check_task_options(args):
@@ -413,7 +455,7 @@ def check_task_options(args):
         )
     if task != "segmentation" and args.masks is not None:
         raise CLIError(f"--masks applies to --task segmentation only (this is --task {task}).")
-    if task in ("classification", "seq2seq") and args.num_classes is not None:
+    if task in ("classification", "seq2seq", "chat") and args.num_classes is not None:
         raise CLIError(
             f"--num-classes applies to --task segmentation and detection; with --task {task} "
             "it comes from the data."
@@ -422,6 +464,10 @@ def check_task_options(args):
         raise FileNotFoundError(f"--data: no such file or folder: {args.data!r}")
     if task == "seq2seq" and args.augment not in (None, "none"):
         raise CLIError("--augment applies to image tasks; --task seq2seq takes none.")
+    chat_only = [o for o, d in (("--lora-rank", "lora_rank"), ("--train-on", "train_on"),
+                                ("--sequence-length", "sequence_length")) if getattr(args, d, None)]
+    if task != "chat" and chat_only:
+        raise CLIError(f"{', '.join(chat_only)} applies to --task chat only (this is --task {task}).")
 
 
 # ------------------------------------------------------------------- data
@@ -529,6 +575,7 @@ def task_of(model):
         "DetectionHead": "detection",
         "Seq2SeqHead": "seq2seq",
         "SpeechToTextHead": "speech",
+        "InstructionHead": "chat",
     }.get(head, "classification")
 
 

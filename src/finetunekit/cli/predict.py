@@ -1,4 +1,4 @@
-"""`finetunekit predict`: labels for image files and folders, or for texts.
+"""`finetunekit predict`: labels for image files and folders, or for texts (answers of chat models).
 
 An image model takes image files and folders (searched for images, listed in
 natural order: `dog/2.jpg` before `dog/10.jpg`); a text model takes the texts
@@ -94,11 +94,38 @@ def _prediction_rows(model, inputs, outputs, key):
     return rows
 
 
+def _model_path(args):
+    """`--model`, or the first INPUT when it is a .keras file (`predict model.keras "a prompt"`)."""
+    if args.model is None and args.images and args.images[0].endswith(".keras"):
+        args.model = args.images.pop(0)
+    if args.model is None:
+        raise CLIError(
+            'Name the model: finetunekit predict model.keras INPUT ... (or --model model.keras).'
+        )
+    return args.model
+
+
+def _check_inputs(args, task):
+    """Chat-only options are refused for other models; the inputs must be given."""
+    chat_only = [option for option, value in (
+        ("--max-new-tokens", args.max_new_tokens), ("--strategy", args.strategy),
+        ("--data", args.data)) if value is not None]  # fmt: skip
+    if chat_only:
+        raise CLIError(f"{', '.join(chat_only)} applies to chat models only; this is {task}.")
+    if not args.images:
+        raise CLIError(f"Give the inputs to label with {args.model!r}: files, folders or texts.")
+
+
 def run_predict(args):
-    model = load_finetuner(args.model, compile=False)
+    model = load_finetuner(_model_path(args), compile=False)
     from finetunekit.cli.commands import task_of
 
     task = task_of(model)
+    if task == "chat":
+        from finetunekit.cli.chat import run_chat_predict
+
+        return run_chat_predict(model, args)
+    _check_inputs(args, task)
     text = is_text_model(model)
     modality = getattr(model.backbone_kind, "modality", "image")
     if text:

@@ -58,6 +58,10 @@ def export_model(ft, directory, format="saved_model", verbose=False, input_signa
       float32 compute (`float32_compute`): TFLite has no bfloat16 kernels;
       its weights are the model's float32 variables.
 
+    A backbone kind may add formats of its own (`extra_export_formats`,
+    written by its `export_format`): a causal language model exports
+    `format="keras_hub"`, a keras-hub preset folder with LoRA merged.
+
     Class names, when known, are written to `directory/labels.txt`, one per
     line, in output order.
 
@@ -90,6 +94,8 @@ def export_model(ft, directory, format="saved_model", verbose=False, input_signa
     ft.export("export/animals_lite", format="tflite")
     ```
     """
+    if format in getattr(ft.backbone_kind, "extra_export_formats", ()):
+        return ft.backbone_kind.export_format(ft, directory, format)  # e.g. "keras_hub" presets
     if format in KERAS_FORMATS:
         return keras.Model.export(
             ft, directory, format=format, verbose=verbose, input_signature=input_signature,

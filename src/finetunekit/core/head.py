@@ -10,7 +10,9 @@ A head is a Keras layer called on the backbone's outputs dict (see
   or boxes that must be resized and augmented with their images),
   `"transcript"` (a text per example, tokenised by the audio pipeline for
   teacher forcing) or `"sequence"` (a target text, packed with its source by
-  a seq2seq pipeline).
+  a seq2seq pipeline) or `"conversation"` (chat records, rendered with a
+  chat template and tokenised by a causal-LM pipeline, whose per-token sample
+  weights are the loss mask).
 - `encode_targets(y, class_names)`: checks and encodes user targets.
 - `default_loss(label_smoothing)`, `default_metrics()`: what `compile("auto")` uses.
 - `decode(outputs, class_names, context)`: user-facing predictions.
@@ -25,6 +27,8 @@ A head is a Keras layer called on the backbone's outputs dict (see
 - `adapt_backbone(kind)`: the backbone kind the head runs on, given the
   resolved one (the same by default; `Seq2SeqHead(decoder="warm_start")`
   turns a BERT encoder into an encoder-decoder).
+- `weighted_metrics`: True when `compile("auto")` passes the head's metrics
+  as Keras `weighted_metrics` (they must honour per-token sample weights).
 - `augment_in_model`: True when augmentation layers run inside the model on
   inputs alone; spatial heads (`finetunekit.core.spatial`) set it False and
   the data pipeline augments inputs and targets together.
@@ -37,7 +41,7 @@ A head is a Keras layer called on the backbone's outputs dict (see
 
 import keras
 
-TARGET_LAYOUTS = ("example", "token", "spatial", "transcript", "sequence")
+TARGET_LAYOUTS = ("example", "token", "spatial", "transcript", "sequence", "conversation")
 
 
 def as_outputs(outputs):
@@ -59,6 +63,9 @@ class Head(keras.layers.Layer):
     target_layout = "example"
     task_methods = ()
     augment_in_model = True
+    #: True when the head's metrics must see the sample weights (Keras `weighted_metrics`),
+    #: e.g. a per-token loss mask.
+    weighted_metrics = False
 
     def default_loss(self, label_smoothing=0.0):  # pragma: no cover - abstract
         raise NotImplementedError

@@ -12,7 +12,7 @@ family it holds:
   multi-scale features keyed `"P2"`..`"P5"`; for image kinds `"images"`:
   the preprocessed images at the backbone's input size; `"decoder_logits"`,
   a speech decoder's next-token logits; `"lm_logits"`, next-token logits of an
-  encoder-decoder); `needs` are the outputs the head asks for.
+  encoder-decoder or a decoder-only language model); `needs` are the outputs the head asks for.
 - `groups()`: ordered `(block_name, layers)` for freezing and layer-wise
   learning rates; `apply_unfreeze(unfreeze)`.
 - `data_pipeline(head, augmentation)`: the reader + preprocessing that turn user data into
@@ -249,8 +249,9 @@ OPTIONAL_OUTPUTS = ("padding_mask",)
 MISSING_OUTPUT_HINTS = {
     "query": "Use fk.backbones.Embeddings(users=..., items=...).",
     "candidates": "Use fk.backbones.Embeddings(users=..., items=...).",
-    "lm_logits": 'Use a language model: a keras-hub Seq2SeqLM (e.g. backbone="bart_base_en"), '
-                 'or on a BERT-family encoder fk.Seq2SeqHead(decoder="warm_start").',
+    "lm_logits": 'Use a language model: a keras-hub Seq2SeqLM (e.g. backbone="bart_base_en") or, '
+                 "for fk.InstructionHead, a decoder-only CausalLM preset or a .gguf file; on a "
+                 'BERT-family encoder fk.Seq2SeqHead(decoder="warm_start").',
     "pyramid": "Use a convolutional image backbone.",
     "images": "Use an image backbone.",
     "decoder_logits": 'Use a Whisper or Moonshine backbone (e.g. backbone="whisper_tiny_en").',

@@ -9,6 +9,7 @@ Families never import each other; what two share lives in `finetunekit.core`,
 
 #: The built-in families, by folder name.
 BUILTIN = (
+    "causal_lm",
     "classification",
     "detection",
     "image",

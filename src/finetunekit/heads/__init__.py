@@ -3,6 +3,7 @@
 from finetunekit.core.head import TARGET_LAYOUTS, Head
 from finetunekit.core.pooled import PooledHead, Pooling, pool_features
 from finetunekit.core.reports import Report
+from finetunekit.families.causal_lm.head import InstructionHead
 from finetunekit.families.classification.classification import ClassificationHead
 from finetunekit.families.classification.regression import RegressionHead
 from finetunekit.families.detection.head import DetectionHead
@@ -20,6 +21,7 @@ __all__ = [
     "DetectionHead",
     "DetectionLoss",
     "Head",
+    "InstructionHead",
     "PooledHead",
     "Pooling",
     "RankingHead",

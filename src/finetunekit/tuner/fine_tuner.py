@@ -81,6 +81,8 @@ class FineTuner(SymbolicBuildFromOneReplica, keras.Model):
             (timm's convention: the top block trains at `layer_decay` times
             the head's rate, each block below at `layer_decay` times the one
             above).
+        quantize: None or `"int8"`: keep the frozen base weights of a causal
+            language model in int8 under LoRA (`fk.backbones.CausalLMBackbone`).
         distribution: None, `"mirrored"`, `"multi_worker"` or a
             `tf.distribute.Strategy`. Not saved with the model.
         **kwargs: Standard `keras.Model` arguments (`name`, ...).
@@ -99,7 +101,7 @@ class FineTuner(SymbolicBuildFromOneReplica, keras.Model):
         self, backbone, head, weights="imagenet", input_shape=None, unfreeze=0, augment=None,
         mixed_precision="auto", preprocessing="auto", class_names=None, architecture=None,
         sequence_length=None, preprocessor=None, lora_rank=None, layer_decay=None,
-        distribution=None, **kwargs,
+        distribution=None, quantize=None, **kwargs,
     ):
         if not isinstance(head, Head):
             raise ValueError(
@@ -110,7 +112,7 @@ class FineTuner(SymbolicBuildFromOneReplica, keras.Model):
         class_names = check_class_names(class_names)
         policy = resolve_policy(mixed_precision)
         given = dict(sequence_length=sequence_length, preprocessor=preprocessor,
-                     lora_rank=lora_rank, layer_decay=layer_decay)
+                     lora_rank=lora_rank, layer_decay=layer_decay, quantize=quantize)
         options = {key: value for key, value in given.items() if value is not None}
         strategy = resolve_distribution(distribution)
         # Every variable (backbone, augmentation seeds, head) belongs to the strategy.
@@ -224,6 +226,9 @@ class FineTuner(SymbolicBuildFromOneReplica, keras.Model):
         # Optimizer variables belong to the model's strategy, if any.
         with strategy_scope(distribute_strategy(self)):
             optimizer, loss, metrics = resolve_compile(self, optimizer, loss, metrics, **options)
+            if getattr(self.head, "weighted_metrics", False) and "weighted_metrics" not in kwargs:
+                # Per-token sample weights are the head's loss mask: its metrics must see them.
+                kwargs["weighted_metrics"], metrics = metrics, None
             object.__setattr__(self, "compile_arguments", dict(kwargs, metrics=metrics))
             super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 

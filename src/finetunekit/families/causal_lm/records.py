@@ -187,6 +187,59 @@ def _check_string(value, what: str, where: str, allow_empty: bool = False) -> st
     return value
 
 
+def _check_message(message, at: str) -> tuple:
+    """`(role, content)` of one message dict, or a ValueError naming the message."""
+    if not isinstance(message, dict) or "role" not in message or "content" not in message:
+        raise ValueError(
+            f"{at}: a message must be a dict with 'role' and 'content'; got {message!r:.80}."
+        )
+    extra = set(message) - {"role", "content"}
+    if extra:
+        raise ValueError(
+            f"{at}: unknown message keys {sorted(extra)}; only 'role' and 'content' are "
+            "used. Remove them (tool calls and multimodal parts are not supported)."
+        )
+    role = message["role"]
+    if role not in ROLES:
+        raise ValueError(
+            f"{at}: unknown role {role!r}; use 'system', 'user' or 'assistant' "
+            "(map e.g. 'human' -> 'user', 'gpt'/'model' -> 'assistant')."
+        )
+    content = _check_string(message["content"], "the content", at, allow_empty=True)
+    return role, content
+
+
+def _check_turn_order(role: str, previous, j: int, content: str, at: str) -> None:
+    """Raises when `role` cannot follow `previous` (system first; user and assistant alternate)."""
+    if role == "system":
+        if j != 0:
+            raise ValueError(
+                f"{at}: a system message may only be the first message. Move it to the "
+                "front or merge it into the first one."
+            )
+    elif role == "user":
+        if previous == "user":
+            raise ValueError(
+                f"{at}: two user turns in a row. Merge them into one message, or add the "
+                "assistant reply between them."
+            )
+    else:  # assistant
+        if previous in (None, "system"):
+            raise ValueError(
+                f"{at}: the conversation starts with an assistant turn; a user turn must "
+                "come first. Add the user prompt, or drop the leading assistant message."
+            )
+        if previous == "assistant":
+            raise ValueError(
+                f"{at}: two assistant turns in a row. Merge them into one message."
+            )
+        if not content.strip():
+            raise ValueError(
+                f"{at}: the assistant response is empty. Remove the record or fill in the "
+                "response; there is nothing to train on."
+            )
+
+
 def validate_messages(messages, where: str = "conversation") -> tuple:
     """Check a conversation's roles and contents.
 
@@ -218,51 +271,8 @@ def validate_messages(messages, where: str = "conversation") -> tuple:
     out = []
     previous = None
     for j, message in enumerate(messages):
-        at = f"{where}, message {j}"
-        if not isinstance(message, dict) or "role" not in message or "content" not in message:
-            raise ValueError(
-                f"{at}: a message must be a dict with 'role' and 'content'; got {message!r:.80}."
-            )
-        extra = set(message) - {"role", "content"}
-        if extra:
-            raise ValueError(
-                f"{at}: unknown message keys {sorted(extra)}; only 'role' and 'content' are "
-                "used. Remove them (tool calls and multimodal parts are not supported)."
-            )
-        role = message["role"]
-        if role not in ROLES:
-            raise ValueError(
-                f"{at}: unknown role {role!r}; use 'system', 'user' or 'assistant' "
-                "(map e.g. 'human' -> 'user', 'gpt'/'model' -> 'assistant')."
-            )
-        content = _check_string(message["content"], "the content", at, allow_empty=True)
-        if role == "system":
-            if j != 0:
-                raise ValueError(
-                    f"{at}: a system message may only be the first message. Move it to the "
-                    "front or merge it into the first one."
-                )
-        elif role == "user":
-            if previous == "user":
-                raise ValueError(
-                    f"{at}: two user turns in a row. Merge them into one message, or add the "
-                    "assistant reply between them."
-                )
-        else:  # assistant
-            if previous in (None, "system"):
-                raise ValueError(
-                    f"{at}: the conversation starts with an assistant turn; a user turn must "
-                    "come first. Add the user prompt, or drop the leading assistant message."
-                )
-            if previous == "assistant":
-                raise ValueError(
-                    f"{at}: two assistant turns in a row. Merge them into one message."
-                )
-            if not content.strip():
-                raise ValueError(
-                    f"{at}: the assistant response is empty. Remove the record or fill in the "
-                    "response; there is nothing to train on."
-                )
+        role, content = _check_message(message, f"{where}, message {j}")
+        _check_turn_order(role, previous, j, content, f"{where}, message {j}")
         out.append({"role": role, "content": content})
         previous = role
     if not any(m["role"] == "assistant" for m in out):
@@ -330,6 +340,57 @@ def _record_to_example(record, index: int, origin: str | None) -> tuple[str, Exa
     return fmt, Example(messages=tuple(messages), source=where), extra
 
 
+def _read_records(data) -> tuple:
+    """`(records, origin)`: the list of records of `data` and its file name (or None)."""
+    origin = None
+    if isinstance(data, (str, os.PathLike)):
+        origin = Path(os.fspath(data)).name
+        records = load_records(data)
+    elif hasattr(data, "to_dict") and hasattr(data, "columns"):
+        records = _frame_records(data)
+    elif isinstance(data, (list, tuple)):
+        records = list(data)
+    else:
+        raise ValueError(
+            f"SFT data must be a list of dicts, a pandas DataFrame or a file path; got "
+            f"{type(data).__name__}."
+        )
+    if not records:
+        raise ValueError(f"No records in {origin or 'the data'}; there is nothing to train on.")
+    return records, origin
+
+
+def _warn_suspicious(examples, origin, ignored, empty_prompts, trailing_user) -> None:
+    """One `UserWarning` per kind of suspicious data (see `to_examples`), with counts."""
+    where = f" in {origin}" if origin else ""
+    if ignored:
+        listed = ", ".join(f"{k!r} ({n} records)" for k, n in sorted(ignored.items()))
+        warnings.warn(f"Ignoring columns{where}: {listed}.", UserWarning, stacklevel=4)
+    if empty_prompts:
+        warnings.warn(
+            f"{empty_prompts} of {len(examples)} conversations{where} have an empty user "
+            "prompt; the model learns those responses unconditionally.",
+            UserWarning,
+            stacklevel=4,
+        )
+    if trailing_user:
+        warnings.warn(
+            f"{trailing_user} of {len(examples)} conversations{where} end with a user turn; "
+            "that last turn is context only and is never trained on.",
+            UserWarning,
+            stacklevel=4,
+        )
+    keys = {json.dumps([e.messages, e.text], sort_keys=True) for e in examples}
+    duplicates = len(examples) - len(keys)
+    if duplicates:
+        warnings.warn(
+            f"{duplicates} of {len(examples)} records{where} are exact duplicates of an "
+            "earlier record; they are weighted more in training.",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
 def to_examples(data, *, warn: bool = True) -> list[Example]:
     """Normalise a dataset of SFT records into `Example`s.
 
@@ -354,21 +415,7 @@ def to_examples(data, *, warn: bool = True) -> list[Example]:
         >>> ex[0].messages[0]["content"]
         'Add\\n\\n2+2'
     """
-    origin = None
-    if isinstance(data, (str, os.PathLike)):
-        origin = Path(os.fspath(data)).name
-        records = load_records(data)
-    elif hasattr(data, "to_dict") and hasattr(data, "columns"):
-        records = _frame_records(data)
-    elif isinstance(data, (list, tuple)):
-        records = list(data)
-    else:
-        raise ValueError(
-            f"SFT data must be a list of dicts, a pandas DataFrame or a file path; got "
-            f"{type(data).__name__}."
-        )
-    if not records:
-        raise ValueError(f"No records in {origin or 'the data'}; there is nothing to train on.")
+    records, origin = _read_records(data)
 
     examples: list[Example] = []
     kinds: Counter = Counter()
@@ -396,31 +443,5 @@ def to_examples(data, *, warn: bool = True) -> list[Example]:
         examples.append(example)
 
     if warn:
-        where = f" in {origin}" if origin else ""
-        if ignored:
-            listed = ", ".join(f"{k!r} ({n} records)" for k, n in sorted(ignored.items()))
-            warnings.warn(f"Ignoring columns{where}: {listed}.", UserWarning, stacklevel=2)
-        if empty_prompts:
-            warnings.warn(
-                f"{empty_prompts} of {len(examples)} conversations{where} have an empty user "
-                "prompt; the model learns those responses unconditionally.",
-                UserWarning,
-                stacklevel=2,
-            )
-        if trailing_user:
-            warnings.warn(
-                f"{trailing_user} of {len(examples)} conversations{where} end with a user turn; "
-                "that last turn is context only and is never trained on.",
-                UserWarning,
-                stacklevel=2,
-            )
-        keys = {json.dumps([e.messages, e.text], sort_keys=True) for e in examples}
-        duplicates = len(examples) - len(keys)
-        if duplicates:
-            warnings.warn(
-                f"{duplicates} of {len(examples)} records{where} are exact duplicates of an "
-                "earlier record; they are weighted more in training.",
-                UserWarning,
-                stacklevel=2,
-            )
+        _warn_suspicious(examples, origin, ignored, empty_prompts, trailing_user)
     return examples

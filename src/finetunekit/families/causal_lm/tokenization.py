@@ -29,6 +29,7 @@ __all__ = [
     "TruncationReport",
     "encode_texts",
     "pad_examples",
+    "prompt_token_ids",
     "shift_for_causal_lm",
     "tokenize_examples",
 ]
@@ -276,14 +277,55 @@ def _pieces(example, template: ChatTemplate | None, train_on: str):
     if template is None:
         raise ValueError("Tokenising conversations needs a chat template.")
     rendered = render_with_assistant_spans(template, list(messages))
-    segments = rendered.segments()
+    return _split_bos(rendered.segments(), template), True
+
+
+def _split_bos(segments, template: ChatTemplate):
+    """A leading BOS marker as a segment of its own (it is tokenised apart, never trained on)."""
     if template.bos_token and segments and segments[0][0].startswith(template.bos_token):
         first, trainable = segments[0]
         rest = first[len(template.bos_token) :]
         segments = (
             [(template.bos_token, False)] + ([(rest, trainable)] if rest else []) + segments[1:]
         )
-    return segments, True
+    return segments
+
+
+def prompt_token_ids(tokenizer, template, conversations, check_encoding: bool = True):
+    """Token ids of generation prompts, cut and tokenised exactly as in training.
+
+    Each conversation (ending with a user turn) is rendered with the
+    template's generation prompt; the text is split at the same places as a
+    training example's (the BOS marker, each earlier assistant turn), so the
+    ids equal the prompt part of the tokenised training example.
+
+    Args:
+        tokenizer: a keras-hub tokenizer.
+        template: a `ChatTemplate` or a name/source for it.
+        conversations: a list of message lists.
+        check_encoding: see `encode_texts`.
+
+    Returns:
+        A list of int lists, one per conversation.
+
+    Example:
+        >>> prompt_token_ids(tokenizer, "chatml", [[{"role": "user", "content": "Hi"}]])  # doctest: +SKIP
+        [[1, 87, 4, ...]]
+    """
+    from .chat_template import RenderedConversation
+
+    if not isinstance(template, ChatTemplate):
+        template = ChatTemplate(template)
+    pieces = []
+    for messages in conversations:
+        rendered = render_with_assistant_spans(template, list(messages))
+        text = template.render(list(messages), add_generation_prompt=True)
+        spans = rendered.assistant_spans if text.startswith(rendered.text) else ()
+        segments = _split_bos(RenderedConversation(text, spans).segments(), template)
+        pieces.append([piece for piece, _ in segments])
+    flat = [piece for segments in pieces for piece in segments]
+    encoded = iter(encode_texts(tokenizer, flat, check=check_encoding, what=template.description))
+    return [[i for _ in segments for i in next(encoded)] for segments in pieces]
 
 
 def tokenize_examples(
@@ -365,16 +407,7 @@ def tokenize_examples(
         encoded = iter(encode_texts(tokenizer, flat, check=check_encoding, what=what))
         for offset, (example, (segs, is_conv)) in enumerate(zip(chunk, pieces)):
             source = getattr(example, "source", "") or f"example {begin + offset}"
-            ids: list[int] = []
-            assistant: list[int] = []
-            response_start = 0
-            for _text, is_assistant in segs:
-                seg_ids = next(encoded)
-                if is_assistant and seg_ids:
-                    response_start = len(ids)
-                ids += seg_ids
-                assistant += [int(is_assistant)] * len(seg_ids)
-            mask = assistant if train_on == "completion" else [1] * len(ids)
+            ids, mask, assistant, response_start = _assemble(segs, encoded, train_on)
             report.longest = max(report.longest, len(ids))
             result = _fit(
                 ids,
@@ -392,6 +425,21 @@ def tokenize_examples(
                 out.append(TokenizedExample(result[0], result[1], source))
     report.kept = len(out)
     return out, report
+
+
+def _assemble(segs, encoded, train_on):
+    """`(ids, mask, assistant, response_start)` of one example's encoded segments."""
+    ids: list[int] = []
+    assistant: list[int] = []
+    response_start = 0
+    for _text, is_assistant in segs:
+        seg_ids = next(encoded)
+        if is_assistant and seg_ids:
+            response_start = len(ids)
+        ids += seg_ids
+        assistant += [int(is_assistant)] * len(seg_ids)
+    mask = assistant if train_on == "completion" else [1] * len(ids)
+    return ids, mask, assistant, response_start
 
 
 def _fit(

@@ -1,0 +1,201 @@
+"""The instruction-tuning pipeline: SFT records -> next-token batches with a loss mask.
+
+Records come in any form `to_examples` reads (prompt/completion, Alpaca,
+messages, text; lists of dicts, DataFrames, JSON/JSONL/CSV/Parquet files),
+as two lists (prompts in `x`, responses in `y`), or as a `tf.data.Dataset` of
+record dicts. Each conversation is rendered with the head's chat template and
+tokenised with the loss mask of `tokenize_examples` (the assistant turns, or
+everything with `train_on="all"`); inputs are the tokens but the last, labels
+the tokens shifted by one and the per-token sample weight the shifted mask
+(times any per-example `sample_weight`). Each batch is padded to its own
+longest example (dynamic padding).
+"""
+
+import numpy as np
+
+from finetunekit.core.data.pipeline import (
+    Batches,
+    Prepared,
+    build_splits,
+    check_sample_weight,
+    is_dataset,
+    take,
+)
+
+
+def _plain(value):
+    """A Python value of a dataset element (bytes decoded, arrays as lists)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value.tolist()]
+    if isinstance(value, dict):
+        return {key: _plain(v) for key, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value.item() if hasattr(value, "item") else value
+
+
+def read_examples(x, y=None, warn=True):
+    """`Example`s of SFT records, of prompts `x` with responses `y`, or of a dataset of records.
+
+    Args:
+        x: records (list of dicts, DataFrame, file path), a list of prompts
+            (with `y`), or a `tf.data.Dataset` of unbatched record dicts.
+        y: list of responses (one per prompt), or None.
+        warn: warn about suspicious data (see `to_examples`).
+
+    Returns:
+        A list of `Example`.
+
+    Example:
+    ```python
+    read_examples(["Say hi."], ["Hi!"])[0].messages[1]["content"]  # "Hi!"
+    ```
+    """
+    from finetunekit.families.causal_lm.records import to_examples
+
+    if is_dataset(x):
+        x = [_plain(element) for element in x.as_numpy_iterator()]
+        if x and not isinstance(x[0], dict):
+            raise ValueError(
+                "A tf.data.Dataset for an InstructionHead must yield record dicts (e.g. "
+                "{'prompt': ..., 'completion': ...} or {'text': ...}), unbatched."
+            )
+    if y is not None:
+        prompts = [x] if isinstance(x, str) else list(x)
+        answers = [y] if isinstance(y, str) else list(y)
+        if len(prompts) != len(answers):
+            raise ValueError(
+                f"Prompts and responses must pair up: {len(prompts)} prompts but "
+                f"{len(answers)} responses."
+            )
+        x = [{"prompt": p, "completion": c} for p, c in zip(prompts, answers)]
+    elif isinstance(x, (list, tuple)) and x and all(isinstance(item, str) for item in x):
+        x = [{"text": text} for text in x]
+    return to_examples(x, warn=warn)
+
+
+class CausalLMPipeline:
+    """Prepares SFT records for a FineTuner with an `InstructionHead`.
+
+    Args:
+        head: the `InstructionHead`.
+        kind: the `CausalLMBackbone` (tokenizer, sequence length, input dtypes).
+        trains: bool. Whether any backbone weight trains.
+    """
+
+    def __init__(self, head, kind, trains=True):
+        self.head = head
+        self.kind = kind
+        self.trains = trains
+
+    @property
+    def pad_token_id(self):
+        value = getattr(self.kind.tokenizer, "pad_token_id", None)
+        return 0 if value is None else int(value)
+
+    def tokenize(self, examples):
+        """`TokenizedExample`s of `examples` (truncation warned about with counts)."""
+        from finetunekit.families.causal_lm.tokenization import tokenize_examples
+
+        limit = self.head.max_length or self.kind.sequence_length
+        tokenized, report = tokenize_examples(
+            examples, self.kind.tokenizer, self.head.template(self.kind),
+            sequence_length=limit + 1, train_on=self.head.train_on,
+            on_too_long=self.head.on_too_long,
+        )
+        report.warn(limit + 1)
+        if not tokenized:
+            raise ValueError(
+                f"No example fits sequence_length={limit} tokens with room for its response "
+                f"({report.examples} examples, longest {report.longest} tokens). Raise "
+                "sequence_length (or InstructionHead(max_length=...)) or shorten the prompts."
+            )
+        return tokenized
+
+    def examples_dataset(self, tokenized, weights=None):
+        """Unbatched dataset of `(x, y, sample_weight)`, one per example (order kept)."""
+        import tensorflow as tf
+
+        lengths = np.asarray([len(ex) - 1 for ex in tokenized], "int32")
+        width = int(lengths.max())
+        ids = np.full((len(tokenized), width + 1), self.pad_token_id, "int32")
+        mask = np.zeros((len(tokenized), width + 1), "float32")
+        for row, ex in enumerate(tokenized):
+            ids[row, : len(ex)] = ex.token_ids
+            mask[row, : len(ex)] = ex.loss_mask
+        scale = np.ones(len(tokenized), "float32") if weights is None else weights
+        mask_dtype = self.kind.model.input["padding_mask"].dtype
+
+        def trim(row_ids, row_mask, length, weight):
+            x = {
+                "token_ids": row_ids[:length],
+                "padding_mask": tf.cast(tf.ones([length], "int32"), mask_dtype),
+            }
+            return x, row_ids[1 : length + 1], row_mask[1 : length + 1] * weight
+
+        ds = tf.data.Dataset.from_tensor_slices((ids, mask, lengths, scale))
+        return ds.map(trim, num_parallel_calls=tf.data.AUTOTUNE)
+
+    def batch(self, ds, batch_size, n, shuffle=False, seed=None):
+        import tensorflow as tf
+
+        ds = ds.cache()
+        if shuffle:
+            ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        mask_dtype = self.kind.model.input["padding_mask"].dtype
+        masked = tf.constant(False) if mask_dtype == "bool" else tf.constant(0, mask_dtype)
+        values = (
+            {"token_ids": tf.constant(self.pad_token_id, "int32"), "padding_mask": masked},
+            tf.constant(self.pad_token_id, "int32"),
+            tf.constant(0.0, "float32"),
+        )
+        shapes = ({"token_ids": [None], "padding_mask": [None]}, [None], [None])
+        ds = ds.padded_batch(batch_size, padded_shapes=shapes, padding_values=values)
+        ds = ds.apply(tf.data.experimental.assert_cardinality(-(-n // batch_size)))
+        return Batches(ds.prefetch(tf.data.AUTOTUNE))
+
+    def _check(self, x, training, padding):
+        if training and not self.trains:
+            raise ValueError(
+                "An InstructionHead has no weights of its own, and with unfreeze=0 the backbone "
+                'is frozen: nothing would train. Pass lora_rank=8, or unfreeze="all" (or a '
+                "number of blocks)."
+            )
+        if padding not in (None, "dynamic"):
+            raise ValueError(
+                "An InstructionHead pads each batch to its longest example "
+                f'(padding="dynamic"). Received: padding={padding!r}'
+            )
+        if self.head.packing and not self.kind.supports_packing:
+            raise ValueError(
+                "InstructionHead(packing=True) needs a backbone that takes a block-diagonal "
+                f"attention mask; the FineTuner graph of {type(self.kind.model).__name__} takes "
+                "only token_ids and padding_mask. Use packing=False (batches are padded per "
+                "batch, so little compute is lost on padding)."
+            )
+        if isinstance(x, str) and x.startswith("tfds:"):
+            raise ValueError("TFDS names are not supported by an InstructionHead; pass records.")
+
+    def prepare(
+        self, x, y=None, *, class_names=None, batch_size=32, shuffle=False, validation_split=0.0,
+        sample_weight=None, seed=None, x_col=None, y_col=None, require_labels=True,
+        padding="dynamic", training=False,
+    ):
+        """Checks, tokenises and batches SFT records.
+
+        Returns:
+            A `Prepared` whose `Batches` hold batched `tf.data.Dataset`s.
+        """
+        del class_names, x_col, y_col, require_labels
+        self._check(x, training, padding)
+        tokenized = self.tokenize(read_examples(x, y))
+        weights = check_sample_weight(sample_weight, len(tokenized))
+
+        def make(index, train_split):
+            ds = self.examples_dataset(take(tokenized, index), take(weights, index))
+            return self.batch(ds, batch_size, len(index), shuffle=train_split and shuffle, seed=seed)
+
+        train, validation, index = build_splits(len(tokenized), make, validation_split, None, seed)
+        return Prepared(train, validation, None, None, num_examples=len(index))
