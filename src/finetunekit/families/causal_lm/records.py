@@ -22,10 +22,11 @@ import csv
 import json
 import math
 import os
-import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from finetunekit.core.notices import warn_user
 
 __all__ = [
     "Example",
@@ -365,29 +366,23 @@ def _warn_suspicious(examples, origin, ignored, empty_prompts, trailing_user) ->
     where = f" in {origin}" if origin else ""
     if ignored:
         listed = ", ".join(f"{k!r} ({n} records)" for k, n in sorted(ignored.items()))
-        warnings.warn(f"Ignoring columns{where}: {listed}.", UserWarning, stacklevel=4)
+        warn_user(f"Ignoring columns{where}: {listed}.")
     if empty_prompts:
-        warnings.warn(
+        warn_user(
             f"{empty_prompts} of {len(examples)} conversations{where} have an empty user "
             "prompt; the model learns those responses unconditionally.",
-            UserWarning,
-            stacklevel=4,
         )
     if trailing_user:
-        warnings.warn(
+        warn_user(
             f"{trailing_user} of {len(examples)} conversations{where} end with a user turn; "
             "that last turn is context only and is never trained on.",
-            UserWarning,
-            stacklevel=4,
         )
     keys = {json.dumps([e.messages, e.text], sort_keys=True) for e in examples}
     duplicates = len(examples) - len(keys)
     if duplicates:
-        warnings.warn(
+        warn_user(
             f"{duplicates} of {len(examples)} records{where} are exact duplicates of an "
             "earlier record; they are weighted more in training.",
-            UserWarning,
-            stacklevel=4,
         )
 
 

@@ -17,10 +17,11 @@ with no room left for a single response token is dropped (or raises).
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field, fields
 
 import numpy as np
+
+from finetunekit.core.notices import warn_user
 
 from .chat_template import ChatTemplate, render_with_assistant_spans
 
@@ -150,7 +151,7 @@ class TruncationReport:
         """
         text = self.message(sequence_length)
         if text:
-            warnings.warn(text, UserWarning, stacklevel=2)
+            warn_user(text)
 
 
 # --------------------------------------------------------------------------
