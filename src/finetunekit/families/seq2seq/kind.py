@@ -241,7 +241,8 @@ class Seq2SeqBackbone(BackboneKind):
         generator.compile(sampler="greedy")
         generator._finetunekit_sampler = None  # predict_text compiles its own sampler again
         preprocessor = generator.preprocessor
-        preprocessor.build(None)
+        if not preprocessor.built:  # fit / predict_text built it already; building again raises
+            preprocessor.build(None)
         length = ft.head.decoder_length(preprocessor, ft.head.max_target_length)
         stop = (int(preprocessor.tokenizer.end_token_id),)
 
