@@ -214,6 +214,13 @@ class TextPipeline:
             return Prepared(Batches(ds), class_names=class_names or names)
         if is_dataset(x):
             no_split_for_datasets(validation_split)
+            if token_level and not _yields_model_inputs(x):
+                # Tokenised whole, texts lose where each word starts: no tag per word to fit
+                # on, and predictions of batches of other lengths do not concatenate.
+                raise ValueError(
+                    "A tf.data.Dataset of texts is not supported for token classification; pass "
+                    "word lists and tags, or a CoNLL file."
+                )
             check_dataset_labels(x, self.head, class_names, batched=_is_batched(x))
             ds = self._from_dataset(x, batch_size, padding, augment=augment)
             return Prepared(Batches(ds), class_names=class_names)
@@ -344,6 +351,12 @@ class TextPipeline:
         if examples >= 0:
             ds = ds.apply(tf.data.experimental.assert_cardinality(-(-examples // batch_size)))
         return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _yields_model_inputs(ds):
+    """Whether a text dataset yields model-input dicts (token ids ...) rather than strings."""
+    return isinstance(ds.element_spec[0] if isinstance(ds.element_spec, tuple) else ds.element_spec,
+                      dict)
 
 
 def _is_batched(ds):
