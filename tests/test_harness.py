@@ -4,7 +4,17 @@ import numpy as np
 import pytest
 
 import finetunekit as fk
-from tests.harness import BACKBONE_CASES, HEAD_CASES, build, check_task, data, matrix
+from tests.harness import (
+    BACKBONE_CASES,
+    HEAD_CASES,
+    SLOW,
+    TASK_CALLS,
+    build,
+    check_task,
+    data,
+    matrix,
+    matrix_params,
+)
 
 
 def _head_classes(cls=fk.heads.Head):
@@ -26,11 +36,33 @@ def test_every_head_has_a_harness_case():
     assert concrete and concrete <= covered, f"heads without a harness case: {concrete - covered}"
 
 
-@pytest.mark.parametrize("kind,head", matrix())
+def test_every_task_method_has_a_harness_call():
+    methods = {name for cls in _head_classes() for name in cls.task_methods}
+    assert methods and methods <= set(TASK_CALLS), f"no TASK_CALLS entry: {methods - set(TASK_CALLS)}"
+
+
+@pytest.mark.parametrize("kind", list(BACKBONE_CASES))
+def test_a_kind_refuses_every_head_it_does_not_run(kind):
+    """Every family x every kind it accepts: a head outside `matrix()` for a kind is refused."""
+    runs = {head for k, head in matrix() if k == kind}
+    options = BACKBONE_CASES[kind].options()  # one backbone: each refusal comes before training
+    for name, case in HEAD_CASES.items():
+        if name in runs:
+            continue
+        with pytest.raises(ValueError) as refused:
+            fk.FineTuner(head=case.make(), **options)
+        assert "backbone" in str(refused.value), (name, refused.value)  # says what is missing
+
+
+def test_slow_pairs_are_in_the_matrix():
+    assert SLOW <= set(matrix())
+
+
+@pytest.mark.parametrize("kind,head", matrix_params())
 def test_task(kind, head, tmp_path):
     case = HEAD_CASES[head]
     x, y = data(kind, case)
-    check_task(build(kind, case), x, y, tmp_path)
+    check_task(build(kind, case), x, y, tmp_path, case)
 
 
 @pytest.mark.parametrize("kind", list(BACKBONE_CASES))

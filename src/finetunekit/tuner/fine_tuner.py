@@ -352,7 +352,16 @@ class FineTuner(SymbolicBuildFromOneReplica, keras.Model):
             epochs, freeze_epochs, unfreeze, learning_rate, fine_tune_learning_rate, gradual,
             every, plan.options.checkpoint_dir,
         )
-        prepared, validation = training_data(self, x, y, validation_data, validation_split, plan)
+        # Read the data for the model as its last stage trains it: a pipeline that refuses
+        # data when nothing would train (a Seq2SeqHead has no weights) must see those blocks.
+        previous = self.unfreeze
+        self.set_unfreeze(stages[-1].unfreeze)
+        try:
+            prepared, validation = training_data(
+                self, x, y, validation_data, validation_split, plan
+            )
+        finally:
+            self.set_unfreeze(previous)
         compile_args = dict(self._compile_args or {})
         for key in ("learning_rate", "optimizer"):
             compile_args.pop(key, None)

@@ -52,6 +52,16 @@ class RankingHead(Head):
             1, activation="sigmoid" if task == "click" else None, dtype="float32"
         )
 
+    def adapt_backbone(self, kind):
+        """Refuses a backbone without user and item vectors (anything but `fk.backbones.Embeddings`)."""
+        if kind.modality != "ids":
+            raise ValueError(
+                f"RankingHead scores (user, item) pairs from their vectors, which a {kind.modality} "
+                f"backbone ({kind.name}) does not provide. Use "
+                "fk.backbones.Embeddings(users=..., items=...)."
+            )
+        return kind
+
     def build(self, input_shape):
         dim = input_shape["features"][-1]
         self.interaction.build([(None, dim), (None, dim)])

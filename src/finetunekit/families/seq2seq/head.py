@@ -193,7 +193,8 @@ class Seq2SeqHead(Head):
             ("greedy", 1, 0), keras_hub.samplers.GreedySampler
         )
         preprocessor = generator.preprocessor
-        preprocessor.build(None)
+        if not preprocessor.built:  # fit / predict_text built it already; building again raises
+            preprocessor.build(None)
         length = self.decoder_length(preprocessor, self.max_target_length)
         stop = (int(preprocessor.tokenizer.end_token_id),)
 

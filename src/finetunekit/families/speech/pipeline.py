@@ -197,8 +197,8 @@ class AudioPipeline:
             return ds  # already model inputs
         if self.transcripts:
             raise ValueError(
-                "A dataset of audio paths with transcripts is not supported; pass lists of "
-                "paths and transcripts, or a CSV/JSONL manifest."
+                "A dataset of audio paths is not supported for speech to text (fit, evaluate "
+                "or predict); pass lists of paths (and transcripts), or a CSV/JSONL manifest."
             )
         if first.shape.rank:
             batch_size = int(first.shape[0] or batch_size)

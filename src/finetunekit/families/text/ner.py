@@ -62,6 +62,16 @@ class TokenClassificationHead(PooledHead):
             hidden_units=hidden_units, dropout=dropout, activation=activation, **kwargs,
         )
 
+    def adapt_backbone(self, kind):
+        """Refuses a backbone without words: tags go to the sub-words of a text tokenizer."""
+        if kind.modality != "text":
+            raise ValueError(
+                f"TokenClassificationHead tags the words of texts; a {kind.modality} backbone "
+                f"({kind.name}) has no words to tag. Use a text encoder (e.g. "
+                'backbone="bert_base_en_uncased"), or ClassificationHead for one label per input.'
+            )
+        return kind
+
     def compute_output_shape(self, input_shape):
         shape = input_shape["features"] if isinstance(input_shape, dict) else input_shape
         return (shape[0], shape[1], self.units)

@@ -227,6 +227,13 @@ class TextPipeline:
             return Prepared(Batches(ds), class_names=class_names or names)
         if is_dataset(x):
             no_split_for_datasets(validation_split)
+            if token_level and not _yields_model_inputs(x):
+                # Tokenised whole, texts lose where each word starts: no tag per word to fit
+                # on, and predictions of batches of other lengths do not concatenate.
+                raise ValueError(
+                    "A tf.data.Dataset of texts is not supported for token classification; pass "
+                    "word lists and tags, or a CoNLL file."
+                )
             check_dataset_labels(x, self.head, class_names, batched=_is_batched(x))
             ds = self._from_dataset(x, batch_size, padding, augment=augment)
             return Prepared(Batches(ds), class_names=class_names)
@@ -563,6 +570,12 @@ class TextPipeline:
             ds, extras, n, batch_size, padding, shuffle=shuffle, seed=seed,
             per_epoch=lambda shuffled: self.augmented_tokens(shuffled),
         )
+
+def _yields_model_inputs(ds):
+    """Whether a text dataset yields model-input dicts (token ids ...) rather than strings."""
+    return isinstance(ds.element_spec[0] if isinstance(ds.element_spec, tuple) else ds.element_spec,
+                      dict)
+
 
 def _is_batched(ds):
     """Whether a text dataset yields batches: strings of rank >= 1, or model-input dicts."""
