@@ -10,7 +10,7 @@ import finetunekit as fk
 from finetunekit.core.family import families, head_classes
 from tests.conftest import tiny_cnn
 from tests.harness import check_task
-from tests.plugins.ordinal import plugin  # noqa: F401 - registers the family
+from tests.plugins.ordinal import case, plugin  # noqa: F401 - plugin registers the family
 from tests.plugins.ordinal.head import OrdinalHead
 
 
@@ -25,7 +25,8 @@ def test_ordinal_head_fits_saves_and_reloads(tmp_path):
     levels = np.repeat(np.arange(4), 8)
     # Brighter images are higher levels: a learnable ordinal signal.
     x = (levels[:, None, None, None] * 60 + rng.integers(0, 20, (32, 16, 16, 3))).astype("uint8")
-    ft = fk.FineTuner(tiny_cnn(), fk.OrdinalHead(4), preprocessing="zero_one", unfreeze="all")
+    ft = fk.FineTuner(tiny_cnn(), case.make(), preprocessing="zero_one", unfreeze="all")
+    assert isinstance(ft.head, fk.OrdinalHead)
     encoded, _ = ft.head.encode_targets(levels)
     assert encoded[5].tolist() == [0, 0, 0] and encoded[-1].tolist() == [1, 1, 1]
     check_task(ft, x, levels, tmp_path)

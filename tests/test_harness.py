@@ -30,8 +30,19 @@ def test_every_backbone_kind_has_a_harness_case():
     assert [k for k in kinds if k not in BACKBONE_CASES] == []
 
 
+def _registered_heads():
+    """Heads the built-in families register (plugins such as tests/plugins/ordinal bring their own case)."""
+    from finetunekit.core.family import families
+    from finetunekit.families import BUILTIN
+
+    return {head.__name__ for name, family in families().items() if name in BUILTIN
+            for head in family.heads}
+
+
 def test_every_head_has_a_harness_case():
     concrete = {c.__name__ for c in _head_classes() if c.__name__ not in ("PooledHead", "SpatialHead")}
+    assert _registered_heads() <= concrete  # every registered head is a Head subclass
+    concrete |= _registered_heads()
     covered = {name.split("/")[0] for name in HEAD_CASES}
     assert concrete and concrete <= covered, f"heads without a harness case: {concrete - covered}"
 

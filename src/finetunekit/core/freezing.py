@@ -144,6 +144,24 @@ def apply_unfreeze(backbone, groups, unfreeze):
     return [name for name, _ in chosen]
 
 
+def enable_lora(model, rank):
+    """keras-hub's `model.enable_lora(rank)`, once: a backbone given again keeps its LoRA factors.
+
+    A backbone instance passed to a second `FineTuner` (after the first was
+    refused, or to compare heads) already has its factors; enabling them again
+    would raise inside keras-hub.
+
+    Args:
+        model: a keras-hub Backbone.
+        rank: int. The LoRA rank.
+
+    Returns:
+        None.
+    """
+    if not lora_paths(model):
+        model.enable_lora(rank)
+
+
 def lora_paths(model):
     """Paths of the LoRA weights of a keras-hub backbone after `enable_lora` (its trainable ones)."""
     return [variable.path for variable in model.trainable_variables if "lora" in variable.path]

@@ -1,4 +1,4 @@
-"""The ordinal family's entry in the shared test harness (found by `tests/harness.py`)."""
+"""How the shared harness checks build the ordinal head and its targets (tests/test_custom_head.py)."""
 
 
 from tests.plugins.ordinal.head import OrdinalHead

@@ -16,7 +16,7 @@ import sys
 import keras
 
 from finetunekit.core._keras_compat import preset_backbone_class
-from finetunekit.core.freezing import lora_paths, train_lora_only
+from finetunekit.core.freezing import enable_lora, lora_paths, train_lora_only
 from finetunekit.core.kind import BackboneKind, check_layer_decay, check_needs
 from finetunekit.core.presets import (
     PRESET_SCHEMES,
@@ -281,7 +281,7 @@ class CausalLMBackbone(BackboneKind):
         if self.quantize and not is_quantized(model):
             model.quantize(self.quantize)
         if self.lora_rank is not None:
-            model.enable_lora(self.lora_rank)
+            enable_lora(model, self.lora_rank)
         self._lora_trainable = lora_paths(model)
         self.model = model
         self.task = task_class(backbone=model, preprocessor=None)

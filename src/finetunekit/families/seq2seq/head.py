@@ -71,6 +71,12 @@ class Seq2SeqHead(Head):
 
     def adapt_backbone(self, kind):
         """With `decoder="warm_start"`, the encoder-decoder warm-started from a BERT `kind`."""
+        if kind.name == "causal_lm":
+            raise ValueError(
+                "A Seq2SeqHead needs an encoder-decoder language model backbone (a keras-hub "
+                "Seq2SeqLM: BART, T5); a decoder-only causal language model trains with "
+                "fk.InstructionHead (prompt/completion pairs or chat messages) instead."
+            )
         if self.decoder is None:
             return kind
         from finetunekit.families.seq2seq import warm_start

@@ -5,7 +5,7 @@ import os
 
 import keras
 
-from finetunekit.core.freezing import lora_paths, train_lora_only
+from finetunekit.core.freezing import enable_lora, lora_paths, train_lora_only
 from finetunekit.core.kind import BackboneKind, check_layer_decay, check_needs
 from finetunekit.core.presets import (
     PRESET_SCHEMES,
@@ -143,7 +143,7 @@ class TextEncoderBackbone(BackboneKind):
         self.lora_rank = None if lora_rank is None else int(lora_rank)
         self.text_augmentation = None  # set by build(augmentation=...)
         if self.lora_rank is not None:
-            model.enable_lora(self.lora_rank)
+            enable_lora(model, self.lora_rank)
         self._lora_trainable = lora_paths(model)
 
     @staticmethod
