@@ -83,6 +83,8 @@ def test_evaluate_report_prints_loss_perplexity_and_answer_scores(places, capsys
     assert cli.main(["evaluate", "--model", places["model"], "--data", places["data"], "--json"]) == 0
     scores = json.loads(capsys.readouterr().out)
     assert scores["num_examples"] == 4 and scores["perplexity"] > 1
+    assert cli.main(["evaluate", "--data", places["data"]]) == 2  # no model: a usage error
+    assert "name the model once" in capsys.readouterr().err
 
 
 def test_predict_prints_one_answer_per_prompt(places, tmp_path, capsys):
@@ -98,6 +100,8 @@ def test_predict_prints_one_answer_per_prompt(places, tmp_path, capsys):
         rows = json.load(f)
     assert [row["prompt"] for row in rows] == ["where do i live?", "what do i drink?"]
     assert all(isinstance(row["answer"], str) for row in rows)
+    assert cli.main(["predict", places["model"]]) == 2  # no prompts: a usage error
+    assert "give the inputs" in capsys.readouterr().err
 
 
 def test_chat_loop_answers_each_line_keeps_the_history_and_ends_at_eof(places, monkeypatch, capsys):
