@@ -26,6 +26,7 @@ from finetunekit.core.presets import (
     with_policy,
 )
 from finetunekit.families.causal_lm.export import is_quantized, write_keras_hub_preset
+from finetunekit.generation.samplers import CompiledGenerator
 
 QUANTIZE_MODES = (None, "int8")
 LM_INPUTS = ("token_ids", "padding_mask")
@@ -210,7 +211,7 @@ def check_quantize(quantize, lora_rank):
     return quantize
 
 
-class CausalLMBackbone(BackboneKind):
+class CausalLMBackbone(CompiledGenerator, BackboneKind):
     """A decoder-only language model (Llama, SmolLM2, GPT-2, Gemma, ...) and its tokenizer.
 
     Args:
@@ -370,25 +371,6 @@ class CausalLMBackbone(BackboneKind):
         }
         logits = self.task(inputs)
         return inputs, {"lm_logits": logits, "padding_mask": inputs["padding_mask"]}
-
-    def compiled_generator(self, key, make_sampler):
-        """The generator compiled with a sampler, recompiled only when `key` changes.
-
-        Compiling drops keras-hub's traced generation function, so the
-        sampler in use is remembered here.
-
-        Args:
-            key: hashable. Names the sampler and its options.
-            make_sampler: callable `() -> keras_hub.samplers.Sampler`.
-
-        Returns:
-            The keras-hub `CausalLM` (`generator()`), compiled.
-        """
-        generator = self.generator()
-        if self._sampler_key != key:
-            generator.compile(sampler=make_sampler())
-            self._sampler_key = key
-        return generator
 
     def generator(self):
         """The keras-hub `CausalLM` that generates with this backbone (weights shared)."""

@@ -22,6 +22,7 @@ from finetunekit.core.freezing import (
 )
 from finetunekit.core.kind import BackboneKind, check_layer_decay, check_needs
 from finetunekit.core.presets import check_token_options, with_policy
+from finetunekit.generation.samplers import CompiledGenerator
 
 SEQ2SEQ_INPUTS = (
     "encoder_token_ids", "encoder_padding_mask", "decoder_token_ids", "decoder_padding_mask",
@@ -74,7 +75,7 @@ def is_seq2seq_preset(value):
     return backbone_class is not None and seq2seq_task_class(backbone_class) is not None
 
 
-class Seq2SeqBackbone(BackboneKind):
+class Seq2SeqBackbone(CompiledGenerator, BackboneKind):
     """A keras-hub encoder-decoder (BART, T5) and its `Seq2SeqLMPreprocessor`.
 
     Args:
@@ -238,25 +239,6 @@ class Seq2SeqBackbone(BackboneKind):
         import tensorflow as tf
 
         return {"texts": tf.TensorSpec([None], tf.string, name="texts")}
-
-    def compiled_generator(self, key, make_sampler):
-        """The generator compiled with a sampler, recompiled only when `key` changes.
-
-        Compiling drops keras-hub's traced generation function, so the
-        sampler in use is remembered here (by `key`, e.g. `("greedy", 1, 0)`).
-
-        Args:
-            key: hashable. Names the sampler and its options.
-            make_sampler: callable `() -> keras_hub.samplers.Sampler`.
-
-        Returns:
-            The keras-hub `Seq2SeqLM` (`generator()`), compiled.
-        """
-        generator = self.generator()
-        if self._sampler_key != key:
-            generator.compile(sampler=make_sampler())
-            self._sampler_key = key
-        return generator
 
     def generator(self):
         """The keras-hub `Seq2SeqLM` that generates with this backbone (weights shared)."""
