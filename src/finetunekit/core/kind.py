@@ -22,6 +22,10 @@ family it holds:
 
 import importlib
 
+import keras
+
+from finetunekit.core.freezing import apply_unfreeze, train_lora_only
+
 BACKBONE_OUTPUTS = (
     "features", "padding_mask", "pyramid", "images", "decoder_logits", "lm_logits",
 )
@@ -180,8 +184,6 @@ class BackboneKind:
 
     def apply_unfreeze(self, unfreeze):
         """Freezes the backbone, then opens its last `unfreeze` blocks; returns their names."""
-        from finetunekit.core.freezing import apply_unfreeze
-
         return apply_unfreeze(self.model, self.groups(), unfreeze)
 
     def config(self):
@@ -232,6 +234,43 @@ class BackboneKind:
                 for variable in layer.weights:
                     multipliers.setdefault(variable.path, scale)
         return multipliers
+
+
+class TokenKind(BackboneKind):
+    """Base class of kinds whose inputs are token ids made by a keras-hub preprocessor.
+
+    Text encoders, sequence-to-sequence and causal language models share the
+    options kept in the `FineTuner` config and the LoRA rule of `unfreeze`.
+
+    Attributes:
+        sequence_length: int. Longest input, in tokens.
+        lora_rank: int or None. Rank of the LoRA factors, when enabled.
+    """
+
+    modality = "text"
+    sequence_length = None
+    lora_rank = None
+    #: list of str. Paths of the LoRA weights that train (set by the subclass).
+    _lora_trainable = ()
+
+    def apply_unfreeze(self, unfreeze):
+        """With LoRA only the LoRA factors train (`unfreeze` must be 0); else as `BackboneKind`.
+
+        Returns:
+            The list of unfrozen block names (`["lora"]` with LoRA).
+        """
+        if self.lora_rank is not None:
+            return train_lora_only(self.model, self._lora_trainable, unfreeze)
+        return super().apply_unfreeze(unfreeze)
+
+    def config(self):
+        """Constructor arguments of `FineTuner` specific to token backbones."""
+        return {
+            "sequence_length": self.sequence_length,
+            "preprocessor": keras.saving.serialize_keras_object(self.preprocessor),
+            "lora_rank": self.lora_rank,
+            "layer_decay": self.layer_decay,
+        }
 
 
 def check_layer_decay(layer_decay):

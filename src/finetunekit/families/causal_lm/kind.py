@@ -16,8 +16,8 @@ import sys
 import keras
 
 from finetunekit.core._keras_compat import preset_backbone_class
-from finetunekit.core.freezing import enable_lora, lora_paths, train_lora_only
-from finetunekit.core.kind import BackboneKind, check_layer_decay, check_needs
+from finetunekit.core.freezing import enable_lora, lora_paths
+from finetunekit.core.kind import check_layer_decay
 from finetunekit.core.presets import (
     PRESET_SCHEMES,
     check_token_options,
@@ -26,7 +26,7 @@ from finetunekit.core.presets import (
     with_policy,
 )
 from finetunekit.families.causal_lm.export import is_quantized, write_keras_hub_preset
-from finetunekit.generation.samplers import CompiledGenerator
+from finetunekit.generation.language_model import LanguageModelKind
 
 QUANTIZE_MODES = (None, "int8")
 LM_INPUTS = ("token_ids", "padding_mask")
@@ -211,7 +211,7 @@ def check_quantize(quantize, lora_rank):
     return quantize
 
 
-class CausalLMBackbone(CompiledGenerator, BackboneKind):
+class CausalLMBackbone(LanguageModelKind):
     """A decoder-only language model (Llama, SmolLM2, GPT-2, Gemma, ...) and its tokenizer.
 
     Args:
@@ -249,8 +249,10 @@ class CausalLMBackbone(CompiledGenerator, BackboneKind):
     )
     priority = 35  # after seq2seq (keras-hub's Seq2SeqLM is a CausalLM), before text encoders
     default_learning_rates = (2e-4, 2e-5)
-    provides = ("lm_logits", "padding_mask")
     supports_packing = False
+    input_names = LM_INPUTS
+    head_name = "a fk.InstructionHead"
+    noun = "a causal language model"
 
     @classmethod
     def matches(cls, backbone):
@@ -328,49 +330,17 @@ class CausalLMBackbone(CompiledGenerator, BackboneKind):
             for i, layer in enumerate(blocks)
         ]
 
-    def apply_unfreeze(self, unfreeze):
-        """`unfreeze` blocks train; with LoRA only the LoRA factors train (`unfreeze` must be 0)."""
-        if self.lora_rank is not None:
-            return train_lora_only(self.model, self._lora_trainable, unfreeze)
-        return super().apply_unfreeze(unfreeze)
+    def input_dtype(self, name):
+        return self.model.input[name].dtype
 
     def data_pipeline(self, head, augmentation=()):
         from finetunekit.families.causal_lm.pipeline import CausalLMPipeline
 
-        if augmentation:
-            raise ValueError("`augment` is not supported for causal language models.")
+        self.check_augmentation(augmentation)
         return CausalLMPipeline(head, self, trains=bool(self.model.trainable_weights))
 
-    def cache_blocker(self):
-        return "feature caching supports image backbones only"
-
     def config(self):
-        return {
-            "sequence_length": self.sequence_length,
-            "preprocessor": keras.saving.serialize_keras_object(self.preprocessor),
-            "lora_rank": self.lora_rank,
-            "layer_decay": self.layer_decay,
-            "quantize": self.quantize,
-        }
-
-    def build(self, needs=("lm_logits",), augmentation=()):
-        """`token_ids`, `padding_mask` -> `{"lm_logits": next-token logits, "padding_mask": mask}`."""
-        other = sorted(set(needs) - {"lm_logits", "padding_mask"})
-        if other:
-            raise ValueError(
-                f"A causal language model gives next-token logits to a fk.InstructionHead; this "
-                f"head needs {other}. For classification use a text encoder "
-                '(e.g. backbone="bert_base_en_uncased").'
-            )
-        check_needs(self, needs)
-        if augmentation:
-            raise ValueError("`augment` is not supported for causal language models.")
-        inputs = {
-            name: keras.Input(shape=(None,), dtype=self.model.input[name].dtype, name=name)
-            for name in LM_INPUTS
-        }
-        logits = self.task(inputs)
-        return inputs, {"lm_logits": logits, "padding_mask": inputs["padding_mask"]}
+        return {**super().config(), "quantize": self.quantize}
 
     def generator(self):
         """The keras-hub `CausalLM` that generates with this backbone (weights shared)."""

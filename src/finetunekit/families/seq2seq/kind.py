@@ -14,15 +14,10 @@ import sys
 import keras
 
 from finetunekit.core._keras_compat import preset_backbone_class
-from finetunekit.core.freezing import (
-    UNFREEZE_PARTS,
-    apply_unfreeze_parts,
-    lora_paths,
-    train_lora_only,
-)
-from finetunekit.core.kind import BackboneKind, check_layer_decay, check_needs
+from finetunekit.core.freezing import UNFREEZE_PARTS, apply_unfreeze_parts, lora_paths
+from finetunekit.core.kind import check_layer_decay
 from finetunekit.core.presets import check_token_options, with_policy
-from finetunekit.generation.samplers import CompiledGenerator
+from finetunekit.generation.language_model import LanguageModelKind
 
 SEQ2SEQ_INPUTS = (
     "encoder_token_ids", "encoder_padding_mask", "decoder_token_ids", "decoder_padding_mask",
@@ -75,7 +70,7 @@ def is_seq2seq_preset(value):
     return backbone_class is not None and seq2seq_task_class(backbone_class) is not None
 
 
-class Seq2SeqBackbone(CompiledGenerator, BackboneKind):
+class Seq2SeqBackbone(LanguageModelKind):
     """A keras-hub encoder-decoder (BART, T5) and its `Seq2SeqLMPreprocessor`.
 
     Args:
@@ -98,7 +93,10 @@ class Seq2SeqBackbone(CompiledGenerator, BackboneKind):
     description = 'a keras-hub Seq2SeqLM preset (BART, T5), its "hf://" handle or folder, or its Backbone'
     priority = 30  # after audio (Moonshine's task is a Seq2SeqLM), before text encoders
     default_learning_rates = (1e-3, 5e-5)
-    provides = ("lm_logits", "padding_mask")
+    input_names = SEQ2SEQ_INPUTS
+    mask_input = "decoder_padding_mask"
+    head_name = "a fk.Seq2SeqHead"
+    noun = "a sequence-to-sequence backbone"
 
     @classmethod
     def matches(cls, backbone):
@@ -169,9 +167,7 @@ class Seq2SeqBackbone(CompiledGenerator, BackboneKind):
         and the last two decoder layers; the shared embeddings train only
         with `unfreeze="all"`.
         """
-        if self.lora_rank is not None:
-            return train_lora_only(self.model, self._lora_trainable, unfreeze)
-        if isinstance(unfreeze, dict):
+        if self.lora_rank is None and isinstance(unfreeze, dict):
             parts = {part: [g for g in self.groups() if g[0].startswith(part)]
                      for part in UNFREEZE_PARTS}
             return apply_unfreeze_parts(self.model, parts, unfreeze)
@@ -187,6 +183,7 @@ class Seq2SeqBackbone(CompiledGenerator, BackboneKind):
     def data_pipeline(self, head, augmentation=()):
         from finetunekit.families.seq2seq.pipeline import Seq2SeqPipeline
 
+        self.check_augmentation(augmentation)
         self.check_target_length(head)
         return Seq2SeqPipeline(head, self.preprocessor, trains=bool(self.model.trainable_weights))
 
@@ -201,38 +198,6 @@ class Seq2SeqBackbone(CompiledGenerator, BackboneKind):
                 f"start and end tokens), but {type(self.model).__name__} has {int(longest)}. "
                 f"Use max_target_length={int(longest) - (needed - target_tokens)} or less."
             )
-
-    def cache_blocker(self):
-        return "feature caching supports image backbones only"
-
-    def config(self):
-        return {
-            "sequence_length": self.sequence_length,
-            "preprocessor": keras.saving.serialize_keras_object(self.preprocessor),
-            "lora_rank": self.lora_rank,
-            "layer_decay": self.layer_decay,
-        }
-
-    def build(self, needs=("lm_logits",), augmentation=()):
-        """The four packed inputs -> `{"lm_logits": next-token logits, "padding_mask": decoder mask}`."""
-        other = sorted(set(needs) - {"lm_logits", "padding_mask"})
-        if other:
-            raise ValueError(
-                f"A sequence-to-sequence backbone gives next-token logits to a fk.Seq2SeqHead; "
-                f"this head needs {other}. For classification or tagging use a text encoder "
-                '(e.g. backbone="bert_base_en_uncased").'
-            )
-        check_needs(self, needs)
-        if augmentation:
-            raise ValueError("`augment` is not supported for sequence-to-sequence backbones yet.")
-        inputs = {
-            name: keras.Input(
-                shape=(None,), dtype="bool" if name.endswith("mask") else "int32", name=name
-            )
-            for name in SEQ2SEQ_INPUTS
-        }
-        logits = self.task(inputs)
-        return inputs, {"lm_logits": logits, "padding_mask": inputs["decoder_padding_mask"]}
 
     def serving_signature(self):
         """`{"texts": tf.TensorSpec([None], tf.string)}`: raw source strings."""

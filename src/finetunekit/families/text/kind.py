@@ -5,8 +5,8 @@ import os
 
 import keras
 
-from finetunekit.core.freezing import enable_lora, lora_paths, train_lora_only
-from finetunekit.core.kind import BackboneKind, check_layer_decay, check_needs
+from finetunekit.core.freezing import enable_lora, lora_paths
+from finetunekit.core.kind import TokenKind, check_layer_decay, check_needs
 from finetunekit.core.presets import (
     PRESET_SCHEMES,
     check_token_options,
@@ -62,7 +62,7 @@ def is_text_preset(value):
     return value in text_preset_names()
 
 
-class TextEncoderBackbone(BackboneKind):
+class TextEncoderBackbone(TokenKind):
     """A keras-hub transformer encoder (BERT family) and its tokenizer.
 
     The FineTuner graph takes token inputs (`token_ids`, `padding_mask` and,
@@ -190,18 +190,13 @@ class TextEncoderBackbone(BackboneKind):
         return groups
 
     def apply_unfreeze(self, unfreeze):
-        """Applies `unfreeze` (and keeps LoRA weights the only trainable backbone weights).
-
-        Returns:
-            The list of unfrozen block names (`["lora"]` with LoRA).
-        """
+        """As `TokenKind.apply_unfreeze`; layers off the `sequence_output` path stay frozen."""
+        blocks = super().apply_unfreeze(unfreeze)
         if self.lora_rank is None:
-            blocks = super().apply_unfreeze(unfreeze)
             for layer in self.model.layers:
-                if layer.name in UNUSED_LAYERS:  # not on the sequence_output path
+                if layer.name in UNUSED_LAYERS:
                     layer.trainable = False
-            return blocks
-        return train_lora_only(self.model, self._lora_trainable, unfreeze)
+        return blocks
 
     def data_pipeline(self, head, augmentation=()):
         """The pipeline that tokenises user text for `head`."""
@@ -220,15 +215,6 @@ class TextEncoderBackbone(BackboneKind):
         if self.lora_rank:
             return "LoRA adapters in the encoder train"
         return None
-
-    def config(self):
-        """Constructor arguments of FineTuner specific to text backbones."""
-        return {
-            "sequence_length": self.sequence_length,
-            "preprocessor": keras.saving.serialize_keras_object(self.preprocessor),
-            "lora_rank": self.lora_rank,
-            "layer_decay": self.layer_decay,
-        }
 
     def build(self, needs=("features", "padding_mask"), augmentation=()):
         """Token inputs -> `{"features": sequence output, "padding_mask": mask}`."""

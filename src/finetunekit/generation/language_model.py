@@ -1,0 +1,70 @@
+"""The kind base shared by backbones that generate text with a keras-hub task.
+
+Sequence-to-sequence models (BART, T5) and decoder-only models (Llama, GPT-2)
+give the head the same two outputs: the next-token logits of keras-hub's own
+task model on the backbone (`"lm_logits"`, so tied output embeddings are kept)
+and the mask of the positions being predicted (`"padding_mask"`).
+"""
+
+import keras
+
+from finetunekit.core.kind import TokenKind, check_needs
+from finetunekit.generation.samplers import CompiledGenerator
+
+
+class LanguageModelKind(CompiledGenerator, TokenKind):
+    """A token backbone whose `task` (a keras-hub task on `model`) gives next-token logits.
+
+    Subclasses set `task` (the keras-hub task model called in the graph),
+    `input_names` and `mask_input`, and the wording of their refusals.
+
+    Attributes:
+        input_names: tuple of str. The token inputs of `task`, in order.
+        mask_input: str. The input whose mask comes with the logits.
+        head_name: str. The head that reads the logits (for errors).
+        noun: str. What the backbone is called in errors.
+    """
+
+    provides = ("lm_logits", "padding_mask")
+    input_names = ()
+    mask_input = "padding_mask"
+    head_name = "a generative head"
+    noun = "a language model"
+
+    def cache_blocker(self):
+        return "feature caching supports image backbones only"
+
+    def check_augmentation(self, augmentation):
+        """Raises: `augment` has no meaning for token inputs of a language model."""
+        if augmentation:
+            raise ValueError(f"`augment` is not supported for {self.noun} backbones.")
+
+    def input_dtype(self, name):
+        """The dtype of the graph input `name` (masks are bool, ids int32)."""
+        return "bool" if name.endswith("mask") else "int32"
+
+    def build(self, needs=("lm_logits",), augmentation=()):
+        """Token inputs -> `{"lm_logits": next-token logits, "padding_mask": target mask}`.
+
+        Args:
+            needs: iterable of str. The outputs the head asks for.
+            augmentation: must be empty.
+
+        Returns:
+            `(inputs, outputs)`: a dict of Keras inputs and the two outputs.
+        """
+        other = sorted(set(needs) - set(self.provides))
+        if other:
+            raise ValueError(
+                f"{self.noun[0].upper()}{self.noun[1:]} gives next-token logits to "
+                f"{self.head_name}; this head needs {other}. For classification or tagging "
+                'use a text encoder (e.g. backbone="bert_base_en_uncased").'
+            )
+        check_needs(self, needs)
+        self.check_augmentation(augmentation)
+        inputs = {
+            name: keras.Input(shape=(None,), dtype=self.input_dtype(name), name=name)
+            for name in self.input_names
+        }
+        logits = self.task(inputs)
+        return inputs, {"lm_logits": logits, "padding_mask": inputs[self.mask_input]}
