@@ -159,3 +159,16 @@ def test_audio_models_from_the_command_line(tmp_path, capsys):
     code = cli.main(["predict", "--model", str(tmp_path / "asr.keras"), str(tmp_path / "kws.keras")])
     assert code == 3
     assert "is not an audio file, but" in capsys.readouterr().err
+
+
+def test_the_task_table_is_the_registry_of_head_tasks():
+    """Every `cli_task` a registered head declares is fitted from the shell or declared Python-only."""
+    from finetunekit.cli.commands import PYTHON_ONLY_TASKS, TASKS, task_of
+    from finetunekit.core.family import head_classes
+
+    declared = {head.cli_task for head in head_classes().values() if head.cli_task}
+    assert declared == (set(TASKS) - {"classification"}) | set(PYTHON_ONLY_TASKS)
+    tuner = type("Saved", (), {"head": head_classes()["DetectionHead"](num_classes=2)})()
+    assert task_of(tuner) == "detection"
+    tuner.head = head_classes()["ClassificationHead"](num_classes=2)
+    assert task_of(tuner) == "classification"

@@ -384,7 +384,10 @@ def run_export(args):
 
 
 # `finetunekit fit --task ...`: segmentation, detection, translation and chat from the shell.
+# The names are the heads' declared `cli_task` (tests/test_cli_tasks.py checks them against the
+# family registry); they are spelled here so that `--help` does not load Keras.
 TASKS = ("classification", "segmentation", "detection", "seq2seq", "chat")
+PYTHON_ONLY_TASKS = ("speech",)  # predicted from the shell, trained from Python
 IMAGE_TASKS = ("segmentation", "detection")
 
 
@@ -564,19 +567,12 @@ def run_task_fit(args):
 
 # --------------------------------------------------------------- evaluate
 def task_of(model):
-    """The CLI task of a saved FineTuner's head ("classification" for the others).
+    """The CLI task of a saved FineTuner: its head's declared `cli_task`, else "classification".
 
     `speech` (a `SpeechToTextHead`) is predicted from the command line; `fit`
     and `evaluate` for it are Python-only.
     """
-    head = type(model.head).__name__
-    return {
-        "SegmentationHead": "segmentation",
-        "DetectionHead": "detection",
-        "Seq2SeqHead": "seq2seq",
-        "SpeechToTextHead": "speech",
-        "InstructionHead": "chat",
-    }.get(head, "classification")
+    return model.head.cli_task or "classification"
 
 
 def evaluation_data(model, args):

@@ -62,6 +62,10 @@ class Head(keras.layers.Layer):
     needs = ("features",)
     target_layout = "example"
     task_methods = ()
+    #: str or None. The command line's name of what this head learns
+    #: (`finetunekit fit --task NAME`, and how `evaluate`/`predict` read a saved
+    #: model); None for heads that read data as classification does.
+    cli_task = None
     augment_in_model = True
     #: True when the head's metrics must see the sample weights (Keras `weighted_metrics`),
     #: e.g. a per-token loss mask.

@@ -92,6 +92,7 @@ class InstructionHead(Head):
     needs = ("lm_logits",)
     target_layout = "conversation"
     task_methods = ("generate", "chat")
+    cli_task = "chat"
     weighted_metrics = True
 
     def __init__(

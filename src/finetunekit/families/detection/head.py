@@ -80,6 +80,7 @@ class DetectionHead(SpatialHead):
     needs = ("pyramid",)
     spatial_key = BOXES
     task_methods = ("predict_boxes",)
+    cli_task = "detection"
 
     def __init__(
         self, num_classes, bounding_box_format="xyxy", fpn_filters=256, num_head_convs=4,

@@ -59,6 +59,7 @@ class SegmentationHead(SpatialHead):
     needs = ("features", "pyramid", "images")
     spatial_key = MASKS
     task_methods = ("predict_masks",)
+    cli_task = "segmentation"
 
     def __init__(self, num_classes, decoder="unet", filters=64, dice_weight=0.0, dropout=0.0,
                  **kwargs):

@@ -51,6 +51,7 @@ class Seq2SeqHead(Head):
     needs = ("lm_logits",)
     target_layout = "sequence"
     task_methods = ("predict_text",)
+    cli_task = "seq2seq"
 
     def __init__(self, max_target_length=64, decoder=None, **kwargs):
         super().__init__(**kwargs)

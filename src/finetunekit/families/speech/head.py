@@ -44,6 +44,7 @@ class SpeechToTextHead(Head):
     needs = ("decoder_logits",)
     target_layout = "transcript"
     task_methods = ("predict_text",)
+    cli_task = "speech"
 
     def __init__(self, max_new_tokens=64, num_beams=1, language="en", **kwargs):
         super().__init__(**kwargs)
