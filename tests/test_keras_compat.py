@@ -18,29 +18,6 @@ ACCESSORS = {"getattr", "setattr", "hasattr", "delattr"}
 OBJECT_ACCESSORS = {"__getattribute__", "__setattr__", "__delattr__"}
 DICT_ACCESSORS = {"get", "pop", "setdefault"}
 
-#: Private keras-hub access in families/causal_lm, which another change is rewriting
-#: right now; each entry ("<path under src/finetunekit>:<name>") moves into
-#: _keras_compat.py with that rewrite, and then leaves this set. The scan test
-#: fails on an entry it no longer finds, so the set cannot go stale.
-PENDING_MOVE = {
-    # keras-hub LlamaTransformerDecoder / its attention: sub-layers GGUF weights are loaded into
-    "families/causal_lm/gguf_llama.py:_self_attention_layer",
-    "families/causal_lm/gguf_llama.py:_query_dense",
-    "families/causal_lm/gguf_llama.py:_key_dense",
-    "families/causal_lm/gguf_llama.py:_value_dense",
-    "families/causal_lm/gguf_llama.py:_output_dense",
-    "families/causal_lm/gguf_llama.py:_self_attention_layernorm",
-    "families/causal_lm/gguf_llama.py:_feedforward_layernorm",
-    "families/causal_lm/gguf_llama.py:_feedforward_gate_dense",
-    "families/causal_lm/gguf_llama.py:_feedforward_intermediate_dense",
-    "families/causal_lm/gguf_llama.py:_feedforward_output_dense",
-    # keras-hub's private BytePairTokenizer module, and the private hook the GGUF tokenizer overrides
-    "families/causal_lm/gguf_tokenizer.py:keras_hub.src.tokenizers",
-    "families/causal_lm/gguf_tokenizer.py:_set_vocabulary_and_merges_tokenizers",
-    # the rotary self-attention of a keras-hub Llama decoder layer, for packed sequences
-    "families/causal_lm/packing.py:_self_attention_layer",
-}
-
 
 # ------------------------------------------------------------------ the scanner
 def is_private(name):
@@ -226,13 +203,10 @@ def test_the_check_covers_every_private_name_the_compat_module_uses():
 
 def test_no_private_keras_access_outside_the_compat_module():
     uses = private_uses(package_sources())
-    outside = {key: lines for key, lines in uses.items() if key not in PENDING_MOVE}
-    assert not outside, (
+    assert not uses, (
         "private Keras / keras-hub / TensorFlow access outside finetunekit/core/_keras_compat.py "
-        f"(move it there behind a named function, checked by check_private_api): {outside}"
+        f"(move it there behind a named function, checked by check_private_api): {uses}"
     )
-    stale = sorted(PENDING_MOVE - set(uses))
-    assert not stale, f"PENDING_MOVE entries no longer found (remove them): {stale}"
 
 
 def test_the_scanner_finds_each_kind_of_private_access():

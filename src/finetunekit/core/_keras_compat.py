@@ -23,6 +23,20 @@ TRANSFORMER_SHARED_SUBLAYERS = (
 #: The cross-attention sub-layers of a keras-hub `TransformerDecoder` (built with an encoder sequence).
 TRANSFORMER_CROSS_ATTENTION_SUBLAYERS = ("_cross_attention_layer", "_cross_attention_layer_norm")
 
+#: Sub-layers of a keras-hub `LlamaTransformerDecoder`, by role (GGUF weights are loaded into them).
+LLAMA_DECODER_SUBLAYERS = {
+    "attention": "_self_attention_layer",
+    "attention_norm": "_self_attention_layernorm",
+    "ffn_norm": "_feedforward_layernorm",
+    "ffn_gate": "_feedforward_gate_dense",
+    "ffn_up": "_feedforward_intermediate_dense",
+    "ffn_down": "_feedforward_output_dense",
+}
+#: Projections of a keras-hub `LlamaAttention`, by role.
+LLAMA_ATTENTION_SUBLAYERS = {
+    "query": "_query_dense", "key": "_key_dense", "value": "_value_dense", "output": "_output_dense",
+}
+
 #: Every private attribute read below, by owner. `check_private_api` looks each
 #: name up on what `_OWNERS[owner]()` gives: the class, or a small built
 #: instance where Keras sets the attribute in `__init__` or `build`.
@@ -38,6 +52,11 @@ PRIVATE_ATTRIBUTES = {
         TRANSFORMER_SHARED_SUBLAYERS + TRANSFORMER_CROSS_ATTENTION_SUBLAYERS
     ),
     "keras_hub.models.MoonshineBackbone instance": ("_compute_mask_layer",),
+    "keras_hub.models.LlamaBackbone decoder layer": tuple(LLAMA_DECODER_SUBLAYERS.values()),
+    "keras_hub.models.LlamaBackbone decoder self-attention": tuple(
+        LLAMA_ATTENTION_SUBLAYERS.values()
+    ),
+    "keras_hub.tokenizers.BytePairTokenizer": ("_set_vocabulary_and_merges_tokenizers",),
     "MoonshineBackbone decoder cross-attention (a keras.layers.MultiHeadAttention)": (
         "_key_dense", "_value_dense",
     ),
@@ -204,6 +223,44 @@ def transformer_cross_attention_sublayers(decoder):
     return [getattr(decoder, name) for name in TRANSFORMER_CROSS_ATTENTION_SUBLAYERS]
 
 
+def llama_decoder_sublayers(layer):
+    """`{role: sub-layer}` of a keras-hub `LlamaTransformerDecoder` and its self-attention.
+
+    The roles are the keys of `LLAMA_DECODER_SUBLAYERS` and
+    `LLAMA_ATTENTION_SUBLAYERS`; keras-hub keeps these layers as private
+    attributes and exposes none of them.
+    """
+    parts = {role: getattr(layer, name) for role, name in LLAMA_DECODER_SUBLAYERS.items()}
+    attention = parts["attention"]
+    parts.update({role: getattr(attention, name) for role, name in LLAMA_ATTENTION_SUBLAYERS.items()})
+    return parts
+
+
+def llama_self_attention(layer):
+    """The rotary self-attention of a keras-hub Llama decoder layer, or None for other layers."""
+    return getattr(layer, LLAMA_DECODER_SUBLAYERS["attention"], None)
+
+
+def byte_pair_tokenizer_with_hook(base):
+    """A subclass of keras-hub `BytePairTokenizer` class `base` that calls `self.on_vocabulary()`.
+
+    keras-hub builds its `tokenizers` pipeline in the private
+    `_set_vocabulary_and_merges_tokenizers` whenever a vocabulary is set
+    (at construction and when a saved model's assets load); the hook runs
+    right after, so a subclass can replace the pipeline's word splitting.
+    """
+
+    class _VocabularyHook(base):
+        def _set_vocabulary_and_merges_tokenizers(self, vocabulary, merges):
+            super()._set_vocabulary_and_merges_tokenizers(vocabulary, merges)
+            self.on_vocabulary()
+
+        def on_vocabulary(self):
+            """Called after keras-hub built the `tokenizers` pipeline of a new vocabulary."""
+
+    return _VocabularyHook
+
+
 def retinanet_feature_pyramid_class():
     """keras-hub's RetinaNet `FeaturePyramid` layer (`keras_hub.src.models.retinanet.feature_pyramid`; not exported)."""
     from keras_hub.src.models.retinanet.feature_pyramid import FeaturePyramid
@@ -335,6 +392,16 @@ def _moonshine_backbone():
     )
 
 
+def _llama_decoder():
+    import keras_hub
+
+    backbone = keras_hub.models.LlamaBackbone(
+        vocabulary_size=8, num_layers=1, num_query_heads=2, num_key_value_heads=1,
+        hidden_dim=8, intermediate_dim=8,
+    )
+    return backbone.transformer_layers[0]
+
+
 #: What each owner in `PRIVATE_ATTRIBUTES` is looked up on (None: not on this backend).
 _OWNERS = {
     "keras.Model": lambda: keras.Model,
@@ -350,6 +417,13 @@ _OWNERS = {
     "keras_hub.models.MoonshineBackbone instance": _moonshine_backbone,
     "MoonshineBackbone decoder cross-attention (a keras.layers.MultiHeadAttention)": (
         lambda: _moonshine_backbone().decoder_blocks[0].cross_attention
+    ),
+    "keras_hub.models.LlamaBackbone decoder layer": _llama_decoder,
+    "keras_hub.models.LlamaBackbone decoder self-attention": (
+        lambda: llama_self_attention(_llama_decoder())
+    ),
+    "keras_hub.tokenizers.BytePairTokenizer": (
+        lambda: importlib.import_module("keras_hub").tokenizers.BytePairTokenizer
     ),
 }
 

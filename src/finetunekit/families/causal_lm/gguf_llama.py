@@ -3,6 +3,8 @@
 import keras
 import keras_hub
 
+from finetunekit.core._keras_compat import llama_decoder_sublayers
+
 from .gguf_reader import _dequantize, _field_value, _import_gguf
 
 
@@ -177,26 +179,22 @@ def _load_llama_weights(backbone, reader, path, config):
     )
     for i in range(config["num_layers"]):
         layer = backbone.get_layer(f"transformer_layer_{i}")
-        attention = layer._self_attention_layer
+        parts = llama_decoder_sublayers(layer)
         prefix = f"blk.{i}."
         wq = unpermute_rotary_rows(get(prefix + "attn_q.weight"), heads)
         wk = unpermute_rotary_rows(get(prefix + "attn_k.weight"), kv_heads)
         wv = get(prefix + "attn_v.weight")
         wo = get(prefix + "attn_output.weight")
-        assign(attention._query_dense.kernel, wq.T.reshape(hidden, heads, head_dim), "attn_q")
-        assign(attention._key_dense.kernel, wk.T.reshape(hidden, kv_heads, head_dim), "attn_k")
-        assign(attention._value_dense.kernel, wv.T.reshape(hidden, kv_heads, head_dim), "attn_v")
+        assign(parts["query"].kernel, wq.T.reshape(hidden, heads, head_dim), "attn_q")
+        assign(parts["key"].kernel, wk.T.reshape(hidden, kv_heads, head_dim), "attn_k")
+        assign(parts["value"].kernel, wv.T.reshape(hidden, kv_heads, head_dim), "attn_v")
         assign(
-            attention._output_dense.kernel,
+            parts["output"].kernel,
             wo.T.reshape(heads, head_dim, hidden),
             prefix + "attn_output.weight",
         )
-        assign(layer._self_attention_layernorm.scale, get(prefix + "attn_norm.weight"), "attn_norm")
-        assign(layer._feedforward_layernorm.scale, get(prefix + "ffn_norm.weight"), "ffn_norm")
-        assign(layer._feedforward_gate_dense.kernel, get(prefix + "ffn_gate.weight").T, "ffn_gate")
-        assign(
-            layer._feedforward_intermediate_dense.kernel, get(prefix + "ffn_up.weight").T, "ffn_up"
-        )
-        assign(
-            layer._feedforward_output_dense.kernel, get(prefix + "ffn_down.weight").T, "ffn_down"
-        )
+        assign(parts["attention_norm"].scale, get(prefix + "attn_norm.weight"), "attn_norm")
+        assign(parts["ffn_norm"].scale, get(prefix + "ffn_norm.weight"), "ffn_norm")
+        assign(parts["ffn_gate"].kernel, get(prefix + "ffn_gate.weight").T, "ffn_gate")
+        assign(parts["ffn_up"].kernel, get(prefix + "ffn_up.weight").T, "ffn_up")
+        assign(parts["ffn_down"].kernel, get(prefix + "ffn_down.weight").T, "ffn_down")

@@ -2,7 +2,10 @@
 
 import keras
 import keras_hub
-from keras_hub.src.tokenizers import byte_pair_tokenizer as _keras_hub_bpe
+import tokenizers
+from tokenizers import pre_tokenizers
+
+from finetunekit.core._keras_compat import byte_pair_tokenizer_with_hook
 
 # The word splitting before BPE, by llama.cpp's tokenizer.ggml.pre name. GPT-2's
 # rule is byte-level BPE's default; SmolLM first splits every digit apart; Llama 3
@@ -15,7 +18,7 @@ PRE_TOKENIZERS = ("gpt2", "smollm", "llama-bpe")
 
 
 @keras.saving.register_keras_serializable(package="finetunekit")
-class GGUFBytePairTokenizer(keras_hub.tokenizers.BytePairTokenizer):
+class GGUFBytePairTokenizer(byte_pair_tokenizer_with_hook(keras_hub.tokenizers.BytePairTokenizer)):
     """A GPT-2 style byte-pair tokenizer built from a GGUF file's vocabulary.
 
     Unlike `keras_hub.models.Llama3Tokenizer`, the start, end and padding
@@ -111,18 +114,17 @@ class GGUFBytePairTokenizer(keras_hub.tokenizers.BytePairTokenizer):
         kwargs.setdefault("unsplittable_tokens", list(special_tokens))
         super().__init__(vocabulary=vocabulary, merges=merges, **kwargs)
 
-    def _set_vocabulary_and_merges_tokenizers(self, vocabulary, merges):
+    def on_vocabulary(self):
         # keras-hub hands its split pattern to `tokenizers` as a plain string,
         # which `tokenizers` matches literally, so its Python path splits no words
         # (it gave "\n    " + "return" where GPT-2's rule gives "\n   " + " return");
         # set a real rule here.
-        super()._set_vocabulary_and_merges_tokenizers(vocabulary, merges)
-        pre = _keras_hub_bpe.pre_tokenizers
+        pre = pre_tokenizers
         byte_level = pre.ByteLevel(add_prefix_space=self.add_prefix_space, use_regex=True)
         if self.pre_tokenizer == "smollm":
             steps = [pre.Digits(individual_digits=True), byte_level]
         elif self.pre_tokenizer == "llama-bpe":
-            split = pre.Split(_keras_hub_bpe.tokenizers.Regex(_LLAMA3_SPLIT), behavior="isolated")
+            split = pre.Split(tokenizers.Regex(_LLAMA3_SPLIT), behavior="isolated")
             steps = [
                 split,
                 pre.ByteLevel(add_prefix_space=self.add_prefix_space, use_regex=False),

@@ -23,6 +23,8 @@ import contextlib
 
 import numpy as np
 
+from finetunekit.core._keras_compat import llama_self_attention
+
 __all__ = [
     "block_diagonal_causal_mask",
     "pack_examples",
@@ -193,7 +195,7 @@ def _llama_parts(backbone):
         )
     attentions = []
     for layer in backbone.transformer_layers:
-        attention = getattr(layer, "_self_attention_layer", None)
+        attention = llama_self_attention(layer)
         if attention is None or not hasattr(attention, "rotary_embedding_layer"):
             raise ValueError(
                 f"{type(backbone).__name__}: decoder layer {layer.name} has no rotary self-attention "
