@@ -2,9 +2,8 @@
 
 import keras
 import numpy as np
-from keras import ops
 
-from finetunekit.core.head import Head
+from finetunekit.generation.language_model import NextTokenHead
 
 TRAIN_ON = ("completion", "all")
 ON_TOO_LONG = ("truncate", "drop", "error")
@@ -50,7 +49,7 @@ def _as_conversation(prompt):
 
 
 @keras.saving.register_keras_serializable(package="finetunekit")
-class InstructionHead(Head):
+class InstructionHead(NextTokenHead):
     """Instruction (chat) fine-tuning of a decoder-only language model.
 
     Trains next-token prediction on conversations rendered with the chat
@@ -90,6 +89,7 @@ class InstructionHead(Head):
     """
 
     needs = ("lm_logits",)
+    loss_reduction = "mean_with_sample_weight"
     target_layout = "conversation"
     task_methods = ("generate", "chat")
     cli_task = "chat"
@@ -128,19 +128,6 @@ class InstructionHead(Head):
         if self.chat_template is None:
             self.chat_template = _template_from(None, kind)
         return self.chat_template
-
-    def call(self, outputs, training=None):
-        return ops.cast(outputs["lm_logits"], "float32")
-
-    def compute_output_shape(self, input_shape):
-        return input_shape["lm_logits"]
-
-    def default_loss(self, label_smoothing=0.0):
-        if label_smoothing:
-            raise ValueError("`label_smoothing` is not supported by InstructionHead.")
-        return keras.losses.SparseCategoricalCrossentropy(
-            from_logits=True, reduction="mean_with_sample_weight"
-        )
 
     def default_metrics(self):
         from finetunekit.families.causal_lm.scores import Perplexity

@@ -3,18 +3,17 @@
 
 import keras
 import numpy as np
-from keras import ops
 
-from finetunekit.core.head import Head
 from finetunekit.core.notices import warn_user
 from finetunekit.core.reports import Report
+from finetunekit.generation.language_model import NextTokenHead
 
 STRATEGIES = ("greedy", "beam", "top_k")
 DECODERS = (None, "warm_start")
 
 
 @keras.saving.register_keras_serializable(package="finetunekit")
-class Seq2SeqHead(Head):
+class Seq2SeqHead(NextTokenHead):
     """Text-to-text head on a keras-hub encoder-decoder (BART, T5).
 
     Trains the decoder's next-token predictions with teacher forcing (the
@@ -95,17 +94,6 @@ class Seq2SeqHead(Head):
                 f"{kind.modality} backbone ({kind.name}) cannot be warm-started."
             )
         return warm_start.warm_start_kind(kind)
-
-    def call(self, outputs, training=None):
-        return ops.cast(outputs["lm_logits"], "float32")
-
-    def compute_output_shape(self, input_shape):
-        return input_shape["lm_logits"]
-
-    def default_loss(self, label_smoothing=0.0):
-        if label_smoothing:
-            raise ValueError("`label_smoothing` is not supported by Seq2SeqHead.")
-        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
     def encode_targets(self, y, class_names=None):
         """Checks target texts: a list of non-empty strings. Returns `(texts, None)`."""
