@@ -74,6 +74,22 @@ def test_all_matches_the_lazy_table():
         finetunekit.not_a_name  # noqa: B018
 
 
+def test_every_built_in_family_head_is_public():
+    """The family registry and `fk.__all__` / `fk.heads.__all__` name the same built-in heads.
+
+    `__all__` is spelled out so that `import finetunekit` stays cheap; a plugin's
+    heads resolve as `fk.<Name>` from the registry (tests/test_custom_head.py).
+    """
+    from finetunekit.core.family import families
+    from finetunekit.families import BUILTIN
+
+    built_in = {head.__name__ for name, family in families().items() if name in BUILTIN
+                for head in family.heads}
+    exported = {name for name in finetunekit.__all__ if name.endswith("Head")}
+    assert built_in == exported
+    assert built_in <= set(finetunekit.heads.__all__)
+
+
 def test_load_works_in_a_fresh_process(tmp_path):
     """fk.load registers every finetunekit Keras class although nothing was imported yet."""
     from tests.conftest import tiny_tuner
