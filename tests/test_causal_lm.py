@@ -154,6 +154,13 @@ def test_keras_hub_export_merges_lora_and_gives_the_same_logits(tmp_path):
     expected = np.asarray(lm({"token_ids": np.asarray([ids], "int32"),
                               "padding_mask": np.ones((1, len(ids)), "int32")}))[0]
     np.testing.assert_allclose(logits_of(exported, ids), expected, atol=1e-4)
+    from finetunekit.core.presets import preset_backbone_class
+
+    assert issubclass(type(lm.backbone), preset_backbone_class(folder))  # from config.json
+    assert preset_backbone_class(str(tmp_path)) is None and preset_backbone_class(3) is None
+    again = fk.FineTuner(backbone=folder, head=fk.InstructionHead())  # the folder is a backbone
+    assert again.backbone_kind.name == "causal_lm"
+    np.testing.assert_allclose(logits_of(again.backbone_kind.task, ids), expected, atol=1e-4)
 
 
 @pytest.mark.parametrize("records, match", [
