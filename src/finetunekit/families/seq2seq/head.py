@@ -151,8 +151,14 @@ class Seq2SeqHead(NextTokenHead):
             raise ValueError(
                 f"Unknown strategy {strategy!r}. Expected one of {', '.join(map(repr, STRATEGIES))}."
             )
+        from finetunekit.families.seq2seq.pipeline import read_pairs
+
+        for name, value in (("num_beams", num_beams), ("top_k", top_k), ("max_length", max_length)):
+            if value is not None and (isinstance(value, bool) or not isinstance(
+                    value, (int, np.integer)) or value < 1):
+                raise ValueError(f"`{name}` must be an int >= 1. Received: {name}={value!r}")
         single = isinstance(x, (str, bytes))
-        sources = [x] if single else list(x)
+        sources, _ = read_pairs([x] if single else x)
         samplers = {
             "greedy": lambda: keras_hub.samplers.GreedySampler(),
             "beam": lambda: keras_hub.samplers.BeamSampler(num_beams=int(num_beams)),
