@@ -78,6 +78,34 @@ def cut(path, keep=0.5, name=None):
     return target
 
 
+def rewritten(tmp, name, replace):
+    """A copy of a saved model whose members are replaced: `replace(member name, bytes) -> bytes`."""
+    import zipfile
+
+    with zipfile.ZipFile(saved(tmp)) as archive:
+        members = {n: archive.read(n) for n in archive.namelist()}
+    path = str(tmp / name)
+    with zipfile.ZipFile(path, "w") as archive:
+        for member, data in members.items():
+            new = replace(member, data)
+            if new is not None:
+                archive.writestr(member, new)
+    return path
+
+
+def weights_of_another_head(tmp):
+    import zipfile
+
+    other = str(tmp / "other.keras")
+    tiny_tuner(head=fk.ClassificationHead(5)).save(other)
+    with zipfile.ZipFile(other) as archive:
+        weights = archive.read("model.weights.h5")
+    return fk.load(rewritten(tmp, "mixed.keras", lambda n, d: weights if n.endswith(".h5") else d))
+
+
+HOSTILE_CONFIG = b'{"module": "os", "class_name": "system", "config": {"command": "echo x"}}'
+
+
 def damaged(tmp):
     path = saved(tmp)
     with open(path, "rb") as f:
@@ -159,6 +187,12 @@ CASES = [
     ("save_weights_without_weights_h5_suffix", lambda t: tiny_tuner().save_weights(str(t / "w.h5")), ValueError, r'save_weights\(\) writes a "\.weights\.h5" file\. Received: filepath=.*w\.h5\'\. Use a path ending in "\.weights\.h5"'),
     # ---- loading damaged files
     ("load_truncated_keras_file", lambda t: fk.load(cut(saved(t))), CorruptFileError, r"m\.keras' exists but is not a valid Keras archive \(a \.keras file is a zip archive\): it is [\d,]+ bytes and has no zip directory at its end \(truncated\)\. .*save the model again"),
+    ("load_folder_named_keras", lambda t: fk.load(str((t / "m.keras").mkdir() or t / "m.keras")), ValueError, r"m\.keras' is a folder, not a \.keras file: fk\.load reads the one zip file that ft\.save\(\"model\.keras\"\) writes"),
+    ("load_zip_without_config", lambda t: fk.load(rewritten(t, "z.keras", lambda n, d: None if n == "config.json" else d)), CorruptFileError, r"z\.keras' exists but is not a valid Keras archive .* is a zip archive without the config\.json a Keras model file holds"),
+    ("load_config_not_json", lambda t: fk.load(rewritten(t, "j.keras", lambda n, d: b"{not json" if n == "config.json" else d)), CorruptFileError, r"j\.keras' .* has a config\.json that is not JSON"),
+    ("load_junk_weights_in_archive", lambda t: fk.load(rewritten(t, "w.keras", lambda n, d: b"junk" if n.endswith(".h5") else d)), CorruptFileError, r"w\.keras' .* holds weights \(model\.weights\.h5\) that are not an HDF5 file"),
+    ("load_weights_of_another_head", weights_of_another_head, CorruptFileError, r"mixed\.keras': its weights do not fit its model \(.*logits.*\); the archive was put together from two different models or damaged"),
+    ("load_unknown_class_in_config", lambda t: fk.load(rewritten(t, "h.keras", lambda n, d: HOSTILE_CONFIG if n == "config.json" else d)), ValueError, r"h\.keras' names a class this Python session does not know \(class 'system'\); no code from the file was run"),
     ("load_empty_keras_file", lambda t: fk.load(cut(saved(t), keep=0)), CorruptFileError, r"not a valid Keras archive .*: it is empty, 0 bytes"),
     ("load_damaged_keras_file", damaged, CorruptFileError, r"not a valid Keras archive .*: it is [\d,]+ bytes and is damaged \(Bad CRC-32"),
     ("load_truncated_best_keras_in_checkpoint_dir", truncated_best_in_checkpoint_dir, CorruptFileError, r"best\.keras' exists but is not a valid Keras archive .* The last good checkpoint is the training state in '.*latest\.weights\.h5' after epoch 2: rerun the same fit\(\.\.\., checkpoint_dir='.*ckpt'\) to resume"),
