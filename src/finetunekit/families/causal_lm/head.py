@@ -5,6 +5,7 @@ import numpy as np
 from keras import ops
 
 from finetunekit.core.head import Head
+from finetunekit.training.metrics import TokenAccuracy
 
 TRAIN_ON = ("completion", "all")
 ON_TOO_LONG = ("truncate", "drop", "error")
@@ -144,7 +145,7 @@ class InstructionHead(Head):
     def default_metrics(self):
         from finetunekit.families.causal_lm.scores import Perplexity
 
-        return [keras.metrics.SparseCategoricalAccuracy(name="token_accuracy"), Perplexity()]
+        return [TokenAccuracy(), Perplexity()]
 
     def encode_targets(self, y, class_names=None):
         """Checks responses: non-empty strings. Returns `(texts, None)`."""

@@ -8,6 +8,7 @@ from keras import ops
 from finetunekit.core.head import Head
 from finetunekit.core.notices import warn_user
 from finetunekit.core.reports import Report
+from finetunekit.training.metrics import TokenAccuracy
 
 STRATEGIES = ("greedy", "beam", "top_k")
 DECODERS = (None, "warm_start")
@@ -49,6 +50,7 @@ class Seq2SeqHead(Head):
     """
 
     needs = ("lm_logits",)
+    weighted_metrics = True  # the pipeline's per-token weights mask the target padding
     target_layout = "sequence"
     task_methods = ("predict_text",)
 
@@ -105,6 +107,9 @@ class Seq2SeqHead(Head):
         if label_smoothing:
             raise ValueError("`label_smoothing` is not supported by Seq2SeqHead.")
         return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def default_metrics(self):
+        return [TokenAccuracy()]
 
     def encode_targets(self, y, class_names=None):
         """Checks target texts: a list of non-empty strings. Returns `(texts, None)`."""

@@ -15,6 +15,7 @@ from keras import ops
 from finetunekit.core.head import Head
 from finetunekit.core.reports import Report
 from finetunekit.generation.decoding import end_id, prompt_ids, special_ids
+from finetunekit.training.metrics import TokenAccuracy
 
 
 @keras.saving.register_keras_serializable(package="finetunekit")
@@ -44,6 +45,7 @@ class SpeechToTextHead(Head):
     needs = ("decoder_logits",)
     target_layout = "transcript"
     task_methods = ("predict_text",)
+    weighted_metrics = True  # the pipeline's per-token weights mask the prompt and padding
 
     def __init__(self, max_new_tokens=64, num_beams=1, language="en", **kwargs):
         super().__init__(**kwargs)
@@ -66,7 +68,7 @@ class SpeechToTextHead(Head):
         return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
     def default_metrics(self):
-        return [keras.metrics.SparseCategoricalAccuracy(name="token_accuracy")]
+        return [TokenAccuracy()]
 
     def get_config(self):
         return {**super().get_config(), "max_new_tokens": self.max_new_tokens,
