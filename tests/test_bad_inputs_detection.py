@@ -51,6 +51,24 @@ def voc_malformed_xml(tmp):
     return prepare_files(str(tmp))
 
 
+def voc_folder_without_xml(tmp):
+    os.makedirs(tmp / "images")
+    os.makedirs(tmp / "xml")
+    return prepare_files(str(tmp / "images"), str(tmp / "xml"))
+
+
+def voc_image_outside_the_dataset(tmp):
+    from PIL import Image
+
+    os.makedirs(tmp / "set" / "annotations")
+    Image.new("RGB", (8, 8)).save(tmp / "secret.jpg")
+    (tmp / "set" / "annotations" / "a.xml").write_text(
+        "<annotation><filename>../../secret.jpg</filename><object><name>cat</name><bndbox>"
+        "<xmin>1</xmin><ymin>1</ymin><xmax>4</xmax><ymax>4</ymax></bndbox></object></annotation>"
+    )
+    return prepare_files(str(tmp / "set"))
+
+
 def backbone_without_p3(tmp):
     return fk.FineTuner(tiny_cnn((32, 32, 3)), head=fk.DetectionHead(2), preprocessing="zero_one")
 
@@ -73,6 +91,10 @@ CASES = [
     ("detection_coco_json_missing_files", coco_missing_files, FileNotFoundError, r"lists 1 image file\(s\) that do not exist in .* Pass the images folder"),
     ("detection_yolo_malformed_line", yolo_malformed_line, ValueError, r"a\.txt, line 1: '0 0\.5 0\.5 0\.2' is not a YOLO box\. Each line is 'class cx cy w h'"),
     ("detection_voc_malformed_xml", voc_malformed_xml, ValueError, r"a\.xml is not a readable Pascal VOC annotation .* <bndbox> with numeric xmin/ymin/xmax/ymax"),
+    ("detection_voc_folder_without_xml", voc_folder_without_xml, ValueError, r"The annotations folder .* has no Pascal VOC \.xml annotations in a layout finetunekit reads\. Accepted layouts: Annotations/ \+ JPEGImages/ \(Pascal VOC\); annotations/ or annots/ \+ images/; \.xml files beside their images; fit\(images_dir, xml_dir\)"),
+    ("detection_targets_path_not_annotations", lambda t: prepare_files(X2, str(t / "labels.txt")), ValueError, r"y='.*labels\.txt' is neither a COCO \.json file nor a folder of Pascal VOC \.xml files\. Pascal VOC layouts read: Annotations/ \+ JPEGImages/"),
+    ("detection_voc_folder_without_images_folder", lambda t: prepare_files(X2, str(t)), ValueError, r"is a folder of annotations: pass the images folder as x, fit\(images_dir, "),
+    ("detection_voc_image_outside_the_dataset", voc_image_outside_the_dataset, FileNotFoundError, r"a\.xml: its image \(<filename> \.\./\.\./secret\.jpg.* inside the dataset folder only: a <path> or <filename> leading out of it is not read"),
     ("detection_backbone_without_p3", backbone_without_p3, ValueError, r"DetectionHead needs the stride-8 feature map P3 of the backbone; its pyramid levels: none"),
 ]
 # fmt: on

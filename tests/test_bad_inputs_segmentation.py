@@ -32,6 +32,13 @@ def with_value(value, dtype="int32"):
     return masks
 
 
+def void_and(value):
+    """uint8 masks with a void pixel (255) in each, and `value` in mask 1."""
+    masks = with_value(value, "uint8")
+    masks[:, 0, 0] = 255
+    return masks
+
+
 def folders(tmp, images=("a", "b"), masks=("a", "b"), mode="L"):
     from PIL import Image
 
@@ -82,7 +89,9 @@ CASES = [
     ("mask_size_differs_from_image", lambda t: fit(y=MASKS[:, :, :20]), ValueError, r"Mask 0 has size \(20, 20\) but its image is \(20, 24\) \(height, width\).*nearest-neighbour"),
     ("mask_class_id_out_of_range", lambda t: fit(y=with_value(5)), ValueError, r"Mask 1 holds class ids from 0 to 5, but num_classes=3 accepts 0\.\.2\. Set num_classes=6"),
     ("mask_negative_class_id", lambda t: fit(y=with_value(-1)), ValueError, r"Mask 1 holds class ids from -1 to 0, but num_classes=3 accepts 0\.\.2"),
-    ("mask_ignore_value_255", lambda t: fit(y=with_value(255, "uint8")), ValueError, r"class ids from 0 to 255.*map the ids \(e\.g\. an 'ignore' value of 255\) to a class"),
+    ("mask_ignore_value_255", lambda t: fit(y=with_value(255, "uint8")), ValueError, r"class ids from 0 to 255.*or SegmentationHead\(ignore_index=255\) if pixels valued 255 are void \(unlabelled\): they then count in neither the loss nor the scores"),
+    ("mask_out_of_range_besides_ignore_index", lambda t: fk.SegmentationHead(3, ignore_index=255).encode_targets(void_and(7)), ValueError, r"Mask 1 holds class ids from 0 to 7, but num_classes=3 accepts 0\.\.2 besides ignore_index=255 \(void\)\. Set num_classes=8"),
+    ("segmentation_ignore_index_not_a_whole_number", lambda t: fk.SegmentationHead(3, ignore_index="void"), ValueError, r"`ignore_index` is the class id of void \(unlabelled\) pixels, a whole number such as 255, or None\. Received: ignore_index='void'"),
     ("mask_with_fractional_values", lambda t: fit(y=with_value(0.5, "float32")), ValueError, r"Mask 1 holds non-integer values \(float32\).*nearest-neighbour"),
     ("colour_mask_array", lambda t: fit(y=np.zeros((4, 20, 24, 3), "uint8")), ValueError, r"Mask 0 has shape \(20, 24, 3\); a mask is \(height, width\).*colour image"),
     ("mask_string_dtype", lambda t: fit(y=[np.full((20, 24), "a")] * 4), ValueError, r"Mask 0 has dtype <U1; masks hold integer class ids"),

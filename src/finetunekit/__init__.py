@@ -131,6 +131,7 @@ _KERAS_MODULES = (
     "finetunekit.heads",
     "finetunekit.layers",
     "finetunekit.training.losses",
+    "finetunekit.training.metrics",
     "finetunekit.training.optimizer",
     "finetunekit.training.schedules",
 )

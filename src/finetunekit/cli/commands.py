@@ -499,7 +499,8 @@ def _detection_data(fk, args):
     if dataset_layout(args.data) is None:  # a plain image folder reads as images to predict on
         raise CLIError(
             f"--data {args.data!r} is not detection data. --task detection takes a COCO json, "
-            "a Pascal VOC folder (Annotations/ + JPEGImages/) or a YOLO folder (images/ + labels/)."
+            "a Pascal VOC folder (Annotations/ + JPEGImages/, annotations/ or annots/ + images/, "
+            "or .xml files beside the images) or a YOLO folder (images/ + labels/)."
         )
     images, targets = read_detection_data(args.data, None)
     labels = [label for target in targets for label in np.asarray(target["labels"]).tolist()]

@@ -12,6 +12,7 @@ from keras import ops
 from finetunekit.core.head import Head
 from finetunekit.core.kind import TokenKind, check_needs
 from finetunekit.generation.samplers import CompiledGenerator
+from finetunekit.training.metrics import TokenAccuracy
 
 
 class LanguageModelKind(CompiledGenerator, TokenKind):
@@ -88,6 +89,7 @@ class NextTokenHead(Head):
     needs = ("lm_logits",)
     logits_key = "lm_logits"
     loss_reduction = "sum_over_batch_size"
+    weighted_metrics = True  # the pipeline's per-token weights mask prompts and padding
 
     def call(self, outputs, training=None):
         return ops.cast(outputs[self.logits_key], "float32")
@@ -102,3 +104,7 @@ class NextTokenHead(Head):
         return keras.losses.SparseCategoricalCrossentropy(
             from_logits=True, reduction=self.loss_reduction
         )
+
+    def default_metrics(self):
+        """`token_accuracy` over the target tokens only (`TokenAccuracy` reads the weights)."""
+        return [TokenAccuracy()]

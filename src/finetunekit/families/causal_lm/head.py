@@ -4,6 +4,7 @@ import keras
 import numpy as np
 
 from finetunekit.generation.language_model import NextTokenHead
+from finetunekit.training.metrics import TokenAccuracy
 
 TRAIN_ON = ("completion", "all")
 ON_TOO_LONG = ("truncate", "drop", "error")
@@ -93,7 +94,6 @@ class InstructionHead(NextTokenHead):
     target_layout = "conversation"
     task_methods = ("generate", "chat")
     cli_task = "chat"
-    weighted_metrics = True
 
     def __init__(
         self, train_on="completion", chat_template=None, max_length=None, on_too_long="truncate",
@@ -132,7 +132,7 @@ class InstructionHead(NextTokenHead):
     def default_metrics(self):
         from finetunekit.families.causal_lm.scores import Perplexity
 
-        return [keras.metrics.SparseCategoricalAccuracy(name="token_accuracy"), Perplexity()]
+        return [TokenAccuracy(), Perplexity()]
 
     def encode_targets(self, y, class_names=None):
         """Checks responses: non-empty strings. Returns `(texts, None)`."""

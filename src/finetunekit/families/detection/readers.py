@@ -8,11 +8,11 @@ names (or ids where the format has no names). `read_detection_data` is what
 
 import json
 import os
-import xml.etree.ElementTree as ElementTree
 
 import numpy as np
 
 from finetunekit.core.data.images import IMAGE_EXTENSIONS, list_images
+from finetunekit.families.detection.voc import VOC_LAYOUTS, read_voc, voc_layout
 
 YOLO_NAME_FILES = ("classes.txt", "obj.names", "classes.names")
 
@@ -57,12 +57,14 @@ def read_detection_data(x, y):
 
     Args:
         x: images (array, paths), a COCO json file, an images folder (with
-            `y` a COCO json), a Pascal VOC folder (`Annotations/*.xml` +
-            `JPEGImages/`) or a YOLO folder (`images/` + `labels/`, or
+            `y` a COCO json or a folder of VOC `.xml` files), a Pascal VOC
+            folder (`Annotations/` + `JPEGImages/`, `annotations/` or
+            `annots/` + `images/`, or `.xml` files beside the images) or a YOLO folder (`images/` + `labels/`, or
             `.txt` files beside the images), or a plain folder of images
             (no targets: for `predict_boxes`).
         y: `{"boxes": [...], "labels": [...]}`, a list of per-image dicts,
-            a COCO json path, or None for a dataset folder.
+            a COCO json path, a folder of VOC `.xml` files, or None for a
+            dataset folder.
 
     Returns:
         `(x, y)` with `y` a list of `{"boxes", "labels"}` dicts (or None).
@@ -73,8 +75,8 @@ def read_detection_data(x, y):
     ```
     """
     path = os.fspath(x) if isinstance(x, (str, os.PathLike)) else None
-    if isinstance(y, (str, os.PathLike)) and os.fspath(y).lower().endswith(".json"):
-        return read_coco(y, image_dir=path)
+    if isinstance(y, (str, os.PathLike)):
+        return _read_annotation_path(path, os.fspath(y))
     if path is not None and y is None:
         layout = dataset_layout(path)
         if layout is not None:
@@ -84,6 +86,24 @@ def read_detection_data(x, y):
     if y is None:
         return x, None
     return x, per_image_targets(y)
+
+
+def _read_annotation_path(images, annotations):
+    """`fit(images, "train.json")` (COCO) or `fit(images_dir, xml_dir)` (Pascal VOC)."""
+    if annotations.lower().endswith(".json"):
+        return read_coco(annotations, image_dir=images)
+    if os.path.isdir(annotations):
+        if images is None or not os.path.isdir(images):
+            raise ValueError(
+                f"y={annotations!r} is a folder of annotations: pass the images folder as x, "
+                f"fit(images_dir, {annotations!r}). Received x of type {type(images).__name__}."
+            )
+        return read_voc(images, xml_dir=annotations)
+    raise ValueError(
+        f"y={annotations!r} is neither a COCO .json file nor a folder of Pascal VOC .xml files. "
+        f"Pascal VOC layouts read: {'; '.join(VOC_LAYOUTS)}; or pass y={{'boxes': [...], "
+        "'labels': [...]}."
+    )
 
 
 def dataset_layout(path):
@@ -102,7 +122,7 @@ def dataset_layout(path):
     """
     if path.lower().endswith(".json") and os.path.isfile(path):
         return "coco"
-    if os.path.isdir(os.path.join(path, "Annotations")):
+    if voc_layout(path) is not None:
         return "voc"
     if os.path.isdir(path) and _is_yolo_folder(path):
         return "yolo"
@@ -149,42 +169,6 @@ def read_coco(json_path, image_dir=None):
         rows[note["image_id"]][0].append([x1, y1, x1 + width, y1 + height])
         rows[note["image_id"]][1].append(names[note["category_id"]])
     return paths, [_target(*rows[item["id"]]) for item in images]
-
-
-def read_voc(folder):
-    """Reads a Pascal VOC folder: `Annotations/*.xml` and the images in `JPEGImages/`.
-
-    Returns:
-        `(paths, targets)`; labels are the object names. VOC's 1-based
-        corners become 0-based pixel edges.
-    """
-    folder = os.fspath(folder)
-    notes = sorted(f for f in os.listdir(os.path.join(folder, "Annotations")) if f.endswith(".xml"))
-    if not notes:
-        raise ValueError(f"No .xml files in {os.path.join(folder, 'Annotations')!r}.")
-    paths, targets = [], []
-    for name in notes:
-        file = os.path.join(folder, "Annotations", name)
-        try:
-            root = ElementTree.parse(file).getroot()
-            image = os.path.join(folder, "JPEGImages", root.findtext("filename").strip())
-            boxes, labels = [], []
-            for item in root.iter("object"):
-                box = item.find("bndbox")
-                x1, y1, x2, y2 = (float(box.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
-                boxes.append([x1 - 1.0, y1 - 1.0, x2, y2])
-                labels.append(item.findtext("name").strip())
-        except (ElementTree.ParseError, AttributeError, TypeError, ValueError) as error:
-            raise ValueError(
-                f"{file} is not a readable Pascal VOC annotation ({error}): it needs "
-                "<filename> and, per <object>, <name> and <bndbox> with numeric "
-                "xmin/ymin/xmax/ymax."
-            ) from error
-        if not os.path.isfile(image):
-            raise FileNotFoundError(f"{file} names the image {image!r}, which does not exist.")
-        paths.append(image)
-        targets.append(_target(np.maximum(np.asarray(boxes).reshape(-1, 4), 0.0), labels))
-    return paths, targets
 
 
 def _is_yolo_folder(folder):

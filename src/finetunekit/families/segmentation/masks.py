@@ -16,13 +16,14 @@ from finetunekit.core.data.images import is_path, list_images
 MASK_MODES = ("L", "P", "I", "I;16", "1")
 
 
-def check_masks(y, num_classes):
+def check_masks(y, num_classes, ignore_index=None):
     """Checks class-id masks and returns them as a list of `(h, w)` int32 arrays.
 
     Args:
         y: an `(n, h, w)` array, or a list of `(h, w)` arrays (sizes may differ).
             A trailing channel axis of size 1 is dropped.
         num_classes: int. Class ids must be in `0..num_classes - 1`.
+        ignore_index: int or None. A mask value of void pixels, allowed besides the class ids.
 
     Returns:
         A list of int32 arrays.
@@ -35,7 +36,7 @@ def check_masks(y, num_classes):
         y = list(np.asarray(y))
     if not isinstance(y, (list, tuple)):
         _not_masks(y)
-    return [_check_mask(mask, index, num_classes) for index, mask in enumerate(y)]
+    return [_check_mask(mask, index, num_classes, ignore_index) for index, mask in enumerate(y)]
 
 
 def _not_masks(y):
@@ -45,7 +46,7 @@ def _not_masks(y):
     )
 
 
-def _check_mask(mask, index, num_classes):
+def _check_mask(mask, index, num_classes, ignore_index=None):
     mask = np.asarray(mask)
     if mask.ndim == 3 and mask.shape[-1] == 1:
         mask = mask[..., 0]
@@ -72,13 +73,18 @@ def _check_mask(mask, index, num_classes):
         raise ValueError(
             f"Mask {index} has dtype {mask.dtype}; masks hold integer class ids (uint8, int32)."
         )
-    if mask.size:
-        low, high = int(mask.min()), int(mask.max())
+    labelled = mask if ignore_index is None else mask[mask != ignore_index]
+    if labelled.size:
+        low, high = int(labelled.min()), int(labelled.max())
         if low < 0 or high >= num_classes:
+            odd = low if low < 0 else high
+            besides = "" if ignore_index is None else f" besides ignore_index={ignore_index} (void)"
             raise ValueError(
                 f"Mask {index} holds class ids from {low} to {high}, but num_classes="
-                f"{num_classes} accepts 0..{num_classes - 1}. Set num_classes={high + 1} if the "
-                "mask is right, or map the ids (e.g. an 'ignore' value of 255) to a class."
+                f"{num_classes} accepts 0..{num_classes - 1}{besides}. Set num_classes={high + 1} "
+                f"if the ids are classes, or SegmentationHead(ignore_index={odd}) if pixels "
+                f"valued {odd} are void (unlabelled): they then count in neither the loss nor "
+                "the scores. Otherwise map the ids to classes."
             )
     return mask.astype("int32")
 

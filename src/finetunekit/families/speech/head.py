@@ -56,9 +56,6 @@ class SpeechToTextHead(NextTokenHead):
         self.num_beams = int(num_beams)
         self.language = language
 
-    def default_metrics(self):
-        return [keras.metrics.SparseCategoricalAccuracy(name="token_accuracy")]
-
     def get_config(self):
         return {**super().get_config(), "max_new_tokens": self.max_new_tokens,
                 "num_beams": self.num_beams, "language": self.language}
