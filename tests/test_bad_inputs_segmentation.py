@@ -52,6 +52,22 @@ def folders(tmp, images=("a", "b"), masks=("a", "b"), mode="L"):
     return str(tmp / "images"), str(tmp / "masks")
 
 
+def two_images_one_name(tmp):
+    from PIL import Image
+
+    images, masks = folders(tmp)
+    Image.fromarray(np.zeros((8, 8, 3), "uint8")).save(os.path.join(images, "a.png"))
+    return fit(images, masks)
+
+
+def truncated_mask(tmp):
+    images, masks = folders(tmp)
+    path = os.path.join(masks, "b.png")
+    data = open(path, "rb").read()
+    open(path, "wb").write(data[: len(data) // 2])
+    return fit(images, masks)
+
+
 def fit_folders(tmp, **kwargs):
     return fit(*folders(tmp, **kwargs))
 
@@ -98,6 +114,8 @@ CASES = [
     ("masks_not_arrays", lambda t: fit(y=3), ValueError, r"Segmentation targets must be masks: an \(n, height, width\) array"),
     ("mask_folder_missing_mask", lambda t: fit_folders(t, masks=("a",)), ValueError, r"do not pair up: 1 image\(s\) have no mask \['b'\].*same name without extension"),
     ("mask_folder_unpaired_mask", lambda t: fit_folders(t, masks=("a", "b", "c")), ValueError, r"do not pair up: 1 mask\(s\) have no image \['c'\]"),
+    ("two_images_share_a_mask_name", two_images_one_name, ValueError, r"1 image name\(s\) are used by more than one image file, e\.g\. \['a\.jpg', 'a\.png'\]: masks pair with images by name without extension, so a\.png would be the mask of both"),
+    ("truncated_mask_file", truncated_mask, ValueError, r"Cannot read the mask '.*b\.png' \(.*\)\. Re-save it as a single-channel PNG of class ids"),
     ("colour_mask_file", lambda t: fit_folders(t, mode="RGB"), ValueError, r"a\.png' is a RGB image; a mask file is single-channel \(PNG mode L or P\)"),
     ("mask_folder_with_image_array", lambda t: fit(X4, folders(t)[1]), ValueError, r"is a folder of masks; x must then be the folder of their images"),
     ("mask_folder_not_found", lambda t: fit(X4, str(t / "nothere")), FileNotFoundError, r"No such mask folder: .*nothere"),

@@ -103,14 +103,41 @@ def read_mask(path):
     """
     from PIL import Image
 
-    with Image.open(os.fspath(path)) as image:
-        if image.mode not in MASK_MODES:
-            raise ValueError(
-                f"Mask {os.fspath(path)!r} is a {image.mode} image; a mask file is single-channel "
-                "(PNG mode L or P) with one class id per pixel. Convert colour-coded masks to "
-                "class ids first, e.g. Image.fromarray(ids.astype('uint8')).save(path)."
-            )
-        return np.asarray(image).astype("int32")
+    path = os.fspath(path)
+    try:
+        with Image.open(path) as image:
+            mode = image.mode
+            array = np.asarray(image) if mode in MASK_MODES else None
+    except FileNotFoundError:
+        raise FileNotFoundError(f"Mask file not found: {path!r}") from None
+    except Exception as error:  # Pillow raises many types for damaged or huge files
+        raise ValueError(
+            f"Cannot read the mask {path!r} ({type(error).__name__}: {error}). Re-save it as a "
+            "single-channel PNG of class ids."
+        ) from None
+    if array is None:
+        raise ValueError(
+            f"Mask {path!r} is a {mode} image; a mask file is single-channel "
+            "(PNG mode L or P) with one class id per pixel. Convert colour-coded masks to "
+            "class ids first, e.g. Image.fromarray(ids.astype('uint8')).save(path)."
+        )
+    return array.astype("int32")
+
+
+def _check_unique_stems(images):
+    """Raises when two images share a name without extension (`a.jpg`, `a.png`): one mask for both."""
+    by_stem = {}
+    for path in images:
+        by_stem.setdefault(os.path.splitext(os.path.basename(path))[0], []).append(path)
+    shared = {stem: paths for stem, paths in by_stem.items() if len(paths) > 1}
+    if shared:
+        stem, paths = next(iter(shared.items()))
+        raise ValueError(
+            f"{len(shared)} image name(s) are used by more than one image file, e.g. "
+            f"{[os.path.basename(p) for p in paths]}: masks pair with images by name without "
+            f"extension, so {stem}.png would be the mask of both. Rename or remove the extra "
+            "files."
+        )
 
 
 def pair_mask_folder(image_folder, mask_folder):
@@ -127,6 +154,7 @@ def pair_mask_folder(image_folder, mask_folder):
         ValueError: images without a mask, or masks without an image.
     """
     images = list_images(image_folder)
+    _check_unique_stems(images)
     masks = {
         os.path.splitext(n)[0]: os.path.join(os.fspath(mask_folder), n)
         for n in sorted(os.listdir(mask_folder))
