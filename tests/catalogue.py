@@ -29,8 +29,12 @@ def run_case(run, error, fragment, tmp_path):
         run(tmp_path)  # must work (rows may assert the conversion themselves)
         return
     if issubclass(error, Warning):  # legal but suspicious input: a warning with counts
-        with pytest.warns(error, match=fragment):
-            run(tmp_path)
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", error)  # the row's warning, raised where it is given
+            with pytest.raises(error, match=fragment):
+                run(tmp_path)
         return
     with pytest.raises(error, match=fragment):
         run(tmp_path)

@@ -151,6 +151,13 @@ class Explode(keras.callbacks.Callback):
             kernel.assign(np.full(kernel.shape, np.nan, "float32"))
 
 
+def overflowing_update(tmp):
+    """SGD at a learning rate past float32's range: a finite loss, then inf weights."""
+    ft = tiny_tuner(unfreeze="all")
+    ft.compile(optimizer=keras.optimizers.SGD(learning_rate=1e39))
+    return ft.fit(X8, Y8, epochs=2, batch_size=8, verbose=0)
+
+
 def diverging_run(tmp, category):
     """Resumes a run interrupted after epoch 1, diverging in epoch 2 with on_nan="warn".
 
@@ -205,6 +212,7 @@ CASES = [
     ("checkpoint_rerun_with_as_many_epochs", lambda t: as_error(UserWarning, lambda: rerun(t, epochs=2)), UserWarning, r"holds a run that already finished all 2 epochs: its weights are restored and nothing is left to train\. Pass epochs > 2"),
     ("checkpoint_rerun_with_another_head", lambda t: rerun(t, epochs=5, num_classes=3), ValueError, r"checkpoint_dir '.*ckpt' holds the training state of a different model .*: it cannot be restored into this one\. To train this model, use a new checkpoint_dir, or delete '.*backup' to start over"),
     ("checkpoint_kept_after_divergence", lambda t: diverging_run(t, UserWarning), UserWarning, r"Training diverged; the state after the last good epoch \(1\) is kept in '.*backup'\. Rerun fit\(\.\.\., checkpoint_dir='.*ckpt'\) to resume"),
+    ("weights_overflow_in_the_last_update", overflowing_update, fk.TrainingDivergedError, r"The weights became NaN or infinite in the last update of epoch 1, although its loss was finite: the learning rate is too high"),
     ("nan_loss_with_on_nan_warn", lambda t: diverging_run(t, RuntimeWarning), RuntimeWarning, r"Training diverged: .* Training stopped\. Restored the weights and optimizer state from the start of epoch 2 \(the last finite ones\)"),
     # ---- export
     ("export_to_an_existing_file", lambda t: export_over(t, "file"), ValueError, r"export\(\) writes a folder, but '.*m\.keras' is an existing file\. Pass the path of a new folder, .* To write a \.keras file, use ft\.save"),

@@ -293,6 +293,24 @@ def test_on_nan_warn_without_checkpoint_dir_restores_weights():
     assert ft.predict(X8, verbose=0).shape == (8, 2)
 
 
+@pytest.mark.parametrize("on_nan", ["warn", "raise"])
+def test_weights_overflowed_by_the_last_update_of_an_epoch_are_caught(on_nan):
+    """A learning rate past float32's range: the loss is finite, the update leaves inf weights."""
+    ft = tiny_tuner(unfreeze="all")
+    ft.compile(optimizer=keras.optimizers.SGD(learning_rate=1e39))  # inf in float32
+    start = [np.array(w) for w in ft.get_weights()]
+    message = r"The weights became NaN or infinite in the last update of epoch 1, although its loss"
+    if on_nan == "raise":
+        with pytest.raises(fk.TrainingDivergedError, match=message):
+            ft.fit(X8, Y8, epochs=2, batch_size=8, verbose=0)
+        return
+    with pytest.warns(RuntimeWarning, match=message + r".*start of epoch 1 \(the last finite ones\)"):
+        history = ft.fit(X8, Y8, epochs=2, batch_size=8, verbose=0, on_nan="warn")
+    assert history.epoch == [0] and np.isfinite(history.history["loss"]).all()
+    for now, before in zip(ft.get_weights(), start, strict=True):  # finite: the start of epoch 1
+        np.testing.assert_array_equal(now, before)
+
+
 def test_backup_of_another_model_leaves_the_weights_untouched(tmp_path):
     folder = interrupted_run(tmp_path)
     ft = tiny_tuner(num_classes=3)
