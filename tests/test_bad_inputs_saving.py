@@ -47,6 +47,17 @@ def interrupted_run(tmp, finished=2, **kwargs):
     return folder
 
 
+def resume_on_other_classes(tmp):
+    """A run on cat/dog interrupted, then resumed from its checkpoint_dir on ant/bee."""
+    folder = str(tmp / "ckpt")
+    names = np.array(["cat", "dog"])[Y8]
+    with pytest.raises(KeyboardInterrupt):
+        tiny_tuner().fit(X8, names, epochs=4, batch_size=4, verbose=0, checkpoint_dir=folder,
+                         callbacks=[Interrupt(1)])
+    other = np.array(["ant", "bee"])[Y8]
+    return tiny_tuner().fit(X8, other, epochs=4, batch_size=4, verbose=0, checkpoint_dir=folder)
+
+
 def rerun(tmp, epochs, **kwargs):
     folder = interrupted_run(tmp)
     return tiny_tuner(**kwargs).fit(
@@ -213,6 +224,7 @@ CASES = [
     ("checkpoint_rerun_with_another_head", lambda t: rerun(t, epochs=5, num_classes=3), ValueError, r"checkpoint_dir '.*ckpt' holds the training state of a different model .*: it cannot be restored into this one\. To train this model, use a new checkpoint_dir, or delete '.*backup' to start over"),
     ("checkpoint_kept_after_divergence", lambda t: diverging_run(t, UserWarning), UserWarning, r"Training diverged; the state after the last good epoch \(1\) is kept in '.*backup'\. Rerun fit\(\.\.\., checkpoint_dir='.*ckpt'\) to resume"),
     ("weights_overflow_in_the_last_update", overflowing_update, fk.TrainingDivergedError, r"The weights became NaN or infinite in the last update of epoch 1, although its loss was finite: the learning rate is too high"),
+    ("checkpoint_of_other_classes", resume_on_other_classes, ValueError, r"holds a run on the classes \['cat', 'dog'\], but this fit has the classes \['ant', 'bee'\]: resuming would train one model on two meanings of its outputs"),
     ("nan_loss_with_on_nan_warn", lambda t: diverging_run(t, RuntimeWarning), RuntimeWarning, r"Training diverged: .* Training stopped\. Restored the weights and optimizer state from the start of epoch 2 \(the last finite ones\)"),
     # ---- export
     ("export_to_an_existing_file", lambda t: export_over(t, "file"), ValueError, r"export\(\) writes a folder, but '.*m\.keras' is an existing file\. Pass the path of a new folder, .* To write a \.keras file, use ft\.save"),
