@@ -235,6 +235,7 @@ def run_demo(args):
         seed=args.seed,
         labels_per_class=args.labels_per_class,
         verbose=0 if (args.quiet or args.json) else 1,
+        progress=not args.quiet,  # on stderr, so --json output stays JSON
     )
     if args.json:
         print(json.dumps(result, indent=2))
