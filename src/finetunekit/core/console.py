@@ -72,9 +72,9 @@ def native_notices_hidden():
             os.dup2(saved, 2)
             os.close(saved)
             held.seek(0)
-            kept = _without_native_notices(held.read())
-            if kept:
-                os.write(2, kept)
+            kept = memoryview(_without_native_notices(held.read()))
+            while kept:  # a pipe may take less than all of it at once
+                kept = kept[os.write(2, kept):]
 
 
 def import_tensorflow_quietly():
