@@ -9,7 +9,6 @@ import contextlib
 import json
 import os
 import re
-import sys
 
 from finetunekit.cli.args import positive_int
 
@@ -28,39 +27,19 @@ class NoNetworkError(RuntimeError):
 
 
 # --------------------------------------------------------------------- quiet
-@contextlib.contextmanager
-def _stderr_silenced():
-    """Sends file descriptor 2 to /dev/null (C++ logging that ignores TF_CPP_MIN_LOG_LEVEL)."""
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no real file descriptor (e.g. captured stderr)
-        yield
-        return
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def import_tensorflow_quietly():
-    """Imports TensorFlow and probes its devices once, hiding the native notices on stderr.
+    """Imports TensorFlow without its native start-up notices, and quiets its Python logger.
 
-    TensorFlow writes absl/oneDNN/CUDA notices from C++ before its logging is
-    configured (so `TF_CPP_MIN_LOG_LEVEL` cannot hide them), at import and at
-    its first device probe. With `TF_CPP_MIN_LOG_LEVEL=0` they are shown.
+    The notices are filtered as for the library (`core.console`); the command
+    line also hides TensorFlow's and absl's Python log lines below ERROR. With
+    `TF_CPP_MIN_LOG_LEVEL=0` everything is shown.
     """
     if os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0":
         return
-    try:
-        with _stderr_silenced():
-            import tensorflow as tf
+    from finetunekit.core.console import import_tensorflow_quietly as load
 
-            tf.config.list_physical_devices()
-    except ImportError:  # pragma: no cover - another Keras backend
+    tf = load()
+    if tf is None:  # pragma: no cover - another Keras backend
         return
     tf.get_logger().setLevel("ERROR")
     with contextlib.suppress(ImportError):
@@ -256,6 +235,7 @@ def run_demo(args):
         seed=args.seed,
         labels_per_class=args.labels_per_class,
         verbose=0 if (args.quiet or args.json) else 1,
+        progress=not args.quiet,  # on stderr, so --json output stays JSON
     )
     if args.json:
         print(json.dumps(result, indent=2))
