@@ -219,6 +219,7 @@ CASES = [
     ("weights_file_not_hdf5", lambda t: weights_file(t, content=b"not hdf5 at all"), CorruptFileError, r"b\.weights\.h5' exists but is not an HDF5 weights file \(15 bytes; no HDF5 signature\)\. .*Save the weights again"),
     ("truncated_weights_file", lambda t: weights_file(t, keep=0.5), CorruptFileError, r"b\.weights\.h5' exists but is a truncated or damaged HDF5 weights file \([\d,]+ bytes; h5py: .*truncated.*\)\. Save the weights again"),
     # ---- checkpoint_dir reruns
+    ("checkpoint_dir_is_a_file", lambda t: tiny_tuner().fit(X8, Y8, epochs=1, verbose=0, checkpoint_dir=str((t / "f").write_text("x") and t / "f")), ValueError, r"checkpoint_dir='.*f' is a file; it must be a folder"),
     ("checkpoint_rerun_with_fewer_epochs", lambda t: rerun(t, epochs=1), ValueError, r"checkpoint_dir '.*ckpt' holds a run that already finished 2 epochs, but epochs=1: nothing would train\. Pass epochs > 2 to train on from epoch 3, or use a new checkpoint_dir, or delete"),
     ("checkpoint_rerun_with_as_many_epochs", lambda t: as_error(UserWarning, lambda: rerun(t, epochs=2)), UserWarning, r"holds a run that already finished all 2 epochs: its weights are restored and nothing is left to train\. Pass epochs > 2"),
     ("checkpoint_rerun_with_another_head", lambda t: rerun(t, epochs=5, num_classes=3), ValueError, r"checkpoint_dir '.*ckpt' holds the training state of a different model .*: it cannot be restored into this one\. To train this model, use a new checkpoint_dir, or delete '.*backup' to start over"),

@@ -173,6 +173,28 @@ class DivergenceGuard(keras.callbacks.Callback):
         )
 
 
+def _make_checkpoint_dir(folder):
+    """Creates `folder` (and its parents), or names what is in the way."""
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise ValueError(
+            f"checkpoint_dir={folder!r} is a file; it must be a folder (it will hold best.keras "
+            "and the backup to resume from). Pass the path of a new or existing folder."
+        )
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as error:
+        raise OSError(
+            error.errno, f"Cannot create checkpoint_dir {folder!r}: {error.strerror}. Pass a "
+            "folder you can write to."
+        ) from None
+    if not os.access(folder, os.W_OK):
+        raise PermissionError(
+            f"checkpoint_dir {folder!r} is not writable; training would fail at the first "
+            "checkpoint. Pass a folder you can write to."
+        )
+    return folder
+
+
 def _all_finite(arrays):
     return all(np.isfinite(np.asarray(keras.ops.convert_to_numpy(a))).all() for a in arrays)
 
@@ -310,8 +332,7 @@ def training_callbacks(
     if on_nan is not None and not guarded:
         callbacks.append(DivergenceGuard(on_nan))
     if checkpoint_dir is not None:
-        checkpoint_dir = os.fspath(checkpoint_dir)
-        os.makedirs(checkpoint_dir, exist_ok=True)
+        checkpoint_dir = _make_checkpoint_dir(os.fspath(checkpoint_dir))
         backup = CheckpointBackup(checkpoint_dir)
         callbacks[:0] = [backup, RandomStateBackup(backup.backup_dir)]
         callbacks.append(ForgetResumedEpoch())
