@@ -97,6 +97,10 @@ CASES = [
     ("states_of_the_wrong_width", lambda t: policy().fit(np.zeros((4, 3)), [0, 1, 0, 1], verbose=0), ValueError, r"x must be vectors of shape \(n, 4\) for this backbone\. Received shape \(4, 3\)"),
     ("policy_with_a_regression_head", lambda t: fk.rl.evaluate_policy(fk.FineTuner(backbone=policy().backbone, head=fk.RegressionHead()), cartpole(), 1), ValueError, r"A policy FineTuner needs a single-label fk\.ClassificationHead \(one class per action\); this one has RegressionHead"),
     ("policy_with_more_actions_than_the_env", lambda t: fk.rl.evaluate_policy(fk.FineTuner(backbone=policy().backbone, head=fk.ClassificationHead(3)), cartpole(), 1), ValueError, r"The policy chooses among 3 actions but the env has 2\. Use ClassificationHead\(num_classes=env\.action_space\.n\)"),
+    ("expert_returning_probabilities", lambda t: fk.rl.collect_demonstrations(lambda s: np.full(len(s), 0.7), cartpole(), 1), ValueError, r"The policy returned 0\.7, not an action id: a discrete env takes whole numbers 0\.\.n-1"),
+    ("expert_returning_an_action_out_of_range", lambda t: fk.rl.collect_demonstrations(lambda s: np.full(len(s), 5), cartpole(), 1), ValueError, r"The policy returned action 5, outside the env's 2 actions \(0\.\.1\)"),
+    ("expert_returning_one_value_for_all_states", lambda t: fk.rl.collect_demonstrations(lambda s: 1 if len(s) == 1 else [1], cartpole(), 2), ValueError, r"The policy returned an array of shape \(1,\) for 2 states; it must return one action per state"),
+    ("policy_model_of_the_wrong_width", lambda t: fk.rl.evaluate_policy(keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)]), cartpole(), 1), ValueError, r"The policy model gives 3 outputs per state but the env has 2 actions; its last layer needs 2 units"),
     ("policy_that_is_not_callable", lambda t: fk.rl.evaluate_policy("expert", cartpole(), 1), ValueError, r"policy must be a FineTuner, a keras\.Model or a callable states -> actions"),
 ]
 # fmt: on
