@@ -255,6 +255,37 @@ def test_sigkill_at_random_moments_never_breaks_the_saved_file(tmp_path):
     assert mid_write >= 1 and saves >= 1
 
 
+@pytest.fixture
+def small_disk(tmp_path):
+    """An 80 KiB tmpfs: room for one tiny saved model, not for a second copy beside it."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=80k", "tmpfs", str(folder)],
+                             capture_output=True, text=True)
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a small filesystem here: {mounted.stderr.strip()}")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_full_disk_names_the_path_and_keeps_the_previous_file(small_disk):
+    ft = tiny_tuner()
+    path = str(small_disk / "m.keras")
+    ft.save(path)
+    before = pathlib.Path(path).read_bytes()
+    writes = {
+        "m.keras": lambda: ft.save(path),
+        "w.weights.h5": lambda: ft.save_weights(str(small_disk / "w.weights.h5")),
+        "served": lambda: ft.export(str(small_disk / "served")),
+    }
+    for name, write in writes.items():
+        with pytest.raises(OSError, match=rf"Could not write '.*small/{name}': the disk is full"):
+            write()
+        assert sorted(os.listdir(small_disk)) == ["m.keras"], name  # no temporary file left
+    assert pathlib.Path(path).read_bytes() == before
+    assert fk.load(path).predict(X8, verbose=0).shape == (8, 2)
+
+
 # ------------------------------------------------------------ divergence, reruns
 def test_on_nan_warn_restores_weights_and_keeps_the_backup_to_resume(tmp_path):
     folder = interrupted_run(tmp_path, finished=1, unfreeze="all")
