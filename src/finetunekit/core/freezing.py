@@ -20,6 +20,29 @@ def _freeze_batchnorm(model):
             layer.trainable = False
 
 
+def open_norm_layers(groups, names):
+    """Lets the BatchNormalization layers of the named blocks train (random-weights backbones).
+
+    Args:
+        groups: list of `(block_name, [layers])`, as from `block_groups`.
+        names: the names of the unfrozen blocks (`apply_unfreeze`'s result).
+
+    Returns:
+        int. The number of normalisation layers opened.
+    """
+    opened = 0
+    chosen = set(names)
+    for name, layers in groups:
+        if name not in chosen:
+            continue
+        for layer in layers:
+            for sub in [layer, *sublayers(layer)]:
+                if isinstance(sub, _NORM_STATS_LAYERS):
+                    sub.trainable = True
+                    opened += 1
+    return opened
+
+
 #: Keys of `unfreeze` as a dict: the parts of an encoder-decoder, opened separately.
 UNFREEZE_PARTS = ("encoder", "decoder")
 

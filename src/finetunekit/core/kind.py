@@ -153,6 +153,10 @@ class BackboneKind:
     layer_decay = None
     #: Learning rates of `compile(optimizer="auto")`: `(frozen, unfrozen)`.
     default_learning_rates = (1e-3, 1e-4)
+    #: bool. True when the backbone's BatchNormalization layers never saw data (random
+    #: weights): in the blocks that train they run in training mode, and their statistics
+    #: are recomputed with the final weights after each training stage.
+    learns_norm_stats = False
 
     @classmethod
     def matches(cls, backbone):  # pragma: no cover - abstract

@@ -14,6 +14,7 @@ import keras
 import numpy as np
 
 from finetunekit.core.console import progress_verbosity
+from finetunekit.training.norm_stats import recalibrate_norm_stats
 
 #: `fit` options handed to the data pipeline (when given).
 DATA_OPTIONS = ("on_bad_image", "x_col", "y_col", "padding", "sample_rate",
@@ -139,7 +140,7 @@ def run_stage(model, prepared, validation, epochs, options, fit_kwargs, initial_
     if history is not None:
         return history
     train = prepared.train
-    return keras.Model.fit(
+    history = keras.Model.fit(
         model,
         **train.fit_arguments(options.batch_size),
         epochs=epochs,
@@ -147,6 +148,9 @@ def run_stage(model, prepared, validation, epochs, options, fit_kwargs, initial_
         shuffle=options.shuffle and not train.is_dataset,  # datasets shuffle themselves
         **kwargs,
     )
+    if model.backbone_kind.learns_norm_stats:  # random weights: statistics of the final weights
+        recalibrate_norm_stats(model, train, options.batch_size or 32)
+    return history
 
 
 def _check_one_weighting(train):

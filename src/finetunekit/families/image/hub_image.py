@@ -156,6 +156,7 @@ class KerasHubImageBackbone(KerasModelBackbone):
 
     def _load(self, backbone, weights, input_shape, policy):
         if isinstance(backbone, (str, os.PathLike)):
+            self.learns_norm_stats = weights is None  # a preset built without its weights
             backbone = self._from_preset(os.fspath(backbone), weights, policy)
             weights = None
         encoder = pyramid_encoder(backbone)

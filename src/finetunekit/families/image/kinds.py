@@ -4,6 +4,7 @@ import os
 
 import keras
 
+from finetunekit.core.freezing import open_norm_layers
 from finetunekit.core.kind import BackboneKind, check_layer_decay, check_needs
 from finetunekit.core.precision import dtype_policy_scope
 from finetunekit.core.weights import (
@@ -104,6 +105,13 @@ class ImageBackbone(BackboneKind):
     def groups(self):
         """Ordered `(block_name, layers)` of the backbone (the table's block pattern)."""
         return block_groups(self.model, self.spec.blocks if self.spec is not None else None)
+
+    def apply_unfreeze(self, unfreeze):
+        """As `BackboneKind.apply_unfreeze`; random weights' BatchNorm layers train in their blocks."""
+        blocks = super().apply_unfreeze(unfreeze)
+        if self.learns_norm_stats:
+            open_norm_layers(self.groups(), blocks)
+        return blocks
 
     def data_pipeline(self, head, augmentation=()):
         if head.target_layout == "spatial":
@@ -239,6 +247,7 @@ class ApplicationsBackbone(ImageBackbone):
                 raise
         if weights not in (None, "imagenet"):
             load_weights_file(model, weights)
+        self.learns_norm_stats = weights is None
         return model, input_shape
 
 
