@@ -49,3 +49,15 @@ class SpatialHead(Head):
     def read_data(self, x, y):
         """Reads head-specific file formats into `(images, targets)`; the default keeps them."""
         return x, y
+
+    def check_learnable(self, targets, sizes):
+        """Warns (with counts) about targets the head cannot learn at its input size.
+
+        Called by the spatial pipeline after the targets were encoded and
+        checked against their images; the default finds nothing.
+
+        Args:
+            targets: encoded per-image targets (`encode_targets`).
+            sizes: per-image `(height, width)` of the original images.
+        """
+        return None

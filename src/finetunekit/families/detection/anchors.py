@@ -35,3 +35,19 @@ def anchor_boxes(image_size, **anchor_options):
     generator = anchor_generator(**anchor_options)
     levels = generator(np.zeros((int(image_size[0]), int(image_size[1]), 1), "float32"))
     return np.concatenate([ops.convert_to_numpy(v) for v in levels.values()]).astype("float32")
+
+
+def best_anchor_iou(boxes, anchors, chunk=256):
+    """For each xyxy box, its highest IoU with any anchor (a float32 `(n,)` array)."""
+    boxes = np.asarray(boxes, "float32").reshape(-1, 4)
+    anchor_area = (anchors[:, 2] - anchors[:, 0]) * (anchors[:, 3] - anchors[:, 1])
+    best = []
+    for start in range(0, len(boxes), chunk):
+        part = boxes[start : start + chunk, None, :]
+        width = np.minimum(part[..., 2], anchors[:, 2]) - np.maximum(part[..., 0], anchors[:, 0])
+        height = np.minimum(part[..., 3], anchors[:, 3]) - np.maximum(part[..., 1], anchors[:, 1])
+        width, height = np.clip(width, 0, None), np.clip(height, 0, None)
+        overlap = width * height
+        area = (part[..., 2] - part[..., 0]) * (part[..., 3] - part[..., 1])
+        best.append((overlap / (area + anchor_area - overlap + 1e-9)).max(axis=1))
+    return np.concatenate(best) if best else np.zeros(0, "float32")

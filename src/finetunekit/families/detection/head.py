@@ -11,11 +11,15 @@ from finetunekit.core._keras_compat import (
     retinanet_prediction_head_class,
 )
 from finetunekit.core.data.spatial_targets import BOXES
+from finetunekit.core.notices import warn_user
 from finetunekit.core.spatial import SpatialHead
-from finetunekit.families.detection.anchors import BOX_FORMATS, anchor_boxes
+from finetunekit.families.detection.anchors import BOX_FORMATS, anchor_boxes, best_anchor_iou
 from finetunekit.families.detection.decode import detections, serving_detections
 from finetunekit.families.detection.loss import DetectionLoss
 from finetunekit.families.detection.targets import encode_box_targets, to_user_boxes
+
+#: IoU with an anchor at which a box is a positive target (keras-hub RetinaNetLabelEncoder).
+POSITIVE_IOU = 0.5
 
 
 @keras.saving.register_keras_serializable(package="finetunekit")
@@ -198,6 +202,35 @@ class DetectionHead(SpatialHead):
             raise ValueError("`label_smoothing` is not supported by DetectionHead.")
         return DetectionLoss(
             self.num_classes, self.image_size, self.anchor_options, box_variance=self.box_variance
+        )
+
+    def check_learnable(self, targets, sizes):
+        """Warns with counts about boxes that no anchor matches at the model's input size.
+
+        The loss trains a box through the anchors it overlaps with IoU >= 0.5
+        (keras-hub's `RetinaNetLabelEncoder`); a box smaller than the smallest
+        anchors (`anchor_size * 2 ** min_level` pixels) or of another shape
+        has none, and its loss is that of an image without it.
+        """
+        if getattr(self, "anchors", None) is None:
+            return
+        scaled = []
+        for target, (height, width) in zip(targets, sizes):
+            factor = np.array([self.image_size[1] / width, self.image_size[0] / height] * 2)
+            scaled.append(np.asarray(target["boxes"], "float32").reshape(-1, 4) * factor)
+        boxes = np.concatenate(scaled) if scaled else np.zeros((0, 4), "float32")
+        missed = best_anchor_iou(boxes, self.anchors) < POSITIVE_IOU
+        if not missed.any():
+            return
+        sides = np.sqrt(np.prod(boxes[missed][:, 2:] - boxes[missed][:, :2], axis=1))
+        smallest = self.anchor_options["anchor_size"] * 2 ** self.anchor_options["min_level"]
+        warn_user(
+            f"{int(missed.sum())} of {len(boxes)} boxes overlap no anchor with IoU >= "
+            f"{POSITIVE_IOU} at the model's {self.image_size[0]}x{self.image_size[1]} input "
+            f"(their median side is {np.median(sides):.0f} px; the smallest anchors are "
+            f"{smallest:g} px), so the detector does not learn them. Pass a larger "
+            "input_shape, or a smaller DetectionHead(anchor_size=...) (e.g. anchor_size=2 for "
+            f"{2 * 2 ** self.anchor_options['min_level']:g} px anchors)."
         )
 
     def read_data(self, x, y):

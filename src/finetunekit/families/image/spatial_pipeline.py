@@ -82,6 +82,7 @@ class SpatialPipeline(ImagePipeline):
         if labels is not None:
             targets, class_names = self.head.encode_targets(labels, class_names)
             check_targets(self.key, targets, sizes)
+            self.head.check_learnable(targets, sizes)
             packed = pack_targets(self.key, targets)
         context = _context(sizes, self.image_size)
 
