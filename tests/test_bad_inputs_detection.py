@@ -146,7 +146,7 @@ CASES = [
     ("detection_yolo_labels_folder_beside_images", labels_folder_beside_images, None, None),
     ("detection_zero_size_box", lambda t: prepare([BOX, [[4, 4, 4, 10]]], [[0], [1]]), ValueError, r"1 box\(es\) have zero width or height, e\.g\. image 1: \[4\.0, 4\.0, 4\.0, 10\.0\]"),
     ("detection_no_boxes_at_all", lambda t: prepare([[], []], [[], []]), ValueError, r"None of the 2 images has a box: a detector learns from boxes"),
-    ("detection_boxes_smaller_than_every_anchor", small_boxes, UserWarning, r"1 of 2 boxes overlap no anchor with IoU >= 0\.5 at the model's 32x32 input \(their median side is 4 px; the smallest anchors are 32 px\), so the detector does not learn them\. Pass a larger input_shape, or a smaller DetectionHead\(anchor_size=\.\.\.\)"),
+    ("detection_boxes_smaller_than_every_anchor", small_boxes, UserWarning, r"1 of 2 boxes overlap no anchor with IoU >= 0\.5 at the model's 32x32 input \(their median side is 4 px; the smallest anchors are 32 px\): each trains only through the one anchor it is forced onto, and is learned poorly\. Pass a larger input_shape, or a smaller DetectionHead\(anchor_size=\.\.\.\)"),
     ("detection_coco_json_missing_files", coco_missing_files, FileNotFoundError, r"lists 1 image file\(s\) that do not exist in .* Pass the images folder"),
     ("detection_yolo_malformed_line", yolo_malformed_line, ValueError, r"a\.txt, line 1: '0 0\.5 0\.5 0\.2' is not a YOLO box\. Each line is 'class cx cy w h'"),
     ("detection_voc_malformed_xml", voc_malformed_xml, ValueError, r"a\.xml is not a readable Pascal VOC annotation .* <bndbox> with numeric xmin/ymin/xmax/ymax"),

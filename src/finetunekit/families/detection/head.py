@@ -205,12 +205,13 @@ class DetectionHead(SpatialHead):
         )
 
     def check_learnable(self, targets, sizes):
-        """Warns with counts about boxes that no anchor matches at the model's input size.
+        """Warns with counts about boxes that no anchor overlaps well at the model's input size.
 
         The loss trains a box through the anchors it overlaps with IoU >= 0.5
         (keras-hub's `RetinaNetLabelEncoder`); a box smaller than the smallest
         anchors (`anchor_size * 2 ** min_level` pixels) or of another shape
-        has none, and its loss is that of an image without it.
+        has none, and trains only through the one anchor it is forced onto,
+        whose box deltas must then stretch far: such boxes are learned poorly.
         """
         if getattr(self, "anchors", None) is None:
             return
@@ -228,7 +229,8 @@ class DetectionHead(SpatialHead):
             f"{int(missed.sum())} of {len(boxes)} boxes overlap no anchor with IoU >= "
             f"{POSITIVE_IOU} at the model's {self.image_size[0]}x{self.image_size[1]} input "
             f"(their median side is {np.median(sides):.0f} px; the smallest anchors are "
-            f"{smallest:g} px), so the detector does not learn them. Pass a larger "
+            f"{smallest:g} px): each trains only through the one anchor it is forced onto, and "
+            "is learned poorly. Pass a larger "
             "input_shape, or a smaller DetectionHead(anchor_size=...) (e.g. anchor_size=2 for "
             f"{2 * 2 ** self.anchor_options['min_level']:g} px anchors)."
         )
