@@ -36,12 +36,46 @@ def _plain(value):
     return value.item() if hasattr(value, "item") else value
 
 
+#: Record fields that hold one string per record (a batched dataset gives vectors of them).
+SCALAR_FIELDS = ("prompt", "completion", "instruction", "input", "output", "system", "text")
+
+
+def dataset_records(ds):
+    """The record dicts of a `tf.data.Dataset`, batched (it is unbatched here) or not.
+
+    A dataset is batched when its string fields (`prompt`, `completion`,
+    `text`, ...) are vectors rather than scalars, as peers treat a batched
+    dataset of strings; each batch is split back into records, in order.
+
+    Args:
+        ds: a `tf.data.Dataset` of record dicts.
+
+    Returns:
+        A list of dicts of Python values.
+
+    Raises:
+        ValueError: the dataset does not yield dicts.
+    """
+    spec = ds.element_spec
+    if not isinstance(spec, dict):
+        raise ValueError(
+            "A tf.data.Dataset for an InstructionHead must yield record dicts (e.g. "
+            "{'prompt': ..., 'completion': ...} or {'text': ...}), batched or not; this one "
+            f"yields {type(spec).__name__}. Map it to dicts, e.g. "
+            "ds.map(lambda p, c: {'prompt': p, 'completion': c})."
+        )
+    ranks = [spec[name].shape.rank for name in SCALAR_FIELDS if hasattr(spec.get(name), "shape")]
+    if ranks and all(rank is not None and rank >= 1 for rank in ranks):
+        ds = ds.unbatch()
+    return [_plain(element) for element in ds.as_numpy_iterator()]
+
+
 def read_examples(x, y=None, warn=True):
     """`Example`s of SFT records, of prompts `x` with responses `y`, or of a dataset of records.
 
     Args:
         x: records (list of dicts, DataFrame, file path), a list of prompts
-            (with `y`), or a `tf.data.Dataset` of unbatched record dicts.
+            (with `y`), or a `tf.data.Dataset` of record dicts (batched or not).
         y: list of responses (one per prompt), or None.
         warn: warn about suspicious data (see `to_examples`).
 
@@ -56,12 +90,7 @@ def read_examples(x, y=None, warn=True):
     from finetunekit.families.causal_lm.records import to_examples
 
     if is_dataset(x):
-        x = [_plain(element) for element in x.as_numpy_iterator()]
-        if x and not isinstance(x[0], dict):
-            raise ValueError(
-                "A tf.data.Dataset for an InstructionHead must yield record dicts (e.g. "
-                "{'prompt': ..., 'completion': ...} or {'text': ...}), unbatched."
-            )
+        x = dataset_records(x)
     if y is not None:
         prompts = [x] if isinstance(x, str) else list(x)
         answers = [y] if isinstance(y, str) else list(y)
@@ -74,6 +103,18 @@ def read_examples(x, y=None, warn=True):
     elif isinstance(x, (list, tuple)) and x and all(isinstance(item, str) for item in x):
         x = [{"text": text} for text in x]
     return to_examples(x, warn=warn)
+
+
+def kept_weights(weights, tokenized):
+    """The per-example `weights` of the examples that tokenising kept (None stays None).
+
+    `tokenize_examples` drops examples (`on_too_long="drop"`, no room for a
+    response); each `TokenizedExample` knows its input `index`, so a weight
+    stays with its own example.
+    """
+    if weights is None:
+        return None
+    return weights[np.asarray([ex.index for ex in tokenized], "int64")]
 
 
 class CausalLMPipeline:
@@ -190,8 +231,9 @@ class CausalLMPipeline:
         """
         del class_names, x_col, y_col, require_labels
         self._check(x, training, padding)
-        tokenized = self.tokenize(read_examples(x, y))
-        weights = check_sample_weight(sample_weight, len(tokenized))
+        examples = read_examples(x, y)
+        tokenized = self.tokenize(examples)
+        weights = kept_weights(check_sample_weight(sample_weight, len(examples)), tokenized)
 
         def make(index, train_split):
             ds = self.examples_dataset(take(tokenized, index), take(weights, index))
