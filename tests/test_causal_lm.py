@@ -190,9 +190,7 @@ def test_a_template_that_fails_names_the_template():
         lm.fit(FACTS, epochs=1, verbose=0)
 
 
-def test_packing_and_frozen_backbone_are_refused_clearly():
-    with pytest.raises(ValueError, match="packing"):
-        tuner(head=fk.InstructionHead(packing=True)).fit(FACTS, verbose=0)
+def test_frozen_backbone_is_refused_clearly():
     with pytest.raises(ValueError, match="nothing would train"):
         tuner(unfreeze=0).fit(FACTS, verbose=0)
 

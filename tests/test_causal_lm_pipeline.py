@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 import finetunekit as fk
-from tests.causal_lm_fixtures import FACTS, tiny_llama
+from tests.causal_lm_fixtures import FACTS, logits_of, tiny_llama
 
 LONG = {"prompt": "hello " * 30, "completion": "ok."}
 
@@ -93,3 +93,105 @@ def test_a_dataset_of_tuples_is_refused_with_the_fix():
                                              [r["completion"] for r in FACTS]))
     with pytest.raises(ValueError, match="must yield record dicts.*ds.map"):
         lm.fit(ds, epochs=1, verbose=0)
+
+
+RECORDS = [*FACTS, {"prompt": "hello", "completion": "use tea."},
+           {"messages": [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi."},
+                         {"role": "user", "content": "who?"}, {"role": "assistant", "content": "tom."}]}]
+
+
+def segments(x):
+    """`(row, start, end)` of every example in packed rows, from their segment ids."""
+    seg = np.asarray(x["segment_ids"])
+    found = []
+    for row in range(len(seg)):
+        for value in sorted(set(seg[row].tolist()) - {0}):
+            where = np.flatnonzero(seg[row] == value)
+            assert (np.diff(where) == 1).all()
+            found.append((row, int(where[0]), int(where[-1]) + 1))
+    return found
+
+
+def alone(lm, ids):
+    """keras-hub's own CausalLM logits of one example (no packing code involved)."""
+    return logits_of(lm.backbone_kind.task, ids)
+
+
+@pytest.fixture(scope="module")
+def packed_lm():
+    lm = tuner(head=fk.InstructionHead(packing=True))
+    lm.compile(learning_rate=1e-2)
+    history = lm.fit(RECORDS, epochs=3, batch_size=2, verbose=0, seed=0)
+    assert np.isfinite(history.history["loss"]).all()
+    return lm
+
+
+def test_packed_rows_give_each_example_its_logits_alone_through_the_fitted_model(packed_lm, tmp_path):
+    lm = packed_lm
+    x, y, w = batch(lm, RECORDS, training=True)
+    assert len(y) < len(RECORDS)  # several examples share a row
+    logits = np.asarray(lm(x))
+    found = segments(x)
+    assert len(found) == len(RECORDS)
+    ids = np.asarray(x["token_ids"])
+    for row, start, end in found:
+        np.testing.assert_array_equal(np.asarray(x["position_ids"])[row, start:end],
+                                      np.arange(end - start))
+        np.testing.assert_allclose(logits[row, start:end], alone(lm, ids[row, start:end]),
+                                   atol=1e-4)
+    path = str(tmp_path / "packed.keras")
+    lm.save(path)
+    loaded = fk.load(path)
+    assert loaded.head.packing
+    np.testing.assert_allclose(np.asarray(loaded(x)), logits, atol=1e-5)
+
+
+def test_packed_loss_is_the_token_weighted_mean_of_the_losses_alone(packed_lm):
+    lm = packed_lm
+    loss = lm.head.default_loss()
+    x, y, w = batch(lm, RECORDS, training=True)
+    packed = float(loss(y, np.asarray(lm(x)), sample_weight=w))
+    xs, ys, ws = batch(lm, RECORDS)  # one example a row, in order
+    total = count = 0.0
+    for row in range(len(ys)):
+        n = int(np.asarray(xs["segment_ids"])[row].sum())
+        own = alone(lm, np.asarray(xs["token_ids"])[row, :n])
+        trained = ws[row, :n].sum()
+        total += float(loss(ys[row : row + 1, :n], own[None], sample_weight=ws[row : row + 1, :n])) * trained
+        count += trained
+    assert w.sum() == pytest.approx(count)
+    assert packed == pytest.approx(total / count, rel=1e-4)
+    scores = lm.evaluate(RECORDS, return_dict=True, verbose=0)
+    assert scores["loss"] == pytest.approx(total / count, rel=1e-4)
+
+
+def test_packing_with_sample_weights_weights_each_example():
+    lm = tuner(head=fk.InstructionHead(packing=True))
+    weights = np.asarray([1.0, 0.0, 3.0, 2.0, 0.5, 4.0], "float32")
+    x, y, w = batch(lm, RECORDS, training=True, sample_weight=weights)
+    xs, ys, ws = batch(lm, RECORDS, sample_weight=weights)
+    # the packed rows hold the same weighted tokens as the rows of one example
+    assert sorted(np.round(w[w > 0], 4).tolist()) == sorted(np.round(ws[ws > 0], 4).tolist())
+    found = segments(x)
+    assert sorted(round(float(w[r, s:e].max()), 4) for r, s, e in found if w[r, s:e].any()) == \
+        sorted(round(float(v), 4) for v in weights if v > 0)
+
+
+def tiny_gpt2():
+    import keras_hub
+
+    vocabulary = {"<|endoftext|>": 0, **{c: i + 1 for i, c in enumerate("abcdefghijklmnopqrstuvwxyzĠ?.")},
+                  "ab": 30}
+    tokenizer = keras_hub.models.GPT2Tokenizer(vocabulary=vocabulary, merges=["a b"])
+    backbone = keras_hub.models.GPT2Backbone(vocabulary_size=len(vocabulary), num_layers=1, num_heads=1,
+                                             hidden_dim=8, intermediate_dim=16, max_sequence_length=64)
+    preprocessor = keras_hub.models.GPT2CausalLMPreprocessor(tokenizer=tokenizer, sequence_length=32)
+    return keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=preprocessor)
+
+
+def test_packing_is_refused_for_a_backbone_without_a_block_diagonal_mask():
+    with pytest.raises(ValueError, match=r"packing=True.*GPT2Backbone cannot.*packing=False"):
+        fk.FineTuner(backbone=tiny_gpt2(), head=fk.InstructionHead(packing=True), unfreeze="all")
+    lm = fk.FineTuner(backbone=tiny_gpt2(), head=fk.InstructionHead(chat_template="chatml"),
+                      unfreeze="all")
+    assert lm.backbone_kind.packing is False

@@ -74,8 +74,12 @@ class InstructionHead(Head):
             Defaults to the backbone's `sequence_length`.
         on_too_long: `"truncate"` (cut the prompt on the left, then the
             response on the right; warns with counts), `"drop"` or `"error"`.
-        packing: bool. Pack several examples per row; only for backbones that
-            take a block-diagonal attention mask (none yet: a clear error).
+        packing: bool. Pack several training examples into each row (first-fit
+            decreasing), each attending only to itself with positions
+            restarting at 0; `batch_size` then counts rows. Needs a keras-hub
+            Llama backbone (a `.gguf` file loads one); other backbones (GPT-2,
+            Gemma, ...) are refused with the reason. Evaluation and prediction
+            run one example per row.
         **kwargs: Standard `keras.layers.Layer` arguments.
 
     Returns:
@@ -120,6 +124,8 @@ class InstructionHead(Head):
                 f"keras-hub CausalLM preset); a {kind.modality} backbone ({kind.name}) cannot "
                 'generate. Use e.g. backbone="smollm2.gguf" or a keras-hub CausalLM preset.'
             )
+        if self.packing:
+            kind.enable_packing()
         self.template(kind)
         return kind
 

@@ -2,7 +2,10 @@
 
 The FineTuner graph takes `token_ids` and `padding_mask` and gives the head
 the next-token logits (`"lm_logits"`) of keras-hub's own `CausalLM` task on
-the backbone, so tied output embeddings are kept. Generation uses a second
+the backbone, so tied output embeddings are kept. With a packing head
+(`InstructionHead(packing=True)`, Llama backbones) it takes `token_ids`,
+`segment_ids` and `position_ids` instead and runs the backbone's own layers
+with a block-diagonal causal mask (`packing.PackedLogits`). Generation uses a second
 `CausalLM` on the same backbone (weights shared) with keras-hub's samplers.
 LoRA goes through keras-hub's `backbone.enable_lora(rank)`; `quantize="int8"`
 runs Keras' `backbone.quantize("int8")` first, so the frozen base weights
@@ -249,8 +252,8 @@ class CausalLMBackbone(LanguageModelKind):
     )
     priority = 35  # after seq2seq (keras-hub's Seq2SeqLM is a CausalLM), before text encoders
     default_learning_rates = (2e-4, 2e-5)
-    supports_packing = False
     input_names = LM_INPUTS
+    packing = False
     head_name = "a fk.InstructionHead"
     noun = "a causal language model"
 
@@ -331,7 +334,38 @@ class CausalLMBackbone(LanguageModelKind):
         ]
 
     def input_dtype(self, name):
+        if self.packing:
+            return "int32"
         return self.model.input[name].dtype
+
+    def enable_packing(self):
+        """Makes the FineTuner graph take packed rows (`PACKED_INPUTS`); before `build`.
+
+        Raises:
+            ValueError: the backbone cannot take a block-diagonal mask
+                (`packing_blocker` names it and the fix).
+        """
+        from finetunekit.families.causal_lm.packing import PACKED_INPUTS, packing_blocker
+
+        reason = packing_blocker(self.model)
+        if reason is not None:
+            raise ValueError(reason)
+        self.packing = True
+        self.input_names = PACKED_INPUTS
+
+    def graph(self):
+        """The task graph; with packing, `PackedLogits` on `token_ids`/`segment_ids`/`position_ids`."""
+        if not self.packing:
+            return super().graph()
+        from keras import ops
+
+        from finetunekit.families.causal_lm.packing import PackedLogits
+
+        inputs = {
+            name: keras.Input(shape=(None,), dtype="int32", name=name) for name in self.input_names
+        }
+        logits = PackedLogits(self.model, name="packed_logits")(inputs)
+        return inputs, {"lm_logits": logits, "padding_mask": ops.greater(inputs["segment_ids"], 0)}
 
     def data_pipeline(self, head, augmentation=()):
         from finetunekit.families.causal_lm.pipeline import CausalLMPipeline

@@ -156,7 +156,12 @@ class CausalLMPipeline:
         return tokenized
 
     def examples_dataset(self, tokenized, weights=None):
-        """Unbatched dataset of `(x, y, sample_weight)`, one per example (order kept)."""
+        """Unbatched dataset of `(x, y, sample_weight)`, one per example (order kept).
+
+        `x` holds `token_ids` and `padding_mask`, or for a packing head
+        `token_ids`, `segment_ids` (1 on the example, 0 on padding) and
+        `position_ids` (`0..n-1`): a row of one example.
+        """
         import tensorflow as tf
 
         lengths = np.asarray([len(ex) - 1 for ex in tokenized], "int32")
@@ -167,17 +172,78 @@ class CausalLMPipeline:
             ids[row, : len(ex)] = ex.token_ids
             mask[row, : len(ex)] = ex.loss_mask
         scale = np.ones(len(tokenized), "float32") if weights is None else weights
-        mask_dtype = self.kind.model.input["padding_mask"].dtype
+        packing = self.head.packing
+        mask_dtype = None if packing else self.kind.model.input["padding_mask"].dtype
 
         def trim(row_ids, row_mask, length, weight):
-            x = {
-                "token_ids": row_ids[:length],
-                "padding_mask": tf.cast(tf.ones([length], "int32"), mask_dtype),
-            }
+            if packing:
+                x = {"token_ids": row_ids[:length], "segment_ids": tf.ones([length], "int32"),
+                     "position_ids": tf.range(length, dtype="int32")}
+            else:
+                x = {"token_ids": row_ids[:length],
+                     "padding_mask": tf.cast(tf.ones([length], "int32"), mask_dtype)}
             return x, row_ids[1 : length + 1], row_mask[1 : length + 1] * weight
 
         ds = tf.data.Dataset.from_tensor_slices((ids, mask, lengths, scale))
         return ds.map(trim, num_parallel_calls=tf.data.AUTOTUNE)
+
+    def packed_rows(self, tokenized, weights=None):
+        """`(x, y, sample_weight)` arrays of `tokenized` packed into rows (`pack_examples`).
+
+        Each example is shifted before packing (inputs its tokens but the
+        last, labels the tokens after), so no label crosses from one example
+        into the next; the weights are its own loss mask times its weight.
+        Rows are as wide as the fullest one (at most the sequence length).
+
+        Returns:
+            `(x, labels, weights)`: `x` a dict of int32 `(rows, width)` arrays
+            `token_ids`, `segment_ids`, `position_ids`.
+        """
+        from finetunekit.families.causal_lm.packing import pack_examples
+
+        limit = self.head.max_length or self.kind.sequence_length
+        shifted = [{"token_ids": ex.token_ids[:-1], "loss_mask": ex.loss_mask[1:]}
+                   for ex in tokenized]
+        packed = pack_examples(shifted, limit, pad_id=self.pad_token_id)
+        place = packed["placements"]
+        width = int((place[:, 1] + place[:, 2]).max())
+        labels = np.full((len(packed["token_ids"]), width), self.pad_token_id, "int32")
+        weight = np.zeros(labels.shape, "float32")
+        scale = np.ones(len(tokenized), "float32") if weights is None else weights
+        for ex, (row, start, n), factor in zip(tokenized, place, scale):
+            labels[row, start : start + n] = ex.token_ids[1:]
+            weight[row, start : start + n] = ex.loss_mask[1:] * factor
+        x = {name: packed[name][:, :width] for name in ("token_ids", "segment_ids", "position_ids")}
+        return x, labels, weight
+
+    def packed_batches(self, tokenized, weights, batch_size, shuffle=False, seed=None):
+        """Batches of packed rows (shuffled each epoch when `shuffle`); `batch_size` counts rows."""
+        import tensorflow as tf
+
+        x, labels, weight = self.packed_rows(tokenized, weights)
+        rows = len(labels)
+        ds = tf.data.Dataset.from_tensor_slices((x, labels, weight)).cache()
+        if shuffle:
+            ds = ds.shuffle(rows, seed=seed, reshuffle_each_iteration=True)
+        ds = ds.batch(batch_size)
+        ds = ds.apply(tf.data.experimental.assert_cardinality(-(-rows // batch_size)))
+        return Batches(ds.prefetch(tf.data.AUTOTUNE))
+
+    def padding_values(self):
+        """`(shapes, values)` of `padded_batch` for one-example rows."""
+        import tensorflow as tf
+
+        pad = tf.constant(self.pad_token_id, "int32")
+        if self.head.packing:
+            zero = tf.constant(0, "int32")
+            features = {"token_ids": pad, "segment_ids": zero, "position_ids": zero}
+        else:
+            mask_dtype = self.kind.model.input["padding_mask"].dtype
+            masked = tf.constant(False) if mask_dtype == "bool" else tf.constant(0, mask_dtype)
+            features = {"token_ids": pad, "padding_mask": masked}
+        values = (features, pad, tf.constant(0.0, "float32"))
+        shapes = ({name: [None] for name in features}, [None], [None])
+        return shapes, values
 
     def batch(self, ds, batch_size, n, shuffle=False, seed=None):
         import tensorflow as tf
@@ -185,14 +251,7 @@ class CausalLMPipeline:
         ds = ds.cache()
         if shuffle:
             ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
-        mask_dtype = self.kind.model.input["padding_mask"].dtype
-        masked = tf.constant(False) if mask_dtype == "bool" else tf.constant(0, mask_dtype)
-        values = (
-            {"token_ids": tf.constant(self.pad_token_id, "int32"), "padding_mask": masked},
-            tf.constant(self.pad_token_id, "int32"),
-            tf.constant(0.0, "float32"),
-        )
-        shapes = ({"token_ids": [None], "padding_mask": [None]}, [None], [None])
+        shapes, values = self.padding_values()
         ds = ds.padded_batch(batch_size, padded_shapes=shapes, padding_values=values)
         ds = ds.apply(tf.data.experimental.assert_cardinality(-(-n // batch_size)))
         return Batches(ds.prefetch(tf.data.AUTOTUNE))
@@ -208,13 +267,6 @@ class CausalLMPipeline:
             raise ValueError(
                 "An InstructionHead pads each batch to its longest example "
                 f'(padding="dynamic"). Received: padding={padding!r}'
-            )
-        if self.head.packing and not self.kind.supports_packing:
-            raise ValueError(
-                "InstructionHead(packing=True) needs a backbone that takes a block-diagonal "
-                f"attention mask; the FineTuner graph of {type(self.kind.model).__name__} takes "
-                "only token_ids and padding_mask. Use packing=False (batches are padded per "
-                "batch, so little compute is lost on padding)."
             )
         if isinstance(x, str) and x.startswith("tfds:"):
             raise ValueError("TFDS names are not supported by an InstructionHead; pass records.")
@@ -236,6 +288,9 @@ class CausalLMPipeline:
         weights = kept_weights(check_sample_weight(sample_weight, len(examples)), tokenized)
 
         def make(index, train_split):
+            if self.head.packing and train_split and training:
+                return self.packed_batches(take(tokenized, index), take(weights, index),
+                                           batch_size, shuffle=shuffle, seed=seed)
             ds = self.examples_dataset(take(tokenized, index), take(weights, index))
             return self.batch(ds, batch_size, len(index), shuffle=train_split and shuffle, seed=seed)
 
