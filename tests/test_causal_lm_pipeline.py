@@ -195,3 +195,47 @@ def test_packing_is_refused_for_a_backbone_without_a_block_diagonal_mask():
     lm = fk.FineTuner(backbone=tiny_gpt2(), head=fk.InstructionHead(chat_template="chatml"),
                       unfreeze="all")
     assert lm.backbone_kind.packing is False
+
+
+VARIED = [{"prompt": "hello " * ((7 * i) % 10) + f"q{chr(97 + i % 26)}{chr(97 + i // 26)}?",
+           "completion": "use tea." if i % 2 else "rex."} for i in range(64)]
+
+
+def epoch(lm, padding):
+    prepared = lm.prepare(VARIED, batch_size=4, shuffle=True, seed=1, padding=padding,
+                          training=True)
+    padded, seen = 0, []
+    for x, y, w in prepared.train.x:
+        ids, mask = np.asarray(x["token_ids"]), np.asarray(x["padding_mask"]).astype(bool)
+        y, w = np.asarray(y), np.asarray(w)
+        padded += int((~mask).sum())
+        # each example with its own labels and loss mask
+        seen += [(tuple(i[m].tolist()), tuple(t[m].tolist()), tuple(v[m].tolist()))
+                 for i, t, v, m in zip(ids, y, w, mask)]
+    return padded, sorted(seen), len(prepared.train.x)
+
+
+def test_length_buckets_pad_less_and_show_every_example_once_an_epoch():
+    lm = tuner(sequence_length=96)
+    dynamic, every, batches = epoch(lm, "dynamic")
+    bucket, seen, bucket_batches = epoch(lm, "bucket")
+    assert bucket < dynamic
+    assert seen == every and len(seen) == len(VARIED) and bucket_batches == batches == 16
+    # shuffle is kept: the order of batches changes from one epoch to the next
+    prepared = lm.prepare(VARIED, batch_size=4, shuffle=True, padding="bucket", training=True)
+    orders = [[tuple(np.asarray(x["token_ids"])[:, 0:12].ravel().tolist()) for x, _, _ in
+               prepared.train.x] for _ in range(4)]
+    assert len({tuple(order) for order in orders}) > 1
+    lm.compile(learning_rate=1e-2)
+    history = lm.fit(VARIED[:16], epochs=1, batch_size=4, padding="bucket", verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+
+
+@pytest.mark.parametrize("head, padding, match", [
+    (fk.InstructionHead(), "fixed", 'padding="fixed" is not supported'),
+    (fk.InstructionHead(packing=True), "bucket", "packs training examples into rows"),
+])
+def test_unsupported_padding_is_refused(head, padding, match):
+    lm = tuner(head=head)
+    with pytest.raises(ValueError, match=match):
+        lm.fit(FACTS, epochs=1, padding=padding, verbose=0)

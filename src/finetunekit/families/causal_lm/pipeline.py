@@ -8,7 +8,9 @@ tokenised with the loss mask of `tokenize_examples` (the assistant turns, or
 everything with `train_on="all"`); inputs are the tokens but the last, labels
 the tokens shifted by one and the per-token sample weight the shifted mask
 (times any per-example `sample_weight`). Each batch is padded to its own
-longest example (dynamic padding).
+longest example (dynamic padding); `padding="bucket"` groups training examples
+of similar length (sortish, as the seq2seq pipeline); a packing head packs
+training examples into rows (`packing.pack_examples`).
 """
 
 import numpy as np
@@ -20,6 +22,16 @@ from finetunekit.core.data.pipeline import (
     check_sample_weight,
     is_dataset,
     take,
+)
+from finetunekit.core.data.text_buckets import (
+    bucket_lengths,
+    bucket_width,
+    check_padding,
+    chunk_batches,
+    is_bucketed,
+    is_mode,
+    pad_to,
+    sortish,
 )
 
 
@@ -245,16 +257,45 @@ class CausalLMPipeline:
         shapes = ({name: [None] for name in features}, [None], [None])
         return shapes, values
 
-    def batch(self, ds, batch_size, n, shuffle=False, seed=None):
+    def batch(self, ds, batch_size, n, shuffle=False, seed=None, padding="dynamic"):
+        """Batches of one-example rows: each padded to its longest, or sortish length buckets.
+
+        With `padding="bucket"` (or a list of bucket lengths) and `shuffle`,
+        the shuffled examples are grouped by length as the seq2seq and text
+        pipelines do (`text_buckets.sortish`): every example once an epoch,
+        `ceil(n / batch_size)` batches, each padded to a bucket width.
+        """
         import tensorflow as tf
 
         ds = ds.cache()
         if shuffle:
             ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
         shapes, values = self.padding_values()
-        ds = ds.padded_batch(batch_size, padded_shapes=shapes, padding_values=values)
+        if shuffle and is_bucketed(padding):
+            ds = self._bucketed(ds, batch_size, n, shapes, values, padding)
+        else:
+            ds = ds.padded_batch(batch_size, padded_shapes=shapes, padding_values=values)
         ds = ds.apply(tf.data.experimental.assert_cardinality(-(-n // batch_size)))
         return Batches(ds.prefetch(tf.data.AUTOTUNE))
+
+    def _bucketed(self, ds, batch_size, n, shapes, values, padding):
+        """Sortish batches by example length, each padded to the smallest bucket that holds it."""
+        import tensorflow as tf
+
+        limit = self.head.max_length or self.kind.sequence_length
+        buckets = tf.constant(bucket_lengths(padding, limit), "int32")
+
+        def lengths(x):
+            mask = x["segment_ids"] if "segment_ids" in x else x["padding_mask"]
+            return tf.reduce_sum(tf.cast(tf.cast(mask, "bool"), "int32"), axis=-1)
+
+        def to_bucket(x, y, weight):
+            width = bucket_width(buckets, tf.reduce_max(lengths(x)))
+            x = {name: pad_to(value, width, values[0][name]) for name, value in x.items()}
+            return x, pad_to(y, width, values[1]), pad_to(weight, width, values[2])
+
+        return sortish(ds, batch_size, shapes, values, lambda element: lengths(element[0]),
+                       to_bucket, chunk_batches(n, batch_size))
 
     def _check(self, x, training, padding):
         if training and not self.trains:
@@ -263,10 +304,19 @@ class CausalLMPipeline:
                 'is frozen: nothing would train. Pass lora_rank=8, or unfreeze="all" (or a '
                 "number of blocks)."
             )
-        if padding not in (None, "dynamic"):
+        check_padding(padding)
+        if is_mode(padding, "fixed"):
             raise ValueError(
                 "An InstructionHead pads each batch to its longest example "
-                f'(padding="dynamic"). Received: padding={padding!r}'
+                '(padding="dynamic") or groups examples of similar length (padding="bucket" or '
+                f'a list of bucket lengths); padding="fixed" is not supported. Received: '
+                f"padding={padding!r}"
+            )
+        if self.head.packing and is_bucketed(padding):
+            raise ValueError(
+                "InstructionHead(packing=True) packs training examples into rows; length buckets "
+                f"(padding={padding!r}) batch whole examples instead. Use one of them: drop "
+                'padding=, or pass InstructionHead(packing=False) with padding="bucket".'
             )
         if isinstance(x, str) and x.startswith("tfds:"):
             raise ValueError("TFDS names are not supported by an InstructionHead; pass records.")
@@ -282,6 +332,7 @@ class CausalLMPipeline:
             A `Prepared` whose `Batches` hold batched `tf.data.Dataset`s.
         """
         del class_names, x_col, y_col, require_labels
+        padding = "dynamic" if padding is None else padding
         self._check(x, training, padding)
         examples = read_examples(x, y)
         tokenized = self.tokenize(examples)
@@ -292,7 +343,8 @@ class CausalLMPipeline:
                 return self.packed_batches(take(tokenized, index), take(weights, index),
                                            batch_size, shuffle=shuffle, seed=seed)
             ds = self.examples_dataset(take(tokenized, index), take(weights, index))
-            return self.batch(ds, batch_size, len(index), shuffle=train_split and shuffle, seed=seed)
+            return self.batch(ds, batch_size, len(index), shuffle=train_split and shuffle, seed=seed,
+                              padding=padding if train_split else "dynamic")
 
         train, validation, index = build_splits(len(tokenized), make, validation_split, None, seed)
         return Prepared(train, validation, None, None, num_examples=len(index))
