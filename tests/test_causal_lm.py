@@ -257,3 +257,28 @@ def test_smollm2_learns_personal_facts_with_lora():
     assert history.history["loss"][-1] < history.history["loss"][0]
     answer = lm.chat([{"role": "user", "content": "What is my dog's name?"}], max_new_tokens=16)
     assert "Biscuit" in answer
+
+
+def test_a_preset_folder_saved_from_a_gguf_llama_backbone_is_a_backbone(tmp_path):
+    from finetunekit.families.causal_lm.kind import CausalLMBackbone
+
+    task = tiny_llama(seed=3)
+    folder = str(tmp_path / "saved_preset")
+    task.backbone.save_to_preset(folder)
+    task.preprocessor.tokenizer.save_to_preset(folder)
+    assert CausalLMBackbone.matches(folder)
+    lm = fk.FineTuner(backbone=folder, head=fk.InstructionHead(), lora_rank=2)
+    assert type(lm.backbone).__name__ == "GGUFLlamaBackbone"
+    ids = [4, 9, 12, 30, 2, 7, 15]
+    np.testing.assert_allclose(logits_of(lm.backbone_kind.task, ids), logits_of(task, ids), atol=1e-5)
+    text = "<|im_start|>user\nhello<|im_end|>"
+    assert (np.asarray(lm.backbone_kind.tokenizer.tokenize(text)).tolist()
+            == np.asarray(task.preprocessor.tokenizer.tokenize(text)).tolist())
+    lm.compile(learning_rate=1e-2)
+    history = lm.fit(FACTS, epochs=1, batch_size=4, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    assert isinstance(lm.generate("where do i live?", max_new_tokens=3), str)
+    bare = str(tmp_path / "no_tokenizer")
+    task.backbone.save_to_preset(bare)
+    with pytest.raises(ValueError, match=r"no tokenizer \(tokenizer.json\).*tokenizer.save_to_preset"):
+        fk.FineTuner(backbone=bare, head=fk.InstructionHead(), lora_rank=2)

@@ -18,7 +18,7 @@ import sys
 
 import keras
 
-from finetunekit.core._keras_compat import preset_backbone_class
+from finetunekit.core._keras_compat import load_preset_tokenizer, preset_backbone_class
 from finetunekit.core.freezing import enable_lora, lora_paths
 from finetunekit.core.kind import check_layer_decay
 from finetunekit.core.presets import (
@@ -26,6 +26,7 @@ from finetunekit.core.presets import (
     check_token_options,
     is_keras_hub_backbone,
     preset_class_name,
+    read_preset_config,
     with_policy,
 )
 from finetunekit.families.causal_lm.export import is_quantized, write_keras_hub_preset
@@ -133,6 +134,9 @@ def is_causal_lm_preset(value):
     if value in keras_hub.models.CausalLM.presets:
         return True
     if os.path.isdir(value):
+        custom = finetunekit_preset_backbone(value)
+        if custom is not None:
+            return causal_lm_task_class(custom) is not None
         name = preset_class_name(value)
         return any(
             getattr(task, "backbone_cls", None) is not None and task.backbone_cls.__name__ == name
@@ -145,6 +149,58 @@ def is_causal_lm_preset(value):
     except Exception:  # an unreadable handle: another kind reports it
         return False
     return backbone_class is not None and causal_lm_task_class(backbone_class) is not None
+
+
+def finetunekit_preset_backbone(value):
+    """The finetunekit backbone class (e.g. `GGUFLlamaBackbone`) a keras-hub preset folder declares.
+
+    `backbone.save_to_preset(folder)` of a finetunekit backbone writes its
+    registered name (`"finetunekit>GGUFLlamaBackbone"`) into `config.json`;
+    keras-hub's `CausalLM.from_preset` does not find a task for such a
+    subclass, so these folders are loaded by `_folder_task`.
+
+    Args:
+        value: anything given as `backbone=`.
+
+    Returns:
+        The backbone class, or None (not a folder, or not a finetunekit backbone).
+    """
+    import importlib
+
+    config = read_preset_config(value)
+    registered = (config or {}).get("registered_name") or ""
+    if not registered.startswith("finetunekit>"):
+        return None
+    for module in ("gguf_llama", "gguf_tokenizer"):  # replaces the stand-ins by the real classes
+        importlib.import_module(f"finetunekit.families.causal_lm.{module}")
+    import keras_hub
+
+    found = keras.saving.get_registered_object(registered)
+    is_backbone = isinstance(found, type) and issubclass(found, keras_hub.models.Backbone)
+    return found if is_backbone else None
+
+
+def _folder_task(folder, weights, policy, sequence_length):
+    """A keras-hub `CausalLM` of a preset folder holding a finetunekit backbone and its tokenizer."""
+    import keras_hub
+
+    folder = os.fspath(folder)
+    backbone = keras_hub.models.Backbone.from_preset(
+        folder, load_weights=weights is not None, dtype=policy
+    )
+    task_class = causal_lm_task_class(type(backbone))
+    if not os.path.exists(os.path.join(folder, "tokenizer.json")):
+        raise ValueError(
+            f"The preset folder {folder!r} holds a {type(backbone).__name__} but no tokenizer "
+            "(tokenizer.json). Save it beside the backbone: "
+            "tokenizer.save_to_preset(folder)."
+        )
+    tokenizer = load_preset_tokenizer(folder, task_class.preprocessor_cls.tokenizer_cls)
+    preprocessor = task_class.preprocessor_cls(
+        tokenizer=tokenizer, sequence_length=int(sequence_length or 1024),
+        add_start_token=getattr(tokenizer, "start_token_id", None) is not None,
+    )
+    return task_class(backbone=backbone, preprocessor=preprocessor)
 
 
 def folder_chat_template(preset):
@@ -186,6 +242,9 @@ def _load(backbone, weights, policy, preprocessor, sequence_length):
             )
         model = with_policy(backbone, policy)
         return model, preprocessor, causal_lm_task_class(type(model)), metadata
+    elif finetunekit_preset_backbone(backbone) is not None:
+        task = _folder_task(backbone, weights, policy, sequence_length)
+        metadata = {"chat_template": folder_chat_template(backbone)}
     else:
         task = keras_hub.models.CausalLM.from_preset(
             os.fspath(backbone), load_weights=weights is not None, dtype=policy
