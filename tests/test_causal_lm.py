@@ -156,6 +156,24 @@ def test_keras_hub_export_merges_lora_and_gives_the_same_logits(tmp_path):
     np.testing.assert_allclose(logits_of(exported, ids), expected, atol=1e-4)
 
 
+def test_saved_model_serves_prompt_strings_with_the_answers_of_generate(tmp_path):
+    import tensorflow as tf
+
+    lm = tuner(unfreeze=0, lora_rank=2)
+    lm.compile(learning_rate=5e-2)
+    lm.fit(FACTS, epochs=4, batch_size=4, verbose=0)
+    lm.head.serving_max_new_tokens = 6
+    folder = lm.export(str(tmp_path / "served"))
+    served = tf.saved_model.load(folder)
+    prompts = ["where do i live?", "what is my dog called?", "hello", "  what do i drink? "]
+    out = served.serve(tf.constant(prompts))
+    texts = [t.decode("utf-8") for t in out["text"].numpy()]
+    assert texts == lm.generate(prompts, max_new_tokens=6) and any(texts)
+    assert out["token_ids"].shape == (4, 6)
+    with pytest.raises(ValueError, match='cannot serve InstructionHead.*format="saved_model"'):
+        lm.export(str(tmp_path / "lite"), format="tflite")
+
+
 @pytest.mark.parametrize("records, match", [
     ([{"messages": [{"role": "user", "content": "hi"}]}], "no assistant turn"),
     ([{"messages": [{"role": "assistant", "content": "hi"}, {"role": "user", "content": "x"}]}],

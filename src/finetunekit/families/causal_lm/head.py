@@ -237,6 +237,29 @@ class InstructionHead(Head):
         """
         return self.generate(tuner, messages, max_new_tokens, strategy, **options)
 
+    #: New tokens per prompt of a SavedModel export (`ft.export(folder)`); set before exporting.
+    serving_max_new_tokens = 64
+
+    def serving_function(self, tuner):
+        """Greedy answers in one graph (`ft.export`): prompt strings in, text out.
+
+        Returns:
+            `fn({"prompts": strings}, training=False) -> {"text": string (batch,),
+            "token_ids": int32 (batch, serving_max_new_tokens)}`.
+        """
+        from finetunekit.families.causal_lm.serving import serving_function
+
+        return serving_function(self, tuner, int(self.serving_max_new_tokens))
+
+    def serving_resources(self, tuner):
+        """The keras-hub generator and the tokenizer (its lookup tables) for the SavedModel."""
+        from finetunekit.families.causal_lm.generate import _generator
+
+        kind = tuner.backbone_kind
+        if not kind.tokenizer.built:  # a layer must be built to be tracked; building twice raises
+            kind.tokenizer.build(None)
+        return [_generator(kind, {"strategy": "greedy"}), kind.tokenizer]
+
     def make_report(self, tuner, x, y=None, batch_size=None, **options):
         """Masked loss and perplexity; exact match and chrF of answers to the last assistant turns."""
         from finetunekit.families.causal_lm.generate import instruction_report

@@ -441,6 +441,12 @@ class CausalLMBackbone(LanguageModelKind):
             self._generator = self.task_class(backbone=self.model, preprocessor=None)
         return self._generator
 
+    def serving_signature(self):
+        """`{"prompts": tf.TensorSpec([None], tf.string)}`: user prompts (see `causal_lm.serving`)."""
+        import tensorflow as tf
+
+        return {"prompts": tf.TensorSpec([None], tf.string, name="prompts")}
+
     extra_export_formats = ("keras_hub",)
 
     def export_format(self, ft, directory, format):
