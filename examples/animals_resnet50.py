@@ -21,6 +21,8 @@ augmentation, a few epochs that train only the new head, then the last two
 ResNet stages (`conv4`, `conv5`) unfrozen at a 10x lower learning rate, with
 BatchNorm statistics kept frozen. A held-out test split gets a per-class
 report (`sklearn.metrics.classification_report`).
+
+Extras: none beyond finetunekit itself.
 """
 
 import argparse
@@ -31,6 +33,10 @@ import tempfile
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
+
+#: Packages this example needs beyond finetunekit: import name -> what to pip install.
+EXTRAS = {}
+
 
 CLASSES = ("cat", "dog", "other")
 AUGMENT = {

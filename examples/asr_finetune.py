@@ -12,14 +12,33 @@ it checks that the code runs end to end (fit, transcribe, WER, save, reload).
 
     python examples/asr_finetune.py --smoke
     python examples/asr_finetune.py --train train.csv --test test.csv --backbone /tmp/whisper_tiny_en
+
+Extras (checked at start, before any training): jiwer, for the word error rate
+
+    pip install "finetunekit[speech]"
 """
 
 import argparse
+import importlib.util
 import os
 import sys
 import tempfile
 
 import numpy as np
+
+#: Packages this example needs beyond finetunekit: import name -> what to pip install.
+EXTRAS = {"jiwer": '"finetunekit[speech]"'}
+
+
+def check_extras(extras=EXTRAS):
+    """Stops before anything is trained when a package this example needs is missing."""
+    missing = [name for name in extras if importlib.util.find_spec(name) is None]
+    if missing:
+        commands = "".join(f"\n    pip install {extra}" for extra in dict.fromkeys(
+            extras[name] for name in missing))
+        sys.exit(f"{os.path.basename(__file__)} needs {', '.join(missing)}, not installed:"
+                 f"{commands}")
+
 
 WORDS = {"on": 400.0, "off": 1600.0}
 
@@ -69,6 +88,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if bool(args.train) == args.smoke:
         parser.error("pass either --train/--test manifests or --smoke")
+    check_extras()
 
     import finetunekit as fk
 

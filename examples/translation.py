@@ -11,12 +11,32 @@ briefly on them, so it checks that the code runs, not that it translates.
 
     python examples/translation.py --smoke
     python examples/translation.py --backbone bart_base_en --pairs pairs.tsv --epochs 3
+
+Extras (checked at start, before any training): sacreBLEU, for the BLEU and chrF
+scores
+
+    pip install "finetunekit[seq2seq]"
 """
 
 import argparse
+import importlib.util
 import os
 import sys
 import tempfile
+
+#: Packages this example needs beyond finetunekit: import name -> what to pip install.
+EXTRAS = {"sacrebleu": '"finetunekit[seq2seq]"'}
+
+
+def check_extras(extras=EXTRAS):
+    """Stops before anything is trained when a package this example needs is missing."""
+    missing = [name for name in extras if importlib.util.find_spec(name) is None]
+    if missing:
+        commands = "".join(f"\n    pip install {extra}" for extra in dict.fromkeys(
+            extras[name] for name in missing))
+        sys.exit(f"{os.path.basename(__file__)} needs {', '.join(missing)}, not installed:"
+                 f"{commands}")
+
 
 PAIRS = [
     ("the cat sat", "el gato se sentó"),
@@ -66,6 +86,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if not args.smoke and not (args.backbone and args.pairs):
         parser.error("pass --backbone and --pairs, or --smoke")
+    check_extras()
 
     import finetunekit as fk
 

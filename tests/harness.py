@@ -350,7 +350,7 @@ def _boxes(rng, images):
     return {"boxes": boxes, "labels": labels}
 
 
-def _same_outputs(ft, served, expected):
+def same_outputs(ft, served, expected):
     """A head served as computed: the model's outputs (probabilities, values, ratings)."""
     (value,) = served.values()
     np.testing.assert_allclose(np.asarray(value), expected["predict"], atol=1e-5)
@@ -410,15 +410,15 @@ TRAIN_A_BLOCK = {"epochs": 1, "freeze_epochs": 0, "unfreeze": 1}
 HEAD_CASES = {
     "ClassificationHead": HeadCase(
         _classification, lambda rng, x: rng.integers(0, 2, N),
-        ("image", "text", "ids", "vector", "audio"), served=_same_outputs,
+        ("image", "text", "ids", "vector", "audio"), served=same_outputs,
     ),
     "ClassificationHead/multi_label": HeadCase(
         _multi_label, lambda rng, x: (rng.random((N, 3)) > 0.5).astype("float32"),
-        ("image", "text", "ids", "vector", "audio"), served=_same_outputs,
+        ("image", "text", "ids", "vector", "audio"), served=same_outputs,
     ),
     "RegressionHead": HeadCase(
         _regression, lambda rng, x: rng.random((N, 2)).astype("float32"),
-        ("image", "text", "ids", "vector", "audio"), served=_same_outputs,
+        ("image", "text", "ids", "vector", "audio"), served=same_outputs,
     ),
     # Tags are aligned to the sub-words of each word by the word pipeline: a dataset of texts
     # cannot carry one tag per word (as for TFDS, docs/text.md).
@@ -433,7 +433,7 @@ HEAD_CASES = {
     ),
     "RankingHead": HeadCase(
         _ranking, lambda rng, x: rng.integers(1, 6, N).astype("float32"), ("ids",),
-        served=_same_outputs,
+        served=same_outputs,
     ),
     # The audio pipeline adds the decoder's prompt (and transcript tokens) to lists of clips,
     # not to a dataset of WAV paths (docs/speech.md: datasets of paths carry labels).
@@ -453,6 +453,28 @@ HEAD_CASES = {
         options={"unfreeze": "all"},
     ),
 }
+
+
+def plugin_cases(root=None):
+    """`{head class name: HeadCase}` of the plugin families under `tests/plugins/`.
+
+    A plugin family is a folder with a `plugin.py` (its one registration line)
+    and a `case.py` that defines `CASE`; importing the plugin registers the
+    family, so the harness runs its heads like the built-in ones.
+    """
+    import importlib
+    import pathlib
+
+    root = pathlib.Path(root or pathlib.Path(__file__).parent / "plugins")
+    cases = {}
+    for folder in sorted(p for p in root.iterdir() if (p / "case.py").exists()):
+        importlib.import_module(f"tests.plugins.{folder.name}.plugin")
+        case = importlib.import_module(f"tests.plugins.{folder.name}.case").CASE
+        cases[type(case.make()).__name__] = case
+    return cases
+
+
+HEAD_CASES.update(plugin_cases())
 
 
 def matrix():
@@ -734,7 +756,7 @@ def check_task(ft, x, y, tmp_path, head_case=None):
 
     import finetunekit as fk
 
-    head_case = head_case or HeadCase(None, None, served=_same_outputs)
+    head_case = head_case or HeadCase(None, None, served=same_outputs)
     backbone_case = BACKBONE_CASES[ft.backbone_kind.name]
     refuses = {**backbone_case.refuses, **head_case.refuses}
 

@@ -182,6 +182,7 @@ CASES = [
     ("zero_batch_size", lambda t: fit(X4, Y4, batch_size=0), ValueError, r"`batch_size` must be a positive integer or None\. Received: batch_size=0"),
     ("batch_size_larger_than_data", lambda t: fit(X4, Y4, batch_size=64), None, None),
     ("validation_split_out_of_range", lambda t: fit(X4, Y4, validation_split=1.5), ValueError, r"`validation_split` must be in \(0, 1\)\. Received: 1\.5"),
+    ("validation_labels_ids_training_names", lambda t: fit(X4, np.array(["cat", "dog"])[Y4], validation_data=(X4, Y4)), ValueError, r"The training labels are class names but the validation labels are class ids; they would be matched by position, not by meaning"),
     ("validation_split_with_dataset", split_dataset, ValueError, r"validation_split is not supported for a tf\.data\.Dataset"),
     ("unknown_on_bad_image", lambda t: fit(folder(t), on_bad_image="ignore"), ValueError, r'`on_bad_image` must be "error" or "skip"'),
     ("unknown_on_nan", lambda t: fit(X4, Y4, on_nan="ignore"), ValueError, r'`on_nan` must be "raise", "warn" or None'),

@@ -58,6 +58,27 @@ def untokenisable(tmp):
     return prepare([tone(300), tone(900)], ["yes", "héllo 42"], recognizer, sample_rate=16000)
 
 
+def wav_with_rate(tmp, rate):
+    """A valid 16-bit WAV whose header's sample-rate field says `rate`."""
+    import struct
+
+    path = write_wav(str(tmp / f"rate_{rate}.wav"), tone(300))
+    data = bytearray(open(path, "rb").read())
+    data[24:32] = struct.pack("<II", rate, rate * 2)  # sample rate and bytes per second (mono)
+    open(path, "wb").write(bytes(data))
+    return path
+
+
+def unsigned_pcm(tmp):
+    """8-bit WAV samples (uint8, silence at 128) read centred: silence is 0, not 0.5."""
+    from finetunekit.families.speech.readers import audio_sources
+
+    clips, _, _, _ = audio_sources([np.full(800, 128, "uint8"), np.array([0, 255] * 400, "uint8")],
+                                   sample_rate=16000)
+    assert np.abs(clips[0]).max() == 0.0
+    np.testing.assert_allclose(clips[1][:2, 0], [-1.0, 127 / 128])
+
+
 def wrong_augment(augment):
     return fk.FineTuner(backbone=tiny_whisper(), head=fk.ClassificationHead(2), augment=augment)
 
@@ -69,6 +90,13 @@ CASES = [
     ("mp3_audio_file", lambda t: prepare([str((t / "a.mp3").write_bytes(b"x") and t / "a.mp3")] * 2), ValueError, r"Unsupported audio file .*a\.mp3.*expected \.wav, \.flac"),
     ("waveforms_without_sample_rate", lambda t: prepare([tone(300), tone(500)]), ValueError, r"Waveform arrays need their sample rate: pass sample_rate=16000"),
     ("sample_rate_not_in_hz", lambda t: prepare([tone(300), tone(500)], sample_rate=16.0), ValueError, r"`sample_rate` must be an int in Hz"),
+    ("wav_header_rate_impossible", lambda t: prepare([wav_with_rate(t, 2_000_000_000), wav_with_rate(t, 16000)]), ValueError, r"rate_2000000000\.wav' says its sample rate is 2000000000 Hz, which no recording has \(1000-384000 Hz\); the header is damaged"),
+    ("wav_header_rate_zero", lambda t: prepare([wav_with_rate(t, 0), wav_with_rate(t, 16000)]), ValueError, r"rate_0\.wav' says its sample rate is 0 Hz"),
+    ("sample_rate_with_audio_files", lambda t: prepare([wav_with_rate(t, 16000)] * 2, sample_rate=8000), ValueError, r"sample_rate=8000 is for waveform arrays; audio files carry their own rate \(here \[16000\] Hz\)"),
+    ("pcm16_values_in_int32_arrays", lambda t: prepare([(tone(300) * 20000).astype("int32"), (tone(500) * 20000).astype("int32")], sample_rate=16000), UserWarning, r"2 of 2 waveform\(s\) are int32 arrays whose values fit in 16 bits .* pass clip\.astype\('int16'\)"),
+    ("unsigned_8_bit_pcm", unsigned_pcm, None, None),
+    ("float_waveform_at_pcm_scale", lambda t: prepare([tone(300) * 16000, tone(500)], sample_rate=16000), ValueError, r"Example 0 is a float waveform peaking at [\d.]+; float waveforms are in \[-1, 1\]\. For 16-bit PCM values stored as floats pass clip / 32768"),
+    ("waveform_channels_first", lambda t: prepare([np.stack([tone(300)] * 2), tone(500)], sample_rate=16000), ValueError, r"Example 0 has shape \(2, 4800\): more channels than samples, so it is laid out \(channels, samples\)\. Waveforms are \(samples, channels\): pass clip\.T"),
     ("mixed_sample_rates", mixed_rates, None, None),
     ("stereo_audio", stereo, None, None),
     ("empty_audio_clip", lambda t: prepare([tone(300), np.zeros(0, "float32")], sample_rate=16000), ValueError, r"Audio clip 1 is empty \(0 samples\)"),

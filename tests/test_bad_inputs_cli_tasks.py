@@ -45,6 +45,8 @@ CASES = [
      r"--masks applies to segmentation models only"),
     ("predict_segmentation_without_out", ["predict", "--model", "{seg_model}", "{images}"], 3,
      r"is a segmentation model: pass --out FOLDER for its masks \(one PNG of class ids per image"),
+    ("predict_masks_out_is_a_file", ["predict", "--model", "{seg_model}", "{images}", "--out", "{seg_model}"], 3,
+     r"--out '.*seg\.keras' is a file; masks are written into a folder"),
     ("predict_out_for_a_classifier", ["predict", "--model", "{class_model}", "{images}", "--out", "{root}/masks_out"], 3,
      r"--out applies to segmentation models \(it writes masks\); this is classification"),
 ]

@@ -87,10 +87,20 @@ CASES = [
     ("tflite_export_of_raw_ids", lambda t: tuner().export(str(t / "lite"), format="tflite"), ValueError, r'format="tflite" takes numeric inputs; a model on raw ids \(fk\.backbones\.Embeddings\) exports with format="saved_model"'),
     ("text_encoder_backbone_without_preprocessor", lambda t: towers(item_text=["a", "b", "c"], text_encoder=bare_bert()), ValueError, r"a keras-hub Backbone needs its preprocessor: pass the pair"),
     ("temporal_split_without_timestamps", lambda t: fk.data.temporal_split(FRAME.drop(columns="timestamp")), ValueError, r"temporal_split needs a timestamp column"),
+    ("ids_mixing_numbers_and_strings", lambda t: fk.data.read_interactions({"user": [1, "1", 2], "item": ["x", "y", "z"]}), ValueError, r"Ids mix numbers and strings that name the same id \(1 such, e\.g\. 1 and '1'\); they would be merged into one"),
+    ("boolean_ids", lambda t: fk.data.read_interactions({"user": [True, False, True], "item": ["x", "y", "z"]}), ValueError, r"Ids must be strings or whole numbers; found booleans"),
+    ("timestamps_as_day_month_strings", lambda t: fk.data.temporal_split(FRAME.assign(timestamp=["02/01/2024", "10/01/2023", "03/01/2024", "04/01/2024"])), ValueError, r"Timestamps are strings that are not ISO 8601 dates \(e\.g\. '02/01/2024'\), which would sort as text"),
+    ("timestamps_missing", lambda t: fk.data.temporal_split(FRAME.assign(timestamp=[1.0, None, 3.0, 4.0])), ValueError, r"1 of 4 interactions have no timestamp; temporal_split cannot place them in time"),
+    ("timestamps_of_mixed_types", lambda t: fk.data.temporal_split(FRAME.assign(timestamp=[1, "2024-01-01", 3, 4])), ValueError, r"Timestamps mix types \(int, str\)"),
+    ("temporal_split_with_an_empty_part", lambda t: fk.data.temporal_split(FRAME, fractions=(0.01,)), ValueError, r"temporal_split with fractions=\(0\.01,\) on 4 interactions gives an empty part \(sizes \[0, 4\]\)"),
     ("env_with_continuous_actions", continuous_env, ValueError, r"Behaviour cloning with a ClassificationHead needs a discrete action space"),
     ("states_of_the_wrong_width", lambda t: policy().fit(np.zeros((4, 3)), [0, 1, 0, 1], verbose=0), ValueError, r"x must be vectors of shape \(n, 4\) for this backbone\. Received shape \(4, 3\)"),
     ("policy_with_a_regression_head", lambda t: fk.rl.evaluate_policy(fk.FineTuner(backbone=policy().backbone, head=fk.RegressionHead()), cartpole(), 1), ValueError, r"A policy FineTuner needs a single-label fk\.ClassificationHead \(one class per action\); this one has RegressionHead"),
     ("policy_with_more_actions_than_the_env", lambda t: fk.rl.evaluate_policy(fk.FineTuner(backbone=policy().backbone, head=fk.ClassificationHead(3)), cartpole(), 1), ValueError, r"The policy chooses among 3 actions but the env has 2\. Use ClassificationHead\(num_classes=env\.action_space\.n\)"),
+    ("expert_returning_probabilities", lambda t: fk.rl.collect_demonstrations(lambda s: np.full(len(s), 0.7), cartpole(), 1), ValueError, r"The policy returned 0\.7, not an action id: a discrete env takes whole numbers 0\.\.n-1"),
+    ("expert_returning_an_action_out_of_range", lambda t: fk.rl.collect_demonstrations(lambda s: np.full(len(s), 5), cartpole(), 1), ValueError, r"The policy returned action 5, outside the env's 2 actions \(0\.\.1\)"),
+    ("expert_returning_one_value_for_all_states", lambda t: fk.rl.collect_demonstrations(lambda s: 1 if len(s) == 1 else [1], cartpole(), 2), ValueError, r"The policy returned an array of shape \(1,\) for 2 states; it must return one action per state"),
+    ("policy_model_of_the_wrong_width", lambda t: fk.rl.evaluate_policy(keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)]), cartpole(), 1), ValueError, r"The policy model gives 3 outputs per state but the env has 2 actions; its last layer needs 2 units"),
     ("policy_that_is_not_callable", lambda t: fk.rl.evaluate_policy("expert", cartpole(), 1), ValueError, r"policy must be a FineTuner, a keras\.Model or a callable states -> actions"),
 ]
 # fmt: on
@@ -99,6 +109,14 @@ CASES = [
 @pytest.mark.parametrize("case_id,run,error,fragment", CASES, ids=[c[0] for c in CASES])
 def test_bad_input(tmp_path, case_id, run, error, fragment):
     run_case(run, error, fragment, tmp_path)
+
+
+def test_iso_date_strings_split_in_time_order():
+    frame = FRAME.assign(timestamp=["2024-01-02", "2023-01-10", "2024-01-03", "2024-01-04"])
+    first, last = fk.data.temporal_split(frame, fractions=(0.25, 0.75))
+    assert first["user"].tolist() == ["b"] and last["user"].tolist() == ["a", "c", "a"]
+    mixed = fk.data.read_interactions({"user": [1, "2"], "item": ["x", "y"]})
+    assert mixed["user"].tolist() == ["1", "2"]  # numbers and strings that differ stay apart
 
 
 def test_rows_are_documented():

@@ -47,6 +47,17 @@ def interrupted_run(tmp, finished=2, **kwargs):
     return folder
 
 
+def resume_on_other_classes(tmp):
+    """A run on cat/dog interrupted, then resumed from its checkpoint_dir on ant/bee."""
+    folder = str(tmp / "ckpt")
+    names = np.array(["cat", "dog"])[Y8]
+    with pytest.raises(KeyboardInterrupt):
+        tiny_tuner().fit(X8, names, epochs=4, batch_size=4, verbose=0, checkpoint_dir=folder,
+                         callbacks=[Interrupt(1)])
+    other = np.array(["ant", "bee"])[Y8]
+    return tiny_tuner().fit(X8, other, epochs=4, batch_size=4, verbose=0, checkpoint_dir=folder)
+
+
 def rerun(tmp, epochs, **kwargs):
     folder = interrupted_run(tmp)
     return tiny_tuner(**kwargs).fit(
@@ -76,6 +87,34 @@ def cut(path, keep=0.5, name=None):
     with open(target, "wb") as f:
         f.write(data[: int(len(data) * keep)])
     return target
+
+
+def rewritten(tmp, name, replace):
+    """A copy of a saved model whose members are replaced: `replace(member name, bytes) -> bytes`."""
+    import zipfile
+
+    with zipfile.ZipFile(saved(tmp)) as archive:
+        members = {n: archive.read(n) for n in archive.namelist()}
+    path = str(tmp / name)
+    with zipfile.ZipFile(path, "w") as archive:
+        for member, data in members.items():
+            new = replace(member, data)
+            if new is not None:
+                archive.writestr(member, new)
+    return path
+
+
+def weights_of_another_head(tmp):
+    import zipfile
+
+    other = str(tmp / "other.keras")
+    tiny_tuner(head=fk.ClassificationHead(5)).save(other)
+    with zipfile.ZipFile(other) as archive:
+        weights = archive.read("model.weights.h5")
+    return fk.load(rewritten(tmp, "mixed.keras", lambda n, d: weights if n.endswith(".h5") else d))
+
+
+HOSTILE_CONFIG = b'{"module": "os", "class_name": "system", "config": {"command": "echo x"}}'
 
 
 def damaged(tmp):
@@ -123,6 +162,13 @@ class Explode(keras.callbacks.Callback):
             kernel.assign(np.full(kernel.shape, np.nan, "float32"))
 
 
+def overflowing_update(tmp):
+    """SGD at a learning rate past float32's range: a finite loss, then inf weights."""
+    ft = tiny_tuner(unfreeze="all")
+    ft.compile(optimizer=keras.optimizers.SGD(learning_rate=1e39))
+    return ft.fit(X8, Y8, epochs=2, batch_size=8, verbose=0)
+
+
 def diverging_run(tmp, category):
     """Resumes a run interrupted after epoch 1, diverging in epoch 2 with on_nan="warn".
 
@@ -159,6 +205,12 @@ CASES = [
     ("save_weights_without_weights_h5_suffix", lambda t: tiny_tuner().save_weights(str(t / "w.h5")), ValueError, r'save_weights\(\) writes a "\.weights\.h5" file\. Received: filepath=.*w\.h5\'\. Use a path ending in "\.weights\.h5"'),
     # ---- loading damaged files
     ("load_truncated_keras_file", lambda t: fk.load(cut(saved(t))), CorruptFileError, r"m\.keras' exists but is not a valid Keras archive \(a \.keras file is a zip archive\): it is [\d,]+ bytes and has no zip directory at its end \(truncated\)\. .*save the model again"),
+    ("load_folder_named_keras", lambda t: fk.load(str((t / "m.keras").mkdir() or t / "m.keras")), ValueError, r"m\.keras' is a folder, not a \.keras file: fk\.load reads the one zip file that ft\.save\(\"model\.keras\"\) writes"),
+    ("load_zip_without_config", lambda t: fk.load(rewritten(t, "z.keras", lambda n, d: None if n == "config.json" else d)), CorruptFileError, r"z\.keras' exists but is not a valid Keras archive .* is a zip archive without the config\.json a Keras model file holds"),
+    ("load_config_not_json", lambda t: fk.load(rewritten(t, "j.keras", lambda n, d: b"{not json" if n == "config.json" else d)), CorruptFileError, r"j\.keras' .* has a config\.json that is not JSON"),
+    ("load_junk_weights_in_archive", lambda t: fk.load(rewritten(t, "w.keras", lambda n, d: b"junk" if n.endswith(".h5") else d)), CorruptFileError, r"w\.keras' .* holds weights \(model\.weights\.h5\) that are not an HDF5 file"),
+    ("load_weights_of_another_head", weights_of_another_head, CorruptFileError, r"mixed\.keras': its weights do not fit its model \(.*logits.*\); the archive was put together from two different models or damaged"),
+    ("load_unknown_class_in_config", lambda t: fk.load(rewritten(t, "h.keras", lambda n, d: HOSTILE_CONFIG if n == "config.json" else d)), ValueError, r"h\.keras' names a class this Python session does not know \(class 'system'\); no code from the file was run"),
     ("load_empty_keras_file", lambda t: fk.load(cut(saved(t), keep=0)), CorruptFileError, r"not a valid Keras archive .*: it is empty, 0 bytes"),
     ("load_damaged_keras_file", damaged, CorruptFileError, r"not a valid Keras archive .*: it is [\d,]+ bytes and is damaged \(Bad CRC-32"),
     ("load_truncated_best_keras_in_checkpoint_dir", truncated_best_in_checkpoint_dir, CorruptFileError, r"best\.keras' exists but is not a valid Keras archive .* The last good checkpoint is the training state in '.*latest\.weights\.h5' after epoch 2: rerun the same fit\(\.\.\., checkpoint_dir='.*ckpt'\) to resume"),
@@ -167,10 +219,13 @@ CASES = [
     ("weights_file_not_hdf5", lambda t: weights_file(t, content=b"not hdf5 at all"), CorruptFileError, r"b\.weights\.h5' exists but is not an HDF5 weights file \(15 bytes; no HDF5 signature\)\. .*Save the weights again"),
     ("truncated_weights_file", lambda t: weights_file(t, keep=0.5), CorruptFileError, r"b\.weights\.h5' exists but is a truncated or damaged HDF5 weights file \([\d,]+ bytes; h5py: .*truncated.*\)\. Save the weights again"),
     # ---- checkpoint_dir reruns
+    ("checkpoint_dir_is_a_file", lambda t: tiny_tuner().fit(X8, Y8, epochs=1, verbose=0, checkpoint_dir=str((t / "f").write_text("x") and t / "f")), ValueError, r"checkpoint_dir='.*f' is a file; it must be a folder"),
     ("checkpoint_rerun_with_fewer_epochs", lambda t: rerun(t, epochs=1), ValueError, r"checkpoint_dir '.*ckpt' holds a run that already finished 2 epochs, but epochs=1: nothing would train\. Pass epochs > 2 to train on from epoch 3, or use a new checkpoint_dir, or delete"),
     ("checkpoint_rerun_with_as_many_epochs", lambda t: as_error(UserWarning, lambda: rerun(t, epochs=2)), UserWarning, r"holds a run that already finished all 2 epochs: its weights are restored and nothing is left to train\. Pass epochs > 2"),
     ("checkpoint_rerun_with_another_head", lambda t: rerun(t, epochs=5, num_classes=3), ValueError, r"checkpoint_dir '.*ckpt' holds the training state of a different model .*: it cannot be restored into this one\. To train this model, use a new checkpoint_dir, or delete '.*backup' to start over"),
     ("checkpoint_kept_after_divergence", lambda t: diverging_run(t, UserWarning), UserWarning, r"Training diverged; the state after the last good epoch \(1\) is kept in '.*backup'\. Rerun fit\(\.\.\., checkpoint_dir='.*ckpt'\) to resume"),
+    ("weights_overflow_in_the_last_update", overflowing_update, fk.TrainingDivergedError, r"The weights became NaN or infinite in the last update of epoch 1, although its loss was finite: the learning rate is too high"),
+    ("checkpoint_of_other_classes", resume_on_other_classes, ValueError, r"holds a run on the classes \['cat', 'dog'\], but this fit has the classes \['ant', 'bee'\]: resuming would train one model on two meanings of its outputs"),
     ("nan_loss_with_on_nan_warn", lambda t: diverging_run(t, RuntimeWarning), RuntimeWarning, r"Training diverged: .* Training stopped\. Restored the weights and optimizer state from the start of epoch 2 \(the last finite ones\)"),
     # ---- export
     ("export_to_an_existing_file", lambda t: export_over(t, "file"), ValueError, r"export\(\) writes a folder, but '.*m\.keras' is an existing file\. Pass the path of a new folder, .* To write a \.keras file, use ft\.save"),

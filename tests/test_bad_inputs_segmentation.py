@@ -32,6 +32,13 @@ def with_value(value, dtype="int32"):
     return masks
 
 
+def void_and(value):
+    """uint8 masks with a void pixel (255) in each, and `value` in mask 1."""
+    masks = with_value(value, "uint8")
+    masks[:, 0, 0] = 255
+    return masks
+
+
 def folders(tmp, images=("a", "b"), masks=("a", "b"), mode="L"):
     from PIL import Image
 
@@ -43,6 +50,22 @@ def folders(tmp, images=("a", "b"), masks=("a", "b"), mode="L"):
         shape = (8, 8, 3) if mode == "RGB" else (8, 8)
         Image.fromarray(np.zeros(shape, "uint8"), mode=mode).save(tmp / "masks" / f"{stem}.png")
     return str(tmp / "images"), str(tmp / "masks")
+
+
+def two_images_one_name(tmp):
+    from PIL import Image
+
+    images, masks = folders(tmp)
+    Image.fromarray(np.zeros((8, 8, 3), "uint8")).save(os.path.join(images, "a.png"))
+    return fit(images, masks)
+
+
+def truncated_mask(tmp):
+    images, masks = folders(tmp)
+    path = os.path.join(masks, "b.png")
+    data = open(path, "rb").read()
+    open(path, "wb").write(data[: len(data) // 2])
+    return fit(images, masks)
 
 
 def fit_folders(tmp, **kwargs):
@@ -82,13 +105,17 @@ CASES = [
     ("mask_size_differs_from_image", lambda t: fit(y=MASKS[:, :, :20]), ValueError, r"Mask 0 has size \(20, 20\) but its image is \(20, 24\) \(height, width\).*nearest-neighbour"),
     ("mask_class_id_out_of_range", lambda t: fit(y=with_value(5)), ValueError, r"Mask 1 holds class ids from 0 to 5, but num_classes=3 accepts 0\.\.2\. Set num_classes=6"),
     ("mask_negative_class_id", lambda t: fit(y=with_value(-1)), ValueError, r"Mask 1 holds class ids from -1 to 0, but num_classes=3 accepts 0\.\.2"),
-    ("mask_ignore_value_255", lambda t: fit(y=with_value(255, "uint8")), ValueError, r"class ids from 0 to 255.*map the ids \(e\.g\. an 'ignore' value of 255\) to a class"),
+    ("mask_ignore_value_255", lambda t: fit(y=with_value(255, "uint8")), ValueError, r"class ids from 0 to 255.*or SegmentationHead\(ignore_index=255\) if pixels valued 255 are void \(unlabelled\): they then count in neither the loss nor the scores"),
+    ("mask_out_of_range_besides_ignore_index", lambda t: fk.SegmentationHead(3, ignore_index=255).encode_targets(void_and(7)), ValueError, r"Mask 1 holds class ids from 0 to 7, but num_classes=3 accepts 0\.\.2 besides ignore_index=255 \(void\)\. Set num_classes=8"),
+    ("segmentation_ignore_index_not_a_whole_number", lambda t: fk.SegmentationHead(3, ignore_index="void"), ValueError, r"`ignore_index` is the class id of void \(unlabelled\) pixels, a whole number such as 255, or None\. Received: ignore_index='void'"),
     ("mask_with_fractional_values", lambda t: fit(y=with_value(0.5, "float32")), ValueError, r"Mask 1 holds non-integer values \(float32\).*nearest-neighbour"),
     ("colour_mask_array", lambda t: fit(y=np.zeros((4, 20, 24, 3), "uint8")), ValueError, r"Mask 0 has shape \(20, 24, 3\); a mask is \(height, width\).*colour image"),
     ("mask_string_dtype", lambda t: fit(y=[np.full((20, 24), "a")] * 4), ValueError, r"Mask 0 has dtype <U1; masks hold integer class ids"),
     ("masks_not_arrays", lambda t: fit(y=3), ValueError, r"Segmentation targets must be masks: an \(n, height, width\) array"),
     ("mask_folder_missing_mask", lambda t: fit_folders(t, masks=("a",)), ValueError, r"do not pair up: 1 image\(s\) have no mask \['b'\].*same name without extension"),
     ("mask_folder_unpaired_mask", lambda t: fit_folders(t, masks=("a", "b", "c")), ValueError, r"do not pair up: 1 mask\(s\) have no image \['c'\]"),
+    ("two_images_share_a_mask_name", two_images_one_name, ValueError, r"1 image name\(s\) are used by more than one image file, e\.g\. \['a\.jpg', 'a\.png'\]: masks pair with images by name without extension, so a\.png would be the mask of both"),
+    ("truncated_mask_file", truncated_mask, ValueError, r"Cannot read the mask '.*b\.png' \(.*\)\. Re-save it as a single-channel PNG of class ids"),
     ("colour_mask_file", lambda t: fit_folders(t, mode="RGB"), ValueError, r"a\.png' is a RGB image; a mask file is single-channel \(PNG mode L or P\)"),
     ("mask_folder_with_image_array", lambda t: fit(X4, folders(t)[1]), ValueError, r"is a folder of masks; x must then be the folder of their images"),
     ("mask_folder_not_found", lambda t: fit(X4, str(t / "nothere")), FileNotFoundError, r"No such mask folder: .*nothere"),

@@ -3,7 +3,6 @@
 import importlib.util
 import os
 
-import keras
 import numpy as np
 import pytest
 
@@ -80,10 +79,14 @@ def test_loss_and_metrics_count_only_trained_tokens():
     prompt = np.argwhere((w == 0) & (np.asarray(x["padding_mask"]) > 0))[0]
     changed[tuple(prompt)] = (changed[tuple(prompt)] + 1) % logits.shape[-1]
     assert float(loss(changed, logits, sample_weight=w)) == pytest.approx(before)
-    perfect = np.where(w[..., None] > 0, np.eye(logits.shape[-1])[y] * 50.0, logits)
-    accuracy = keras.metrics.SparseCategoricalAccuracy()
+    perfect = np.where(w[..., None] > 0, np.eye(logits.shape[-1])[y] * 50.0, -logits)
+    accuracy = lm.head.default_metrics()[0]
     accuracy.update_state(y, perfect, sample_weight=w)
     assert float(accuracy.result()) == 1.0
+    lm.compile()  # evaluate logs the accuracy of the trained tokens only
+    logged = lm.evaluate(FACTS, batch_size=8, return_dict=True, verbose=0)["token_accuracy"]
+    right = (logits.argmax(-1) == y) & (w > 0)
+    assert logged == pytest.approx(right.sum() / (w > 0).sum(), abs=1e-6)
 
 
 def test_multi_turn_trains_every_assistant_turn_only():
@@ -154,6 +157,13 @@ def test_keras_hub_export_merges_lora_and_gives_the_same_logits(tmp_path):
     expected = np.asarray(lm({"token_ids": np.asarray([ids], "int32"),
                               "padding_mask": np.ones((1, len(ids)), "int32")}))[0]
     np.testing.assert_allclose(logits_of(exported, ids), expected, atol=1e-4)
+    from finetunekit.core.presets import preset_backbone_class
+
+    assert issubclass(type(lm.backbone), preset_backbone_class(folder))  # from config.json
+    assert preset_backbone_class(str(tmp_path)) is None and preset_backbone_class(3) is None
+    again = fk.FineTuner(backbone=folder, head=fk.InstructionHead())  # the folder is a backbone
+    assert again.backbone_kind.name == "causal_lm"
+    np.testing.assert_allclose(logits_of(again.backbone_kind.task, ids), expected, atol=1e-4)
 
 
 def test_saved_model_serves_prompt_strings_with_the_answers_of_generate(tmp_path):

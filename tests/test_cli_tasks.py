@@ -172,3 +172,28 @@ def test_the_task_table_is_the_registry_of_head_tasks():
     assert task_of(tuner) == "detection"
     tuner.head = head_classes()["ClassificationHead"](num_classes=2)
     assert task_of(tuner) == "classification"
+
+
+def test_fit_a_text_classifier_from_a_csv_then_evaluate_and_predict(tmp_path, capsys):
+    """`fit --backbone <text preset folder> --data reviews.csv`: texts and labels from a table."""
+    import pandas as pd
+
+    from tests.test_text import LABELS, TEXTS, tiny_bert
+
+    preset = str(tmp_path / "bert")
+    backbone, preprocessor = tiny_bert()
+    backbone.save_to_preset(preset)
+    preprocessor.save_to_preset(preset)
+    data = str(tmp_path / "reviews.csv")
+    pd.DataFrame({"text": TEXTS, "label": LABELS}).to_csv(data, index=False)
+    out = str(tmp_path / "text.keras")
+    argv = ["fit", "--backbone", preset, "--data", data, "--out", out, "--epochs", "1",
+            "--unfreeze", "all", "--validation-split", "0", "--quiet"]
+    assert cli.main(argv) == 0
+    assert "Training" in capsys.readouterr().out and os.path.exists(out)
+    assert cli.main(["evaluate", "--model", out, "--data", data]) == 0
+    assert "accuracy" in capsys.readouterr().out
+    assert cli.main(["predict", "--model", out, TEXTS[0]]) == 0
+    assert capsys.readouterr().out.split("\t")[1] in ("negative", "positive")
+    refused = cli.main(argv[:-1] + ["--image-size", "64"])
+    assert refused == 3 and "--image-size applies to image data" in capsys.readouterr().err

@@ -1,7 +1,9 @@
 """The `finetunekit demo` transfer-learning demo and the `finetunekit` command line."""
 
+import io
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -28,9 +30,17 @@ def _run_module(*args, timeout=180):
 
 
 # ---------------------------------------------------------------------- demo
-def test_demo_transfer_beats_scratch(capsys):
+def test_demo_transfer_beats_scratch(monkeypatch):
+    """The demo shows a line as each step starts and ends (stderr), then its result (stdout)."""
+    output = io.StringIO()  # both streams, in the order they were written
+    monkeypatch.setattr(sys, "stdout", output)
+    monkeypatch.setattr(sys, "stderr", output)
     assert cli.main(["demo", "--json"]) == 0
-    result = json.loads(capsys.readouterr().out)
+    text = output.getvalue()
+    progress = re.findall(r"^finetunekit demo: ([123])/3 (\w+)", text[: text.index("{")], re.M)
+    assert progress == [("1", "pretraining"), ("1", "done"), ("2", "fine"), ("2", "done"),
+                        ("3", "training"), ("3", "done")], text  # fmt: skip
+    result = json.loads(text[text.index("{") :])
     for key in ("transfer_accuracy", "scratch_accuracy"):
         assert 0.0 <= result[key] <= 1.0
     assert result["num_test"] > 500

@@ -259,3 +259,88 @@ def test_normalize_pyramid_makes_the_head_blind_to_the_scale_of_its_taps():
     assert fk.DetectionHead.from_config(config).normalize_pyramid is True
     plain = built_head()
     assert not plain.tap_norms and plain.get_config()["normalize_pyramid"] is False
+
+
+def spread_detector():
+    """A tiny random detector whose head weights spread boxes and scores (some boxes leave the image)."""
+    import keras
+
+    inputs = keras.Input((32, 32, 3))
+    x = inputs
+    for name in ("p1", "p2", "p3"):
+        x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu", name=name)(x)
+    head = fk.DetectionHead(2, fpn_filters=8, num_head_convs=1, max_level=4, num_scales=1,
+                            aspect_ratios=(1.0,), confidence_threshold=0.0)
+    ft = fk.FineTuner(keras.Model(inputs, x), head=head, preprocessing="zero_one",
+                      class_names=["cat", "dog"])
+    rng = np.random.default_rng(3)
+    for weight in ft.head.weights:
+        weight.assign(rng.normal(0.0, 0.3, weight.shape).astype("float32"))
+    return ft
+
+
+def test_report_scores_exactly_the_boxes_predict_boxes_returns():
+    from finetunekit.families.detection.decode import _suppressed
+    from finetunekit.families.detection.report import coco_evaluate
+
+    ft = spread_detector()
+    images = np.random.default_rng(0).integers(0, 255, (4, 40, 64, 3)).astype("uint8")
+    y = {"boxes": [[[2, 2, 60, 38]], [[0, 0, 40, 30], [30, 10, 64, 40]], [[10, 5, 50, 35]], []],
+         "labels": [["cat"], ["dog", "cat"], ["dog"], []]}
+    report = ft.evaluate(images, y, report=True)
+    found = ft.predict_boxes(images)
+    ids = [(f["boxes"], f["scores"], np.array([ft.class_names.index(n) for n in f["labels"]]))
+           for f in found]
+    targets = np.full((4, 2, 5), -1.0, "float32")
+    for i, (boxes, labels) in enumerate(zip(y["boxes"], y["labels"])):
+        for j, (box, label) in enumerate(zip(boxes, labels)):
+            targets[i, j] = [*box, ft.class_names.index(label)]
+    metrics, _, _ = coco_evaluate(ids, targets, 2)
+    assert metrics["map_50"] > 0.0
+    for key in ("map", "map_50", "map_75"):
+        assert report.metrics[key] == pytest.approx(metrics[key], abs=1e-6)
+    raw = _suppressed(ft.predict(images, verbose=0), ft.head.anchors, ft.head.box_variance,
+                      ft.head.nms_options)
+    every = np.concatenate([boxes for boxes, _, _ in raw])
+    assert (every < 0).any() or (every > 32).any()  # clipping matters on this data
+
+
+def voc_xml(filename="", path="", box=(3, 4, 10, 12), name="dog"):
+    tags = f"<filename>{filename}</filename>" if filename else ""
+    tags += f"<path>{path}</path>" if path else ""
+    x1, y1, x2, y2 = box
+    return (f"<annotation>{tags}<object><name>{name}</name><bndbox><xmin>{x1}</xmin><ymin>{y1}</ymin>"
+            f"<xmax>{x2}</xmax><ymax>{y2}</ymax></bndbox></object></annotation>")
+
+
+@pytest.mark.parametrize("images,notes", [
+    ("JPEGImages", "Annotations"), ("images", "annotations"), ("Images", "annots"), (".", "."),
+])
+def test_voc_reader_accepts_the_common_layouts(tmp_path, images, notes):
+    root = tmp_path / "set"
+    write_images(root / images, ["a.jpg", "b.png"])
+    os.makedirs(root / notes, exist_ok=True)
+    (root / notes / "a.xml").write_text(voc_xml("a.jpg"))
+    (root / notes / "b.xml").write_text(voc_xml("b.jpg", name="cat"))  # <filename> off: b.png by name
+    paths, targets = fk.data.read_detection_data(str(root), None)
+    assert [os.path.basename(p) for p in paths] == ["a.jpg", "b.png"]
+    assert all(os.path.dirname(p) == os.path.normpath(str(root / images)) for p in paths)
+    np.testing.assert_allclose(targets[0]["boxes"], [[2, 3, 10, 12]])
+    assert [t["labels"] for t in targets] == [["dog"], ["cat"]]
+
+
+def test_voc_reader_takes_two_folders_and_the_xml_path_inside_the_dataset_only(tmp_path):
+    write_images(tmp_path / "photos", ["a.jpg"])
+    write_images(tmp_path / "photos" / "day", ["a.jpg"], size=(8, 8))
+    os.makedirs(tmp_path / "xml")
+    (tmp_path / "xml" / "a.xml").write_text(voc_xml("a.jpg", "/elsewhere/a.jpg"))
+    paths, targets = fk.data.read_detection_data(str(tmp_path / "photos"), str(tmp_path / "xml"))
+    assert paths == [str(tmp_path / "photos" / "a.jpg")] and targets[0]["labels"] == ["dog"]
+    (tmp_path / "xml" / "a.xml").write_text(voc_xml("a.jpg", str(tmp_path / "photos" / "day" / "a.jpg")))
+    paths, _ = read_voc(tmp_path / "photos", tmp_path / "xml")
+    assert paths == [str(tmp_path / "photos" / "day" / "a.jpg")]  # <path> inside: used
+    write_images(tmp_path, ["outside.jpg"])
+    (tmp_path / "xml" / "a.xml").write_text(voc_xml("../outside.jpg", str(tmp_path / "outside.jpg")))
+    os.remove(tmp_path / "photos" / "a.jpg")
+    with pytest.raises(FileNotFoundError, match="inside the dataset folder only"):
+        read_voc(tmp_path / "photos", tmp_path / "xml")

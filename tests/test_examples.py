@@ -1,10 +1,13 @@
 """The scripts in examples/ run (offline smoke modes)."""
 
+import ast
 import os
 import subprocess
 import sys
 
 import pytest
+
+from tests.catalogue import undocumented
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
 
@@ -129,3 +132,57 @@ def test_translation_smoke():
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "smoke test passed" in done.stdout
     assert "BLEU" in done.stdout and "chrF" in done.stdout
+
+
+# ----------------------------------------------------------- extras checks
+def _extras(name):
+    """The EXTRAS table of an example (import name -> what to pip install), read without running it."""
+    tree = ast.parse(open(os.path.join(EXAMPLES, name), encoding="utf-8").read())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and [t.id for t in node.targets] == ["EXTRAS"]:
+            return ast.literal_eval(node.value), ast.get_docstring(tree)
+    raise AssertionError(f"examples/{name} has no EXTRAS table")
+
+
+SCRIPTS = sorted(name for name in os.listdir(EXAMPLES) if name.endswith(".py"))
+SMOKE_ARGS = {"segmentation.py": ["--smoke", "--plot", "masks.png"]}  # matplotlib only with --plot
+MISSING = [(name, module) for name in SCRIPTS for module in _extras(name)[0]]
+# Runs an example with `module` made unimportable; says whether TensorFlow had loaded when it stopped.
+HIDE_AND_RUN = """
+import runpy, sys
+path, module, *args = sys.argv[1:]
+sys.modules[module] = None  # import and find_spec now fail as if it were not installed
+sys.argv = [path, *args]
+try:
+    runpy.run_path(path, run_name="__main__")
+finally:
+    print("tensorflow loaded:", "tensorflow" in sys.modules, file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_every_example_states_its_extras(name):
+    extras, docstring = _extras(name)
+    assert "Extras" in docstring, f"examples/{name}: the docstring does not state its extras"
+    for module, install in extras.items():
+        assert f"pip install {install}" in docstring, (name, module)
+
+
+@pytest.mark.parametrize(("name", "module"), MISSING, ids=[f"example_{n[:-3]}_no_{m}" for n, m in MISSING])
+def test_example_without_an_extra_stops_at_once(name, module):
+    """A missing extra stops the example before TensorFlow loads, with the pip command to run."""
+    path = os.path.join(EXAMPLES, name)
+    done = subprocess.run(
+        [sys.executable, "-c", HIDE_AND_RUN, path, module, *SMOKE_ARGS.get(name, ["--smoke"])],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    assert f"{name} needs {module}" in done.stderr, done.stderr[-2000:]
+    assert f"pip install {_extras(name)[0][module]}" in done.stderr
+    assert "tensorflow loaded: False" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_missing_extras_are_documented():
+    ids = [f"example_{name[:-3]}_no_{module}" for name, module in MISSING]
+    assert undocumented(ids, "Examples") == []

@@ -255,6 +255,37 @@ def test_sigkill_at_random_moments_never_breaks_the_saved_file(tmp_path):
     assert mid_write >= 1 and saves >= 1
 
 
+@pytest.fixture
+def small_disk(tmp_path):
+    """An 80 KiB tmpfs: room for one tiny saved model, not for a second copy beside it."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=80k", "tmpfs", str(folder)],
+                             capture_output=True, text=True)
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a small filesystem here: {mounted.stderr.strip()}")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_full_disk_names_the_path_and_keeps_the_previous_file(small_disk):
+    ft = tiny_tuner()
+    path = str(small_disk / "m.keras")
+    ft.save(path)
+    before = pathlib.Path(path).read_bytes()
+    writes = {
+        "m.keras": lambda: ft.save(path),
+        "w.weights.h5": lambda: ft.save_weights(str(small_disk / "w.weights.h5")),
+        "served": lambda: ft.export(str(small_disk / "served")),
+    }
+    for name, write in writes.items():
+        with pytest.raises(OSError, match=rf"Could not write '.*small/{name}': the disk is full"):
+            write()
+        assert sorted(os.listdir(small_disk)) == ["m.keras"], name  # no temporary file left
+    assert pathlib.Path(path).read_bytes() == before
+    assert fk.load(path).predict(X8, verbose=0).shape == (8, 2)
+
+
 # ------------------------------------------------------------ divergence, reruns
 def test_on_nan_warn_restores_weights_and_keeps_the_backup_to_resume(tmp_path):
     folder = interrupted_run(tmp_path, finished=1, unfreeze="all")
@@ -291,6 +322,24 @@ def test_on_nan_warn_without_checkpoint_dir_restores_weights():
         ft.fit(X8, Y8, epochs=3, batch_size=4, verbose=0, on_nan="warn", callbacks=[Explode()])
     assert all(np.isfinite(w).all() for w in ft.get_weights())
     assert ft.predict(X8, verbose=0).shape == (8, 2)
+
+
+@pytest.mark.parametrize("on_nan", ["warn", "raise"])
+def test_weights_overflowed_by_the_last_update_of_an_epoch_are_caught(on_nan):
+    """A learning rate past float32's range: the loss is finite, the update leaves inf weights."""
+    ft = tiny_tuner(unfreeze="all")
+    ft.compile(optimizer=keras.optimizers.SGD(learning_rate=1e39))  # inf in float32
+    start = [np.array(w) for w in ft.get_weights()]
+    message = r"The weights became NaN or infinite in the last update of epoch 1, although its loss"
+    if on_nan == "raise":
+        with pytest.raises(fk.TrainingDivergedError, match=message):
+            ft.fit(X8, Y8, epochs=2, batch_size=8, verbose=0)
+        return
+    with pytest.warns(RuntimeWarning, match=message + r".*start of epoch 1 \(the last finite ones\)"):
+        history = ft.fit(X8, Y8, epochs=2, batch_size=8, verbose=0, on_nan="warn")
+    assert history.epoch == [0] and np.isfinite(history.history["loss"]).all()
+    for now, before in zip(ft.get_weights(), start, strict=True):  # finite: the start of epoch 1
+        np.testing.assert_array_equal(now, before)
 
 
 def test_backup_of_another_model_leaves_the_weights_untouched(tmp_path):

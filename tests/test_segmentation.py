@@ -161,3 +161,90 @@ def test_tflite_export_gives_class_id_masks(tmp_path):
     masks = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
     assert masks.shape == (1, 16, 16) and masks.dtype == np.int32
     np.testing.assert_array_equal(masks, ft.predict_masks(images))
+
+
+def void_masks(seed=0):
+    """Square masks whose edges and a random scatter of pixels are void (255)."""
+    images, masks = squares(4, size=16, seed=seed)
+    rng = np.random.default_rng(seed)
+    masks[:, 0, :] = 255
+    masks[rng.random(masks.shape) < 0.2] = 255
+    return images, masks
+
+
+def perfect_on_labelled(masks, classes=2):
+    """Logits right on every labelled pixel and confidently wrong (class 1) on void pixels."""
+    labelled = np.where(masks == 255, 0, masks)
+    logits = 20.0 * (np.eye(classes)[labelled] - 0.5)
+    return np.where((masks == 255)[..., None], 20.0 * (np.eye(classes)[1] - 0.5), logits)
+
+
+@pytest.mark.parametrize("void_share", [0.0, 0.2, 0.9])
+def test_void_pixels_count_in_no_metric_nor_report(void_share):
+    _, masks = squares(4, size=16)
+    masks[np.random.default_rng(1).random(masks.shape) < void_share] = 255
+    head = fk.SegmentationHead(2, ignore_index=255)
+    outputs = perfect_on_labelled(masks)
+    for metric in head.default_metrics():
+        metric.update_state(masks, outputs)
+        assert float(metric.result()) == pytest.approx(1.0), metric.name
+    report = head.report(outputs, masks, ["bg", "square"])
+    assert report["mean_iou"] == 1.0 and report["pixel_accuracy"] == 1.0
+    assert report.confusion_matrix.sum() == (masks != 255).sum()
+    wrong = outputs.copy()
+    wrong[masks == 1] = -wrong[masks == 1]  # now the labelled square is missed
+    assert head.report(wrong, masks)["pixel_accuracy"] < 1.0
+
+
+def test_the_loss_ignores_void_pixels():
+    _, masks = void_masks()
+    for dice_weight in (0.0, 1.0):
+        loss = fk.heads.SegmentationLoss(dice_weight=dice_weight, ignore_index=255)
+        outputs = perfect_on_labelled(masks)
+        before = float(loss(masks, outputs))
+        changed = outputs.copy()
+        changed[masks == 255] = np.random.default_rng(2).normal(0, 30, changed[masks == 255].shape)
+        assert float(loss(masks, changed)) == pytest.approx(before, abs=1e-6)
+        labelled = outputs.copy()
+        labelled[masks == 1] = -labelled[masks == 1]
+        assert float(loss(masks, labelled)) > before + 1.0
+    clean = np.where(masks == 255, 0, masks)  # no void pixel: the same loss as without ignore_index
+    np.testing.assert_allclose(float(loss(clean, outputs)),
+                               float(fk.heads.SegmentationLoss(dice_weight=1.0)(clean, outputs)), rtol=1e-6)
+
+
+def test_ignore_index_round_trips_in_configs_and_a_saved_model(tmp_path):
+    import json
+
+    head = fk.SegmentationHead(2, filters=4, ignore_index=255)
+    rebuilt = fk.SegmentationHead.from_config(json.loads(json.dumps(head.get_config())))
+    assert rebuilt.ignore_index == 255 and rebuilt.get_config() == head.get_config()
+    loss = head.default_loss()
+    assert fk.heads.SegmentationLoss.from_config(loss.get_config()).ignore_index == 255
+    accuracy = head.default_metrics()[1]
+    config = json.loads(json.dumps(keras.saving.serialize_keras_object(accuracy)))
+    assert keras.saving.deserialize_keras_object(config).ignore_index == 255
+    assert fk.SegmentationHead(2).get_config()["ignore_index"] is None
+    images, masks = void_masks()
+    ft = fk.FineTuner(pyramid_cnn(), head=head, preprocessing="zero_one", unfreeze="all")
+    history = ft.fit(images, masks, epochs=1, batch_size=4, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    ft.save(str(tmp_path / "seg.keras"))
+    loaded = fk.load(str(tmp_path / "seg.keras"))
+    assert loaded.head.ignore_index == 255
+    np.testing.assert_allclose(loaded.predict(images, verbose=0), ft.predict(images, verbose=0), atol=1e-5)
+    scores = loaded.evaluate(images, masks, return_dict=True, verbose=0)
+    assert scores == pytest.approx(ft.evaluate(images, masks, return_dict=True, verbose=0))
+    report = loaded.evaluate(images, masks, report=True)
+    assert report.confusion_matrix.sum() == (masks != 255).sum()
+
+
+def test_plot_masks_leaves_void_pixels_clear(tmp_path):
+    from finetunekit.families.segmentation.plots import _as_mask
+
+    images, masks = void_masks()
+    shown = _as_mask(masks[0], images[0], "mask", ignore_index=255)
+    assert shown.max() == 1 and (shown[masks[0] == 255] == 0).all()
+    path = fk.plot_masks(images[0], masks[0], str(tmp_path / "void.png"), ignore_index=255,
+                         class_names=["bg", "square"])
+    assert os.path.getsize(path) > 1000

@@ -74,6 +74,22 @@ def test_all_matches_the_lazy_table():
         finetunekit.not_a_name  # noqa: B018
 
 
+def test_every_built_in_family_head_is_public():
+    """The family registry and `fk.__all__` / `fk.heads.__all__` name the same built-in heads.
+
+    `__all__` is spelled out so that `import finetunekit` stays cheap; a plugin's
+    heads resolve as `fk.<Name>` from the registry (tests/test_custom_head.py).
+    """
+    from finetunekit.core.family import families
+    from finetunekit.families import BUILTIN
+
+    built_in = {head.__name__ for name, family in families().items() if name in BUILTIN
+                for head in family.heads}
+    exported = {name for name in finetunekit.__all__ if name.endswith("Head")}
+    assert built_in == exported
+    assert built_in <= set(finetunekit.heads.__all__)
+
+
 def test_load_works_in_a_fresh_process(tmp_path):
     """fk.load registers every finetunekit Keras class although nothing was imported yet."""
     from tests.conftest import tiny_tuner
@@ -124,3 +140,106 @@ def test_cli_prints_no_tensorflow_notices(tmp_path):
         assert not TF_NOTICE.search(output), output[-3000:]
     assert "Epoch 2/2" in runs[1].stdout and "Saved" in runs[1].stdout
     assert len(runs[2].stdout.strip().splitlines()) == 4
+
+
+# A user's script: the first Keras-backed name (fk.FineTuner) loads TensorFlow;
+# a tiny fit, evaluate and predict with Keras' default verbosity, then a warning of its own.
+LIBRARY_SCRIPT = """
+import sys, warnings
+import numpy as np
+import finetunekit as fk
+FineTuner = fk.FineTuner
+import keras
+inputs = keras.Input((8, 8, 3))
+features = keras.layers.Conv2D(2, 3, name="block1_conv")(inputs)
+ft = FineTuner(keras.Model(inputs, features), head=fk.ClassificationHead(2),
+               preprocessing="zero_one")
+x = np.random.default_rng(0).integers(0, 255, (8, 8, 8, 3)).astype("uint8")
+y = np.arange(8) % 2
+ft.fit(x, y, epochs=2, batch_size=4)
+ft.evaluate(x, y, batch_size=4)
+ft.predict(x, batch_size=4)
+warnings.warn("a warning of the user's own")
+print("done", flush=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def library_run(tmp_path_factory):
+    """The script above in a fresh process, stdout redirected to a file: (stdout, stderr)."""
+    log = tmp_path_factory.mktemp("log") / "out.log"
+    with open(log, "w") as stdout:
+        done = subprocess.run(
+            [sys.executable, "-c", LIBRARY_SCRIPT], stdout=stdout, stderr=subprocess.PIPE,
+            text=True, timeout=300, env=_user_env(),
+        )  # fmt: skip
+    output = log.read_text()
+    assert done.returncode == 0, done.stderr[-3000:]
+    return output, done.stderr
+
+
+def test_library_prints_no_tensorflow_notices(library_run):
+    """fk.FineTuner loads TensorFlow without its C++ lines; the user's own warning still shows."""
+    stdout, stderr = library_run
+    assert not TF_NOTICE.search(stderr), stderr[-3000:]
+    assert "cudart_stub" not in stderr and "cpu_feature_guard" not in stderr
+    assert "UserWarning: a warning of the user's own" in stderr
+    assert stdout.rstrip().endswith("done")
+
+
+def test_progress_written_to_a_file_has_no_redraws(library_run):
+    """With stdout redirected, fit/evaluate/predict print plain lines, no ANSI codes or \\r."""
+    stdout, _ = library_run
+    assert "\x1b[" not in stdout and "\r" not in stdout, repr(stdout[:500])
+    assert "Epoch 1/2" in stdout and "Epoch 2/2" in stdout
+    assert stdout.count("2/2 - ") >= 4  # one summary line per epoch, evaluate and predict
+
+
+NOTICES_SCRIPT = r"""
+import os, sys, warnings
+from finetunekit.core.console import native_notices_hidden
+with native_notices_hidden():
+    os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n")
+    os.write(2, b"I0000 00:00:1796325440.358926   18551 cudart_stub.cc:31] Could not find cuda drivers.\n")
+    os.write(2, b"E0000 00:00:1796325440.471956   18551 cuda_executor.cc:1228] failed call to cuInit\n")
+    os.write(2, b"To enable the following instructions: AVX2 FMA, in other operations, rebuild.\n")
+    os.write(2, b"a line of another library\n")
+    warnings.warn("a warning raised while TensorFlow loads")
+    print("python stderr", file=sys.stderr)
+print("after", file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("level", [None, "0"])
+def test_native_notices_are_filtered_unless_level_0(level):
+    """Only TensorFlow's native notice lines are held back; TF_CPP_MIN_LOG_LEVEL=0 shows them."""
+    env = _user_env()
+    if level is not None:
+        env["TF_CPP_MIN_LOG_LEVEL"] = level
+    done = subprocess.run(
+        [sys.executable, "-c", NOTICES_SCRIPT], capture_output=True, text=True, timeout=60,
+        env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    kept = ["a line of another library", "UserWarning: a warning raised while TensorFlow loads",
+            "python stderr", "after"]  # fmt: skip
+    assert all(line in done.stderr for line in kept), done.stderr
+    notices = ("absl::InitializeLog", "cudart_stub", "cuInit", "To enable the following")
+    shown = [notice for notice in notices if notice in done.stderr]
+    assert shown == ([] if level is None else list(notices)), done.stderr
+
+
+class _Terminal:
+    def isatty(self):
+        return True
+
+
+def test_progress_verbosity_keeps_the_bar_on_a_terminal_only(monkeypatch):
+    from finetunekit.core.console import progress_verbosity
+
+    monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
+    monkeypatch.delenv("PYCHARM_HOSTED", raising=False)
+    monkeypatch.setattr(sys, "stdout", _Terminal())
+    assert [progress_verbosity(v) for v in ("auto", 1, 2, 0)] == ["auto", 1, 2, 0]
+    monkeypatch.setattr(sys, "stdout", open(os.devnull, "w"))  # noqa: SIM115
+    assert [progress_verbosity(v) for v in ("auto", 1, True, 2, 0)] == [2, 2, 2, 2, 0]

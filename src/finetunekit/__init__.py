@@ -4,10 +4,14 @@
 use (PEP 562), so Keras and TensorFlow load when a Keras-backed name such as
 `fk.FineTuner` is first touched, and keras-hub, TensorFlow Datasets and
 TensorFlow Text only when a text backbone or a TFDS dataset needs them.
+TensorFlow loads without its C++ start-up notices on stderr
+(`TF_CPP_MIN_LOG_LEVEL=0` shows them), and Keras' progress bar becomes one
+line per epoch when standard output is a file (`finetunekit.core.console`).
 """
 
 import importlib
 import importlib.util
+import sys
 from typing import TYPE_CHECKING
 
 from finetunekit.version import __version__
@@ -131,6 +135,7 @@ _KERAS_MODULES = (
     "finetunekit.heads",
     "finetunekit.layers",
     "finetunekit.training.losses",
+    "finetunekit.training.metrics",
     "finetunekit.training.optimizer",
     "finetunekit.training.schedules",
 )
@@ -138,6 +143,8 @@ _KERAS_FREE = ("data",)  # plain-Python sub-packages: TensorFlow loads when they
 
 
 def _register_keras_objects():
+    if "tensorflow" not in sys.modules:  # TensorFlow's native start-up lines stay off stderr
+        importlib.import_module("finetunekit.core.console").import_tensorflow_quietly()
     for module in _KERAS_MODULES:
         importlib.import_module(module)
     importlib.import_module("finetunekit.core.kind").load_families()

@@ -15,6 +15,7 @@ from finetunekit.cli.commands import (
     CLIError,
     build_finetuner,
     check_fit_options,
+    check_out_path,
     check_task_options,
     evaluate_model,
     library,
@@ -57,23 +58,6 @@ def check_chat_options(args):
         raise CLIError(
             f"--data {args.data!r} is a folder. --task chat takes a .jsonl, .json, .csv or "
             ".parquet file of conversations (messages, prompt/completion or Alpaca records)."
-        )
-
-
-def check_out_path(path, option="--out"):
-    """The folder of `path` must exist and be writable: checked before any training."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        what = "is not a folder" if os.path.exists(folder) else "does not exist"
-        raise CLIError(
-            f"{option} {path!r}: the folder {folder!r} {what}. Create it or choose another "
-            "path (checked before training)."
-        )
-    writable = os.access(folder, os.W_OK) and (not os.path.exists(path) or os.access(path, os.W_OK))
-    if not writable:
-        raise CLIError(
-            f"{option} {path!r} cannot be written: no write permission in {folder!r}. Choose "
-            "another path (checked before training)."
         )
 
 

@@ -9,7 +9,6 @@ import contextlib
 import json
 import os
 import re
-import sys
 
 from finetunekit.cli.args import positive_int
 
@@ -28,39 +27,19 @@ class NoNetworkError(RuntimeError):
 
 
 # --------------------------------------------------------------------- quiet
-@contextlib.contextmanager
-def _stderr_silenced():
-    """Sends file descriptor 2 to /dev/null (C++ logging that ignores TF_CPP_MIN_LOG_LEVEL)."""
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no real file descriptor (e.g. captured stderr)
-        yield
-        return
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def import_tensorflow_quietly():
-    """Imports TensorFlow and probes its devices once, hiding the native notices on stderr.
+    """Imports TensorFlow without its native start-up notices, and quiets its Python logger.
 
-    TensorFlow writes absl/oneDNN/CUDA notices from C++ before its logging is
-    configured (so `TF_CPP_MIN_LOG_LEVEL` cannot hide them), at import and at
-    its first device probe. With `TF_CPP_MIN_LOG_LEVEL=0` they are shown.
+    The notices are filtered as for the library (`core.console`); the command
+    line also hides TensorFlow's and absl's Python log lines below ERROR. With
+    `TF_CPP_MIN_LOG_LEVEL=0` everything is shown.
     """
     if os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0":
         return
-    try:
-        with _stderr_silenced():
-            import tensorflow as tf
+    from finetunekit.core.console import import_tensorflow_quietly as load
 
-            tf.config.list_physical_devices()
-    except ImportError:  # pragma: no cover - another Keras backend
+    tf = load()
+    if tf is None:  # pragma: no cover - another Keras backend
         return
     tf.get_logger().setLevel("ERROR")
     with contextlib.suppress(ImportError):
@@ -89,9 +68,17 @@ def check_image_folder(path, option="--data"):
     if os.path.isfile(path):
         raise CLIError(
             f"{option} {path!r} is a file, not a folder. {option} takes a folder with one "
-            "sub-folder per class (photos/cat/1.jpg, photos/dog/2.jpg, ...). To label single "
-            "images use 'finetunekit predict --model MODEL.keras IMAGE ...'."
+            "sub-folder per class (photos/cat/1.jpg, photos/dog/2.jpg, ...), or for a text "
+            "backbone a .csv/.tsv/.jsonl/.json/.parquet table of texts and labels. To label "
+            "single images use 'finetunekit predict --model MODEL.keras IMAGE ...'."
         )
+
+
+def is_text_table(path):
+    """True for `--data` that is a table file of texts and labels (text classification)."""
+    from finetunekit.core.data.text_readers import TEXT_FILE_TYPES
+
+    return os.path.isfile(path) and path.lower().endswith(TEXT_FILE_TYPES)
 
 
 def parse_augment(text):
@@ -122,9 +109,27 @@ def parse_weights(text):
     return text
 
 
+def check_out_path(path, option="--out"):
+    """The folder of `path` must exist and be writable: checked before any training."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        what = "is not a folder" if os.path.exists(folder) else "does not exist"
+        raise CLIError(
+            f"{option} {path!r}: the folder {folder!r} {what}. Create it or choose another "
+            "path (checked before training)."
+        )
+    writable = os.access(folder, os.W_OK) and (not os.path.exists(path) or os.access(path, os.W_OK))
+    if not writable:
+        raise CLIError(
+            f"{option} {path!r} cannot be written: no write permission in {folder!r}. Choose "
+            "another path (checked before training)."
+        )
+
+
 def check_fit_options(args):
     if not args.out.endswith(".keras"):
         raise CLIError(f'--out must be a ".keras" file. Received: {args.out!r}')
+    check_out_path(args.out)
     if args.freeze_epochs is not None and not 0 <= args.freeze_epochs <= args.epochs:
         raise CLIError(
             f"--freeze-epochs must be between 0 and --epochs ({args.epochs}). "
@@ -132,7 +137,7 @@ def check_fit_options(args):
         )
     if args.freeze_epochs is not None and args.unfreeze == 0:
         raise CLIError("--freeze-epochs needs --unfreeze N or --unfreeze all.")
-    if getattr(args, "task", "classification") == "classification":
+    if getattr(args, "task", "classification") == "classification" and not is_text_table(args.data):
         check_image_folder(args.data)
 
 
@@ -256,6 +261,7 @@ def run_demo(args):
         seed=args.seed,
         labels_per_class=args.labels_per_class,
         verbose=0 if (args.quiet or args.json) else 1,
+        progress=not args.quiet,  # on stderr, so --json output stays JSON
     )
     if args.json:
         print(json.dumps(result, indent=2))
@@ -308,6 +314,8 @@ def run_fit(args):
     if args.task != "classification":
         return run_task_fit(args)
     check_task_options(args)
+    if is_text_table(args.data):
+        return run_text_fit(args)
     augment = parse_augment(args.augment)
     weights = parse_weights(args.weights)
     from finetunekit.core.data.images import list_image_folder
@@ -345,6 +353,46 @@ def run_fit(args):
     history = train(
         model, paths, labels, args, validation_data=validation, on_bad_image=args.on_bad_image
     )
+    return save_trained(model, history, args)
+
+
+def run_text_fit(args):
+    """`finetunekit fit --backbone TEXT_PRESET --data reviews.csv`: text classification."""
+    given = {
+        "--image-size": args.image_size is not None,
+        "--augment": args.augment not in (None, "none"),
+        "--preprocessing": args.preprocessing != "auto",
+        "--on-bad-image": args.on_bad_image != "error",
+    }
+    image_only = [option for option, used in given.items() if used]
+    if image_only:
+        raise CLIError(f"{', '.join(image_only)} applies to image data; --data is a table of texts.")
+    from finetunekit.core.data.text_readers import read_table, text_columns
+
+    table = read_table(args.data)  # before TensorFlow loads
+    text_col, label_col = text_columns(table)
+    if label_col is None:
+        raise CLIError(
+            f"--data {args.data!r} has no label column (columns: {list(table.columns)}); name "
+            "it label (or labels, class, category, target)."
+        )
+    texts, labels = table[text_col].tolist(), [str(v) for v in table[label_col].tolist()]
+    class_names = sorted(set(labels))
+    if len(class_names) < 2:
+        raise CLIError(
+            f"--data {args.data!r} has one label ({class_names[0]!r}); a classifier needs at "
+            "least two."
+        )
+    fk = library()
+    head = fk.ClassificationHead(num_classes=len(class_names), dropout=args.dropout)
+    model = build_finetuner(fk, args, head, parse_weights(args.weights), class_names=class_names)
+    print(
+        f"Training {args.backbone} on {len(class_names)} classes ({', '.join(class_names)}): "
+        f"{len(texts)} texts from {args.data}, validation split {args.validation_split}, "
+        f"unfreeze={args.unfreeze}",
+        flush=True,
+    )
+    history = train(model, texts, labels, args, validation_split=args.validation_split)
     return save_trained(model, history, args)
 
 
@@ -499,7 +547,8 @@ def _detection_data(fk, args):
     if dataset_layout(args.data) is None:  # a plain image folder reads as images to predict on
         raise CLIError(
             f"--data {args.data!r} is not detection data. --task detection takes a COCO json, "
-            "a Pascal VOC folder (Annotations/ + JPEGImages/) or a YOLO folder (images/ + labels/)."
+            "a Pascal VOC folder (Annotations/ + JPEGImages/, annotations/ or annots/ + images/, "
+            "or .xml files beside the images) or a YOLO folder (images/ + labels/)."
         )
     images, targets = read_detection_data(args.data, None)
     labels = [label for target in targets for label in np.asarray(target["labels"]).tolist()]

@@ -23,6 +23,7 @@ apart in each of four orientations (20 classes), which makes its features more
 general. No image of a digit 5-9 is seen during pretraining.
 """
 
+import sys
 import time
 
 import numpy as np
@@ -175,10 +176,64 @@ def _few_label_split(labels, labels_per_class, rng):
     return train, np.setdiff1d(target, train)
 
 
+def _timed_step(progress, text, work):
+    """Runs `work()`; returns `(its value, seconds)`, with a line on stderr before and after.
+
+    The lines go out at once (flushed) and to stderr, so that `--json` output stays JSON.
+    """
+    if progress:
+        print(f"finetunekit demo: {text}", file=sys.stderr, flush=True)
+    tick = time.perf_counter()
+    value = work()
+    seconds = time.perf_counter() - tick
+    if progress:
+        print(f"finetunekit demo: {text.split()[0]} done in {seconds:.1f} s", file=sys.stderr,
+              flush=True)  # fmt: skip
+    return value, seconds
+
+
+def _head():
+    import finetunekit as fk
+
+    return fk.ClassificationHead(num_classes=len(TARGET_DIGITS))
+
+
+def _transfer(cnn, data, seed, epochs, head_epochs, learning_rates, batch_size):
+    """Fine-tunes the pretrained `cnn`: the new head alone, then the whole network."""
+    import keras
+
+    import finetunekit as fk
+
+    keras.utils.set_random_seed(seed)
+    model = fk.FineTuner(backbone=cnn, head=_head(), preprocessing="zero_one",
+                         mixed_precision=False)  # fmt: skip
+    model.fine_tune(
+        *data, epochs=epochs, freeze_epochs=head_epochs, unfreeze="all",
+        learning_rate=learning_rates[0], fine_tune_learning_rate=learning_rates[1],
+        batch_size=batch_size, verbose=0,
+    )  # fmt: skip
+    return model
+
+
+def _from_scratch(input_shape, data, seed, epochs, learning_rate, batch_size):
+    """Trains the same CNN, randomly initialised, and a new head on the same data and epochs."""
+    import keras
+
+    import finetunekit as fk
+
+    keras.utils.set_random_seed(seed)
+    cnn = build_cnn(input_shape, name="digits_cnn_scratch")
+    model = fk.FineTuner(backbone=cnn, head=_head(), preprocessing="zero_one", unfreeze="all",
+                         mixed_precision=False)  # fmt: skip
+    model.compile(learning_rate=learning_rate)
+    model.fit(*data, batch_size=batch_size, epochs=epochs, verbose=0)
+    return model
+
+
 def run_demo(
     seed=0, verbose=1, labels_per_class=5, frame_size=16, pretrain_epochs=10, rotations=4,
     head_epochs=20, fine_tune_epochs=20, batch_size=10, head_learning_rate=1e-2,
-    fine_tune_learning_rate=1e-3, scratch_learning_rate=1e-2,
+    fine_tune_learning_rate=1e-3, scratch_learning_rate=1e-2, progress=None,
 ):
     """Measures transfer learning against training from scratch on few labels.
 
@@ -205,6 +260,8 @@ def run_demo(
         head_learning_rate: float. Learning rate of the head-only stage.
         fine_tune_learning_rate: float. Learning rate of the full stage.
         scratch_learning_rate: float. Learning rate of the baseline.
+        progress: bool or None. Print a line on stderr as each of the three
+            steps starts and ends. Defaults to `bool(verbose)`.
 
     Returns:
         A dict with `transfer_accuracy`, `scratch_accuracy` (fractions of
@@ -221,10 +278,6 @@ def run_demo(
     result["transfer_accuracy"] > result["scratch_accuracy"]  # True
     ```
     """
-    import keras
-
-    import finetunekit as fk
-
     start = time.perf_counter()
     images, labels = load_digit_frames(frame_size, seed=seed)
     input_shape = images.shape[1:]
@@ -236,46 +289,32 @@ def run_demo(
     train_x, train_y = images[train], labels[train].astype(str)
     test_x, test_y = images[test], labels[test].astype(str)
     epochs = head_epochs + fine_tune_epochs
-
-    def head():
-        return fk.ClassificationHead(num_classes=len(TARGET_DIGITS))
+    progress = bool(verbose) if progress is None else progress
 
     # 1. Pretrain on the digits 0-4.
-    tick = time.perf_counter()
-    cnn, pretrain_accuracy = pretrain_backbone(
-        images[source],
-        labels[source] - min(SOURCE_DIGITS),
-        input_shape,
-        epochs=pretrain_epochs,
-        rotations=rotations,
-        seed=seed,
-    )
-    pretrain_seconds = time.perf_counter() - tick
+    (cnn, pretrain_accuracy), pretrain_seconds = _timed_step(
+        progress, f"1/3 pretraining a small CNN on the digits 0-4 ({pretrain_epochs} epochs)",
+        lambda: pretrain_backbone(
+            images[source], labels[source] - min(SOURCE_DIGITS), input_shape,
+            epochs=pretrain_epochs, rotations=rotations, seed=seed,
+        ),
+    )  # fmt: skip
 
     # 2. Transfer: head first (backbone frozen), then the whole network.
-    tick = time.perf_counter()
-    keras.utils.set_random_seed(seed + 1)
-    transfer = fk.FineTuner(
-        backbone=cnn, head=head(), preprocessing="zero_one", mixed_precision=False
-    )
-    transfer.fine_tune(
-        train_x, train_y, epochs=epochs, freeze_epochs=head_epochs, unfreeze="all",
-        learning_rate=head_learning_rate, fine_tune_learning_rate=fine_tune_learning_rate,
-        batch_size=batch_size, verbose=0,
-    )
-    transfer_seconds = time.perf_counter() - tick
+    transfer, transfer_seconds = _timed_step(
+        progress, f"2/3 fine-tuning it on {len(train)} labelled images of the digits 5-9 "
+        f"({head_epochs} + {fine_tune_epochs} epochs)",
+        lambda: _transfer(cnn, (train_x, train_y), seed + 1, epochs, head_epochs,
+                          (head_learning_rate, fine_tune_learning_rate), batch_size),
+    )  # fmt: skip
     transfer_accuracy = _accuracy(transfer, test_x, test_y)
 
     # 3. Baseline: the same architecture from random weights, same data and epochs.
-    tick = time.perf_counter()
-    keras.utils.set_random_seed(seed + 2)
-    scratch = fk.FineTuner(
-        backbone=build_cnn(input_shape, name="digits_cnn_scratch"), head=head(),
-        preprocessing="zero_one", unfreeze="all", mixed_precision=False,
-    )
-    scratch.compile(learning_rate=scratch_learning_rate)
-    scratch.fit(train_x, train_y, batch_size=batch_size, epochs=epochs, verbose=0)
-    scratch_seconds = time.perf_counter() - tick
+    scratch, scratch_seconds = _timed_step(
+        progress, f"3/3 training the same CNN from scratch on those images ({epochs} epochs)",
+        lambda: _from_scratch(input_shape, (train_x, train_y), seed + 2, epochs,
+                              scratch_learning_rate, batch_size),
+    )  # fmt: skip
     scratch_accuracy = _accuracy(scratch, test_x, test_y)
 
     result = dict(

@@ -179,6 +179,18 @@ def _box_line(row):
     return f"{row['path']}\t" + ("; ".join(boxes) if boxes else "(none)")
 
 
+def check_out_folder(folder):
+    """`--out FOLDER` of masks: created now, and writable, before any prediction runs."""
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise CLIError(f"--out {folder!r} is a file; masks are written into a folder.")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as error:
+        raise CLIError(f"--out {folder!r} cannot be created: {error.strerror}.") from None
+    if not os.access(folder, os.W_OK):
+        raise CLIError(f"--out {folder!r} is not writable: choose another folder.")
+
+
 def _write_masks(model, items, args):
     """One PNG of class ids per image, named like the image, in `--out` (atomic writes)."""
     if args.out is None:
@@ -193,8 +205,8 @@ def _write_masks(model, items, args):
 
     from finetunekit.core.files import atomic_write_bytes
 
+    check_out_folder(args.out)
     masks = model.predict_masks(items, batch_size=args.batch_size)
-    os.makedirs(args.out, exist_ok=True)
     rows = []
     for path, mask in zip(items, masks):
         target = os.path.join(args.out, os.path.splitext(os.path.basename(path))[0] + ".png")

@@ -156,6 +156,56 @@ def check_save_path(filepath, zipped=None, weights=False):
         )
 
 
+#: The first bytes of every HDF5 file (a `.keras` archive keeps its weights in one).
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _check_archive(path):
+    """Raises `CorruptFileError` unless `path` is a zip with a JSON config and HDF5 weights."""
+    if not zipfile.is_zipfile(path):
+        raise corrupt_archive_error(path, "has no zip directory at its end (truncated)")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            if "config.json" not in names:
+                raise corrupt_archive_error(
+                    path, "is a zip archive without the config.json a Keras model file holds"
+                )
+            json.loads(archive.read("config.json"))
+            if "model.weights.h5" in names:
+                with archive.open("model.weights.h5") as weights:
+                    if weights.read(len(HDF5_SIGNATURE)) != HDF5_SIGNATURE:
+                        raise corrupt_archive_error(
+                            path, "holds weights (model.weights.h5) that are not an HDF5 file"
+                        )
+    except (zipfile.BadZipFile, EOFError, OSError) as error:
+        raise corrupt_archive_error(path, f"is damaged ({error})") from error
+    except (ValueError, UnicodeDecodeError) as error:
+        if isinstance(error, CorruptFileError):
+            raise
+        raise corrupt_archive_error(path, f"has a config.json that is not JSON ({error})") from None
+
+
+def _raise_load_error(path, error, unsafe_fix):
+    """Turns Keras' `ValueError`s on loading into errors naming the file and the fix."""
+    text = str(error)
+    if "safe_mode" in text or "Lambda" in text:
+        fix = unsafe_fix or (
+            "Load it with fk.load(path, safe_mode=False) only if you trust its source."
+        )
+        raise ValueError(
+            f"{path!r} holds code (a Lambda layer or other Python bytecode) that Keras "
+            f"safe mode will not run. {fix}" + ("" if unsafe_fix else f" ({error})")
+        ) from error
+    if "could not be loaded" in text:
+        detail = text.split("Example error message for object ")[-1].split("List of objects")[0]
+        raise CorruptFileError(
+            f"{path!r}: its weights do not fit its model ({' '.join(detail.split())[:200]}); "
+            "the archive was put together from two different models or damaged. Save the "
+            "model again from the FineTuner that trained it."
+        ) from None
+
+
 def read_keras_file(path, compile=False, safe_mode=True, unsafe_fix=None):
     """Loads an existing `.keras` file, turning a damaged archive into `CorruptFileError`.
 
@@ -179,22 +229,27 @@ def read_keras_file(path, compile=False, safe_mode=True, unsafe_fix=None):
     ```
     """
     path = os.fspath(path)
-    if os.path.isfile(path) and not zipfile.is_zipfile(path):
-        raise corrupt_archive_error(path, "has no zip directory at its end (truncated)")
+    if os.path.isdir(path):
+        raise ValueError(
+            f"{path!r} is a folder, not a .keras file: fk.load reads the one zip file that "
+            'ft.save("model.keras") writes. A folder written by ft.export(folder) is served '
+            "with tf.saved_model.load(folder)."
+        )
+    if os.path.isfile(path):
+        _check_archive(path)
     try:
         return keras.saving.load_model(path, compile=compile, safe_mode=safe_mode)
     except (zipfile.BadZipFile, EOFError) as error:
         raise corrupt_archive_error(path, f"is damaged ({error})") from error
+    except TypeError as error:
+        if "Could not locate" not in str(error):
+            raise
+        raise ValueError(
+            f"{path!r} names a class this Python session does not know "
+            f"({str(error).split('.')[0].replace('Could not locate ', '')}); no code from the "
+            "file was run. Import the module that defines it (a finetunekit plugin: its "
+            "plugin.py) before loading, or load files only from sources you trust."
+        ) from None
     except ValueError as error:
-        if ("safe_mode" in str(error) or "Lambda" in str(error)) and unsafe_fix:
-            raise ValueError(
-                f"{path!r} holds code (a Lambda layer or other Python bytecode) that Keras "
-                f"safe mode will not run. {unsafe_fix}"
-            ) from error
-        if "safe_mode" in str(error) or "Lambda" in str(error):
-            raise ValueError(
-                f"{path!r} holds code (a Lambda layer or other Python bytecode) that Keras "
-                "safe mode will not run. Load it with fk.load(path, safe_mode=False) only if "
-                f"you trust its source. ({error})"
-            ) from error
+        _raise_load_error(path, error, unsafe_fix)
         raise

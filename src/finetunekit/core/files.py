@@ -24,6 +24,7 @@ could be cleaned; give concurrent writers different targets.
 """
 
 import contextlib
+import errno
 import os
 import re
 import secrets
@@ -87,10 +88,40 @@ def atomic_path(target, directory=False, overwrite=True):
         else:
             _fsync_file(temp)
             os.replace(temp, target)
-    except BaseException:
+    except BaseException as error:
         _remove(temp)
+        if _out_of_space(error):
+            raise OSError(
+                errno.ENOSPC, f"Could not write {target!r}: the disk is full or the file is too "
+                f"large for it ({_first_line(error)}). Nothing was changed: "
+                + ("the previous version is intact" if os.path.exists(target) else
+                   "no partial file was left") + ". Free some space or write elsewhere."
+            ) from None
         raise
     _fsync_dir(folder)
+
+
+#: errno values of a write that found no room: no space, file too large, quota exceeded.
+_NO_ROOM = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def _out_of_space(error):
+    """True for an error (or one it wraps) that says the disk or file-size limit was hit."""
+    seen = 0
+    while error is not None and seen < 5:
+        if isinstance(error, OSError) and error.errno in _NO_ROOM:
+            return True
+        text = str(error)
+        if "No space left" in text or "File too large" in text or "errno = 28" in text \
+                or "errno = 27" in text or "Disk quota exceeded" in text:
+            return True
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return False
+
+
+def _first_line(error):
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return (lines[0] if lines else type(error).__name__)[:200]
 
 
 def refuse_overwrite(path, overwrite):

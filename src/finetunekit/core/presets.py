@@ -69,6 +69,48 @@ def preset_class_name(value):
     return None if config is None else config.get("class_name")
 
 
+def preset_backbone_class(value):
+    """The keras-hub `Backbone` class a preset folder or handle declares, or None.
+
+    The one resolver the families ask: a keras-hub folder is answered from its
+    `config.json` (read once, `read_preset_config`) by the registered class
+    name; a Hugging Face folder or an `"hf://"` / `"kaggle://"` handle asks
+    keras-hub's preset loader (which reads only the config, never the
+    weights), once per handle.
+
+    Args:
+        value: str or os.PathLike.
+
+    Returns:
+        A `keras_hub.models.Backbone` subclass, or None when `value` is not a
+        readable preset folder or handle.
+    """
+    if not isinstance(value, (str, os.PathLike)):
+        return None
+    value = os.fspath(value)
+    config = read_preset_config(value)
+    if config is not None and config.get("registered_name"):
+        import keras
+        import keras_hub  # noqa: F401 - registers keras-hub's classes
+
+        found = keras.saving.get_registered_object(config["registered_name"])
+        if found is not None:
+            return found
+    if config is None and not value.startswith(PRESET_SCHEMES):
+        return None
+    return _loader_backbone_class(value)
+
+
+@functools.lru_cache(maxsize=64)
+def _loader_backbone_class(value):
+    from finetunekit.core._keras_compat import preset_backbone_class as declared_class
+
+    try:
+        return declared_class(value)
+    except Exception:  # an unreadable handle or folder: the kind that loads it reports why
+        return None
+
+
 def with_policy(backbone, policy):
     """`backbone` computing under `policy`: rebuilt from its config with the same weights if needed."""
     if backbone.dtype_policy.name == policy:

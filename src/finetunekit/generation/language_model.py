@@ -1,4 +1,4 @@
-"""The kind base shared by backbones that generate text with a keras-hub task.
+"""The kind and head bases shared by models that generate text token by token.
 
 Sequence-to-sequence models (BART, T5) and decoder-only models (Llama, GPT-2)
 give the head the same two outputs: the next-token logits of keras-hub's own
@@ -7,9 +7,12 @@ and the mask of the positions being predicted (`"padding_mask"`).
 """
 
 import keras
+from keras import ops
 
+from finetunekit.core.head import Head
 from finetunekit.core.kind import TokenKind, check_needs
 from finetunekit.generation.samplers import CompiledGenerator
+from finetunekit.training.metrics import TokenAccuracy
 
 
 class LanguageModelKind(CompiledGenerator, TokenKind):
@@ -76,3 +79,40 @@ class LanguageModelKind(CompiledGenerator, TokenKind):
         }
         logits = self.task(inputs)
         return inputs, {"lm_logits": logits, "padding_mask": inputs[self.mask_input]}
+
+
+class NextTokenHead(Head):
+    """Base class of heads that train a model's own next-token logits (teacher forcing).
+
+    The head adds no weights: it reads the logits the backbone gives under
+    `logits_key` (in float32, whatever the dtype policy) and trains them with
+    sparse categorical cross-entropy against the next token of each position,
+    weighted by the pipeline's target mask.
+
+    Attributes:
+        logits_key: str. The backbone output holding the logits.
+        loss_reduction: str. The Keras loss reduction of `default_loss`.
+    """
+
+    needs = ("lm_logits",)
+    logits_key = "lm_logits"
+    loss_reduction = "sum_over_batch_size"
+    weighted_metrics = True  # the pipeline's per-token weights mask prompts and padding
+
+    def call(self, outputs, training=None):
+        return ops.cast(outputs[self.logits_key], "float32")
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[self.logits_key]
+
+    def default_loss(self, label_smoothing=0.0):
+        """Sparse categorical cross-entropy on the logits; `label_smoothing` is refused."""
+        if label_smoothing:
+            raise ValueError(f"`label_smoothing` is not supported by {type(self).__name__}.")
+        return keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True, reduction=self.loss_reduction
+        )
+
+    def default_metrics(self):
+        """`token_accuracy` over the target tokens only (`TokenAccuracy` reads the weights)."""
+        return [TokenAccuracy()]

@@ -11,7 +11,7 @@ from finetunekit.families.detection.loss import DetectionLoss
 from finetunekit.families.recommendation.ranking import RankingHead
 from finetunekit.families.recommendation.retrieval import RetrievalHead
 from finetunekit.families.segmentation.head import SegmentationHead
-from finetunekit.families.segmentation.scores import SegmentationLoss
+from finetunekit.families.segmentation.loss import SegmentationLoss
 from finetunekit.families.seq2seq.head import Seq2SeqHead, text_report
 from finetunekit.families.speech.head import SpeechToTextHead
 from finetunekit.families.text.ner import TokenClassificationHead, entity_scores, entity_spans

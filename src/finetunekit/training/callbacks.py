@@ -101,11 +101,12 @@ class DivergenceGuard(keras.callbacks.Callback):
         self._epoch = 0
         self._first_batch = None
         self._saved = None
+        self._saved_epoch = 0
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
-        if self.on_nan == "warn":
-            self._saved = snapshot(self.model)
+        if self.on_nan == "warn" and self._saved is None:
+            self._keep(snapshot(self.model), epoch)
 
     def on_train_batch_begin(self, batch, logs=None):
         self._first_batch = batch
@@ -123,30 +124,79 @@ class DivergenceGuard(keras.callbacks.Callback):
         ))
 
     def on_epoch_end(self, epoch, logs=None):
-        """A NaN/inf `val_loss` stops training as a NaN training loss does."""
+        """A NaN/inf `val_loss`, or weights left non-finite by the last update, stop training.
+
+        A batch's loss is computed before its update, so an update that
+        overflows the weights can end an epoch with a finite loss; the
+        weights themselves are checked before the epoch counts as good.
+        """
         value = (logs or {}).get("val_loss")
-        if value is None or math.isfinite(float(np.asarray(value))):
+        if value is not None and not math.isfinite(float(np.asarray(value))):
+            self._stop(_validation_divergence_message(float(np.asarray(value)), epoch, logs))
             return
-        self._stop(_validation_divergence_message(float(np.asarray(value)), epoch, logs))
+        if self.on_nan == "warn":
+            current = snapshot(self.model)
+            if _all_finite(current[0]):
+                self._keep(current, epoch + 1)
+                return
+        elif all(_all_finite([w]) for w in self.model.trainable_weights):
+            return
+        self._stop(
+            f"The weights became NaN or infinite in the last update of epoch {epoch + 1}, "
+            "although its loss was finite: the learning rate is too high for this model. "
+            "Lower it (e.g. 10x), or clip gradients (compile(optimizer=keras.optimizers.Adam("
+            "learning_rate, clipnorm=1.0)))."
+        )
+
+    def _keep(self, saved, epoch):
+        """Keeps `saved` (a `snapshot`) as the weights at the start of `epoch`, if finite."""
+        if _all_finite(saved[0]):
+            self._saved, self._saved_epoch = saved, epoch
 
     def _stop(self, message):
-        """Stops training: raises, or (on_nan="warn") restores the epoch-start state and warns."""
+        """Stops training: raises, or (on_nan="warn") restores the last finite state and warns."""
         self.model.stop_training = True
         if self.on_nan == "raise":
             raise TrainingDivergedError(message)
         warn_user(f"{message} Training stopped. {self._restore()}", RuntimeWarning)
 
     def _restore(self):
-        """Puts back the start-of-epoch snapshot; returns a sentence saying what was restored."""
+        """Puts back the last finite snapshot; returns a sentence saying what was restored."""
         if self._saved is None:
             return "The weights were left as they are (no copy of good ones was taken)."
-        where = f"from the start of epoch {self._epoch + 1} (the last finite ones)"
+        where = f"from the start of epoch {self._saved_epoch + 1} (the last finite ones)"
         if restore(self.model, self._saved):
             return f"Restored the weights and optimizer state {where}."
         return (
             f"Restored the weights {where}; the optimizer state was not restored (it did "
             "not exist yet then): compile() again before training on."
         )
+
+
+def _make_checkpoint_dir(folder):
+    """Creates `folder` (and its parents), or names what is in the way."""
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise ValueError(
+            f"checkpoint_dir={folder!r} is a file; it must be a folder (it will hold best.keras "
+            "and the backup to resume from). Pass the path of a new or existing folder."
+        )
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as error:
+        raise OSError(
+            error.errno, f"Cannot create checkpoint_dir {folder!r}: {error.strerror}. Pass a "
+            "folder you can write to."
+        ) from None
+    if not os.access(folder, os.W_OK):
+        raise PermissionError(
+            f"checkpoint_dir {folder!r} is not writable; training would fail at the first "
+            "checkpoint. Pass a folder you can write to."
+        )
+    return folder
+
+
+def _all_finite(arrays):
+    return all(np.isfinite(np.asarray(keras.ops.convert_to_numpy(a))).all() for a in arrays)
 
 
 class AtomicModelCheckpoint(keras.callbacks.Callback):
@@ -282,8 +332,7 @@ def training_callbacks(
     if on_nan is not None and not guarded:
         callbacks.append(DivergenceGuard(on_nan))
     if checkpoint_dir is not None:
-        checkpoint_dir = os.fspath(checkpoint_dir)
-        os.makedirs(checkpoint_dir, exist_ok=True)
+        checkpoint_dir = _make_checkpoint_dir(os.fspath(checkpoint_dir))
         backup = CheckpointBackup(checkpoint_dir)
         callbacks[:0] = [backup, RandomStateBackup(backup.backup_dir)]
         callbacks.append(ForgetResumedEpoch())

@@ -121,6 +121,7 @@ class CheckpointBackup(keras.callbacks.BackupAndRestore):
                 f"{finished} epochs, but epochs={epochs}: nothing would train. Pass "
                 f"epochs > {finished} to train on from epoch {finished + 1}, or {fresh}."
             )
+        self._check_class_names(fresh)
         saved = snapshot(self.model) if finished is not None else None
         try:
             super().on_train_begin(logs)
@@ -138,6 +139,21 @@ class CheckpointBackup(keras.callbacks.BackupAndRestore):
                 f"checkpoint_dir {self.checkpoint_dir!r} holds a run that already finished all "
                 f"{finished} epochs: its weights are restored and nothing is left to train. "
                 f"Pass epochs > {finished} to train on, or {fresh}.",
+            )
+
+    def _check_class_names(self, fresh):
+        """Refuses to resume a run of other classes (same shapes, other meaning)."""
+        try:
+            with open(self._training_metadata_path) as f:
+                saved = json.load(f).get("class_names")
+        except (OSError, ValueError, AttributeError):
+            return
+        current = _class_names(self.model)
+        if saved is not None and current is not None and list(saved) != list(current):
+            raise ValueError(
+                f"checkpoint_dir {self.checkpoint_dir!r} holds a run on the classes {saved}, but "
+                f"this fit has the classes {current}: resuming would train one model on two "
+                f"meanings of its outputs. To train on these classes, {fresh}."
             )
 
     def on_epoch_end(self, epoch, logs=None):
@@ -170,8 +186,17 @@ class CheckpointBackup(keras.callbacks.BackupAndRestore):
                     with atomic_path(previous) as temp:
                         shutil.copyfile(path, temp)
         save_weights(self.model, self._weights_path)
-        metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
+        metadata = {
+            "epoch": self._current_epoch, "batch": self._last_batch_seen,
+            "class_names": _class_names(self.model),
+        }
         atomic_write_text(self._training_metadata_path, json.dumps(metadata))
+
+
+def _class_names(model):
+    """The model's class names as a list of str, or None (no names, e.g. ids or regression)."""
+    names = getattr(model, "class_names", None)
+    return None if names is None else [str(name) for name in names]
 
 
 class RandomStateBackup(keras.callbacks.Callback):

@@ -3,6 +3,8 @@
 import dataclasses
 import os
 
+import numpy as np
+
 from finetunekit.training.optimizer import check_learning_rate
 from finetunekit.training.stages import StageOptions, check_epochs, pop_data_options, run_stage
 
@@ -135,10 +137,36 @@ def training_data(model, x, y, validation_data, validation_split, plan):
     vx, vy, vw = validation_data, None, None
     if isinstance(validation_data, tuple) and len(validation_data) in (2, 3):
         vx, vy, vw = (*validation_data, None)[:3]
+    _check_same_label_kind(y, vy)
     validation = model.prepare(
         vx, vy, options.batch_size, shuffle=False, sample_weight=vw, **plan.data
     )
     return prepared, validation.train.as_validation()
+
+
+def _label_kind(labels):
+    """`"names"` or `"ids"` for a flat list/array of class labels, else None (other targets)."""
+    if labels is None or isinstance(labels, (str, dict)) or not hasattr(labels, "__len__"):
+        return None
+    values = np.asarray(labels, dtype=object).reshape(-1)[:1000]
+    if not len(values) or np.asarray(labels, dtype=object).ndim != 1:
+        return None
+    if all(isinstance(v, (str, bytes)) for v in values):
+        return "names"
+    if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
+        return "ids"
+    return None
+
+
+def _check_same_label_kind(y, validation_y):
+    """Refuses class names for training with class ids for validation (or the reverse)."""
+    train, validation = _label_kind(y), _label_kind(validation_y)
+    if train and validation and train != validation:
+        raise ValueError(
+            f"The training labels are class {train} but the validation labels are class "
+            f"{validation}; they would be matched by position, not by meaning. Give both as "
+            "class names (e.g. 'cat'), or both as class ids (0, 1, ...)."
+        )
 
 
 def run_fine_tune_stage(model, stage, prepared, validation, plan, compile_args):

@@ -13,6 +13,8 @@ import logging
 import keras
 import numpy as np
 
+from finetunekit.core.console import progress_verbosity
+
 #: `fit` options handed to the data pipeline (when given).
 DATA_OPTIONS = ("on_bad_image", "x_col", "y_col", "padding", "sample_rate",
                 "pad_to_seconds", "exclude_seen", "seen")
@@ -119,6 +121,7 @@ def run_stage(model, prepared, validation, epochs, options, fit_kwargs, initial_
     check_epochs(epochs, fit_kwargs.get("initial_epoch", initial_epoch))
     kwargs = dict(fit_kwargs)
     kwargs.setdefault("initial_epoch", initial_epoch)
+    kwargs["verbose"] = progress_verbosity(kwargs.get("verbose", "auto"))
     if kwargs.get("class_weight") is not None:
         _check_one_weighting(prepared.train)
         kwargs["class_weight"] = model.head.class_weight(

@@ -17,6 +17,7 @@ from finetunekit.core._keras_compat import (
     is_validation_inside_fit,
 )
 from finetunekit.core.augmentation import build_augmentation
+from finetunekit.core.console import progress_verbosity
 from finetunekit.core.data.pipeline import check_class_names
 from finetunekit.core.distribution import (
     adopt_model,
@@ -413,12 +414,14 @@ class FineTuner(SymbolicBuildFromOneReplica, keras.Model):
         self._ensure_compiled()
         sample_weight = kwargs.pop("sample_weight", None)
         prepared = self.prepare(x, y, batch_size, sample_weight=sample_weight, **data)
+        kwargs["verbose"] = progress_verbosity(kwargs.get("verbose", "auto"))
         return super().evaluate(**prepared.train.fit_arguments(batch_size), **kwargs)
 
     def _predict_prepared(self, x, batch_size, verbose, kwargs):
         prepared = self.prepare(x, None, batch_size, require_labels=False, **pop_data_options(kwargs))
         train = prepared.train
         batch_size = None if train.is_dataset else batch_size
+        verbose = progress_verbosity(verbose)
         outputs = super().predict(train.x, batch_size=batch_size, verbose=verbose, **kwargs)
         return outputs, prepared
 

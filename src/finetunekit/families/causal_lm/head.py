@@ -2,9 +2,9 @@
 
 import keras
 import numpy as np
-from keras import ops
 
-from finetunekit.core.head import Head
+from finetunekit.generation.language_model import NextTokenHead
+from finetunekit.training.metrics import TokenAccuracy
 
 TRAIN_ON = ("completion", "all")
 ON_TOO_LONG = ("truncate", "drop", "error")
@@ -50,7 +50,7 @@ def _as_conversation(prompt):
 
 
 @keras.saving.register_keras_serializable(package="finetunekit")
-class InstructionHead(Head):
+class InstructionHead(NextTokenHead):
     """Instruction (chat) fine-tuning of a decoder-only language model.
 
     Trains next-token prediction on conversations rendered with the chat
@@ -94,10 +94,10 @@ class InstructionHead(Head):
     """
 
     needs = ("lm_logits",)
+    loss_reduction = "mean_with_sample_weight"
     target_layout = "conversation"
     task_methods = ("generate", "chat")
     cli_task = "chat"
-    weighted_metrics = True
 
     def __init__(
         self, train_on="completion", chat_template=None, max_length=None, on_too_long="truncate",
@@ -135,23 +135,10 @@ class InstructionHead(Head):
             self.chat_template = _template_from(None, kind)
         return self.chat_template
 
-    def call(self, outputs, training=None):
-        return ops.cast(outputs["lm_logits"], "float32")
-
-    def compute_output_shape(self, input_shape):
-        return input_shape["lm_logits"]
-
-    def default_loss(self, label_smoothing=0.0):
-        if label_smoothing:
-            raise ValueError("`label_smoothing` is not supported by InstructionHead.")
-        return keras.losses.SparseCategoricalCrossentropy(
-            from_logits=True, reduction="mean_with_sample_weight"
-        )
-
     def default_metrics(self):
         from finetunekit.families.causal_lm.scores import Perplexity
 
-        return [keras.metrics.SparseCategoricalAccuracy(name="token_accuracy"), Perplexity()]
+        return [TokenAccuracy(), Perplexity()]
 
     def encode_targets(self, y, class_names=None):
         """Checks responses: non-empty strings. Returns `(texts, None)`."""

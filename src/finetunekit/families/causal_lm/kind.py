@@ -18,14 +18,13 @@ import sys
 
 import keras
 
-from finetunekit.core._keras_compat import load_preset_tokenizer, preset_backbone_class
+from finetunekit.core._keras_compat import load_preset_tokenizer
 from finetunekit.core.freezing import enable_lora, lora_paths
 from finetunekit.core.kind import check_layer_decay
 from finetunekit.core.presets import (
-    PRESET_SCHEMES,
     check_token_options,
     is_keras_hub_backbone,
-    preset_class_name,
+    preset_backbone_class,
     read_preset_config,
     with_policy,
 )
@@ -133,21 +132,10 @@ def is_causal_lm_preset(value):
         return False
     if value in keras_hub.models.CausalLM.presets:
         return True
-    if os.path.isdir(value):
-        custom = finetunekit_preset_backbone(value)
-        if custom is not None:
-            return causal_lm_task_class(custom) is not None
-        name = preset_class_name(value)
-        return any(
-            getattr(task, "backbone_cls", None) is not None and task.backbone_cls.__name__ == name
-            for task in _task_classes()
-        )
-    if not value.startswith(PRESET_SCHEMES):
-        return False
-    try:
-        backbone_class = preset_backbone_class(value)
-    except Exception:  # an unreadable handle: another kind reports it
-        return False
+    custom = finetunekit_preset_backbone(value)  # a finetunekit backbone's own preset folder
+    if custom is not None:
+        return causal_lm_task_class(custom) is not None
+    backbone_class = preset_backbone_class(value)
     return backbone_class is not None and causal_lm_task_class(backbone_class) is not None
 
 

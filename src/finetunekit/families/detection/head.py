@@ -12,13 +12,9 @@ from finetunekit.core._keras_compat import (
 )
 from finetunekit.core.data.spatial_targets import BOXES
 from finetunekit.core.spatial import SpatialHead
-from finetunekit.families.detection.loss import (
-    BOX_FORMATS,
-    DetectionLoss,
-    anchor_boxes,
-    decode_detections,
-    serving_detections,
-)
+from finetunekit.families.detection.anchors import BOX_FORMATS, anchor_boxes
+from finetunekit.families.detection.decode import detections, serving_detections
+from finetunekit.families.detection.loss import DetectionLoss
 from finetunekit.families.detection.targets import encode_box_targets, to_user_boxes
 
 
@@ -233,11 +229,9 @@ class DetectionHead(SpatialHead):
         (with a `SpatialContext`; of the model input otherwise); labels are
         class names when known, else ids.
         """
-        found = decode_detections(outputs, self.anchors, self.box_variance, self.nms_options)
+        sizes = None if context is None else context.sizes
         results = []
-        for index, (boxes, scores, labels) in enumerate(found):
-            size = self.image_size if context is None else tuple(context.sizes[index])
-            boxes = _rescale(boxes, self.image_size, size)
+        for boxes, scores, labels in self.detections(outputs, sizes):
             names = [class_names[i] for i in labels] if class_names else labels
             results.append({
                 "boxes": to_user_boxes(boxes, self.bounding_box_format),
@@ -245,6 +239,19 @@ class DetectionHead(SpatialHead):
                 "labels": np.asarray(names),
             })
         return results
+
+    def detections(self, outputs, sizes=None):
+        """Per image `(boxes, scores, class ids)` after NMS, xyxy in each image's pixels, clipped.
+
+        The one decoding path of `decode` (`predict_boxes`) and `report`.
+
+        Args:
+            outputs: `(n, num_anchors, 4 + num_classes)` model outputs.
+            sizes: one `(height, width)` per image, or None for the model's input size.
+        """
+        return detections(
+            outputs, self.anchors, self.box_variance, self.nms_options, self.image_size, sizes
+        )
 
     def serving_outputs(self, tuner, outputs, input_size=None):
         """Detections after NMS in the graph, what an exported model serves.
@@ -270,7 +277,7 @@ class DetectionHead(SpatialHead):
         """COCO mAP@[.5:.95], mAP@.5, mAP@.75 and per-class AP (pycocotools)."""
         from finetunekit.families.detection.report import coco_report
 
-        found = decode_detections(outputs, self.anchors, self.box_variance, self.nms_options)
+        found = self.detections(outputs)  # targets are at the model's input size
         return coco_report(found, np.asarray(targets), class_names, self.num_classes)
 
     def predict_boxes(self, tuner, x, batch_size=None, **kwargs):
@@ -315,10 +322,3 @@ def _input_levels(pyramid, low, high):
     levels = [level for level in present if low <= level <= high]
     return [f"P{level}" for level in levels]
 
-
-def _rescale(boxes, model_size, size):
-    scale_y = size[0] / float(model_size[0])
-    scale_x = size[1] / float(model_size[1])
-    boxes = boxes * np.array([scale_x, scale_y, scale_x, scale_y], "float32")
-    limit = np.array([size[1], size[0], size[1], size[0]], "float32")
-    return np.clip(boxes, 0.0, limit)

@@ -1,48 +1,18 @@
-"""Anchors, the RetinaNet loss and box decoding of `fk.DetectionHead`, from keras-hub's pieces.
+"""The RetinaNet loss of `fk.DetectionHead`, from keras-hub's pieces.
 
-The detector predicts, for every anchor of every pyramid level, 4 box deltas
-(`center_xywh` offsets from the anchor, divided by `box_variance`) and one
-logit per class. Anchors come from `keras_hub.layers.AnchorGenerator`;
-training targets from keras-hub's `RetinaNetLabelEncoder` (which matches
-ground-truth boxes to anchors with `keras_hub.layers.BoxMatcher`); the loss is
-Keras' binary focal cross-entropy plus a Huber box loss, normalised by the
-number of matched anchors as in RetinaNet; predictions are decoded with
-`keras.utils.bounding_boxes.decode_deltas_to_boxes` and
-`keras_hub.layers.NonMaxSuppression`.
+Training targets come from keras-hub's `RetinaNetLabelEncoder` (which matches
+ground-truth boxes to the anchors of `anchors.py` with
+`keras_hub.layers.BoxMatcher`); the loss is Keras' binary focal
+cross-entropy plus a Huber box loss, normalised by the number of matched
+anchors as in RetinaNet. Decoding lives in `decode.py`.
 """
 
 import keras
 import numpy as np
 from keras import ops
 
-from finetunekit.core._keras_compat import non_max_suppression, retinanet_label_encoder_class
-
-#: Pixel box formats a `DetectionHead` accepts (`keras.utils.bounding_boxes` names).
-BOX_FORMATS = ("xyxy", "yxyx", "xywh", "center_xywh", "center_yxhw")
-ENCODING = "center_xywh"
-
-
-def anchor_generator(min_level, max_level, num_scales, aspect_ratios, anchor_size):
-    """A keras-hub `AnchorGenerator` of xyxy pixel anchors."""
-    from keras_hub.layers import AnchorGenerator
-
-    return AnchorGenerator(
-        "xyxy", min_level=min_level, max_level=max_level, num_scales=num_scales,
-        aspect_ratios=list(aspect_ratios), anchor_size=anchor_size,
-    )
-
-
-def anchor_boxes(image_size, **anchor_options):
-    """All anchors, level after level, as a float32 `(num_anchors, 4)` xyxy numpy array.
-
-    Args:
-        image_size: `(height, width)` of the model input.
-        **anchor_options: `min_level`, `max_level`, `num_scales`,
-            `aspect_ratios`, `anchor_size` (see `DetectionHead`).
-    """
-    generator = anchor_generator(**anchor_options)
-    levels = generator(np.zeros((int(image_size[0]), int(image_size[1]), 1), "float32"))
-    return np.concatenate([ops.convert_to_numpy(v) for v in levels.values()]).astype("float32")
+from finetunekit.core._keras_compat import retinanet_label_encoder_class
+from finetunekit.families.detection.anchors import ENCODING, anchor_boxes, anchor_generator
 
 
 @keras.saving.register_keras_serializable(package="finetunekit")
@@ -145,103 +115,3 @@ class DetectionLoss(keras.losses.Loss):
             "gamma": self.gamma,
             "box_loss_weight": self.box_loss_weight,
         }
-
-
-def decode_detections(outputs, anchors, box_variance, nms_options):
-    """Boxes, scores and class ids after NMS, in xyxy pixels of the model input.
-
-    Args:
-        outputs: `(n, num_anchors, 4 + num_classes)` head outputs.
-        anchors: `(num_anchors, 4)` xyxy anchors.
-        box_variance: 4 floats.
-        nms_options: `iou_threshold`, `confidence_threshold`, `max_detections`.
-
-    Returns:
-        A list of `(boxes (m, 4), scores (m,), labels (m,))` numpy triples.
-    """
-    from keras_hub.layers import NonMaxSuppression
-
-    outputs = np.asarray(outputs, "float32")
-    if not len(outputs):
-        return []
-    boxes = keras.utils.bounding_boxes.decode_deltas_to_boxes(
-        anchors=ops.convert_to_tensor(anchors), boxes_delta=ops.convert_to_tensor(outputs[..., :4]),
-        anchor_format="xyxy", box_format="xyxy", encoded_format=ENCODING, variance=box_variance,
-    )
-    nms = NonMaxSuppression(bounding_box_format="xyxy", from_logits=True, **nms_options)
-    found = nms(boxes, ops.convert_to_tensor(outputs[..., 4:]))
-    found = {key: ops.convert_to_numpy(value) for key, value in found.items()}
-    result = []
-    for index in range(len(outputs)):
-        count = int(found["num_detections"][index])
-        result.append((
-            found["boxes"][index, :count].astype("float32"),
-            found["confidence"][index, :count].astype("float32"),
-            found["labels"][index, :count].astype("int64"),
-        ))
-    return result
-
-
-def serving_detections(outputs, anchors, box_variance, nms_options, model_size, input_size=None,
-                       box_format="xyxy"):
-    """`decode_detections` in graph ops: NMS, boxes scaled to the input size, padded rows.
-
-    Runs keras-hub's `non_max_suppression` (the algorithm of its
-    `NonMaxSuppression` layer) one image at a time, as the layer needs a
-    static batch size, and picks labels without `ops.argmax` on floats
-    (whose TensorFlow kernel has no TFLite builtin).
-
-    Args:
-        outputs: `(b, num_anchors, 4 + num_classes)` head outputs (a tensor).
-        anchors: `(num_anchors, 4)` xyxy anchors.
-        box_variance: 4 floats.
-        nms_options: `iou_threshold`, `confidence_threshold`, `max_detections`.
-        model_size: `(height, width)` of the model input.
-        input_size: `(height, width)` tensor of the raw images, or None.
-        box_format: the format of the returned boxes.
-
-    Returns:
-        A dict of `"boxes"`, `"scores"`, `"labels"` (int32) and
-        `"num_detections"`; rows past `num_detections` hold -1.
-    """
-    outputs = ops.cast(outputs, "float32")
-    boxes = keras.utils.bounding_boxes.decode_deltas_to_boxes(
-        anchors=ops.convert_to_tensor(anchors), boxes_delta=outputs[..., :4],
-        anchor_format="xyxy", box_format="xyxy", encoded_format=ENCODING, variance=box_variance,
-    )
-    found = ops.map(lambda pair: _nms_one_image(*pair, nms_options), (boxes, outputs[..., 4:]))
-    size = ops.cast(ops.convert_to_tensor(model_size if input_size is None else input_size), "float32")
-    height, width = size[0], size[1]
-    scale = ops.stack([width / model_size[1], height / model_size[0]] * 2)
-    limit = ops.stack([width, height] * 2)
-    boxes = ops.minimum(ops.maximum(found["boxes"] * scale, 0.0), limit)
-    if box_format != "xyxy":
-        boxes = keras.utils.bounding_boxes.convert_format(boxes, source="xyxy", target=box_format)
-    count = ops.cast(found["num_detections"], "int32")
-    valid = ops.arange(nms_options["max_detections"])[None, :] < count[:, None]
-    return {
-        "boxes": ops.where(valid[..., None], boxes, -1.0),
-        "scores": ops.where(valid, found["scores"], -1.0),
-        "labels": ops.where(valid, ops.cast(found["labels"], "int32"), -1),
-        "num_detections": count,
-    }
-
-
-def _nms_one_image(boxes, logits, nms_options):
-    """keras-hub's NMS on one image's xyxy boxes and class logits (as its layer does)."""
-    probabilities = ops.sigmoid(logits)
-    scores = ops.max(probabilities, axis=-1)
-    corners = keras.utils.bounding_boxes.convert_format(boxes[None], source="xyxy", target="yxyx")
-    index, count = non_max_suppression(
-        corners, scores[None], max_output_size=nms_options["max_detections"],
-        iou_threshold=nms_options["iou_threshold"],
-        score_threshold=nms_options["confidence_threshold"],
-    )
-    picked = ops.take(probabilities, index[0], axis=0)
-    best = ops.cast(picked >= ops.max(picked, axis=-1, keepdims=True), "int32")
-    return {
-        "boxes": ops.take(boxes, index[0], axis=0),
-        "scores": ops.take(scores, index[0], axis=0),
-        "labels": ops.cast(ops.argmax(best, axis=-1), "float32"),  # the first best class
-        "num_detections": ops.cast(ops.reshape(count, ()), "float32"),
-    }

@@ -76,11 +76,33 @@ def encode_box_targets(y, class_names, num_classes, box_format):
             f"takes pixel coordinates ({box_format!r} in pixels of each image). Multiply x by "
             "the image width and y by its height."
         )
+    _check_box_areas(xyxy, counts, box_format)
     encoded = [
         {"boxes": xyxy[counts[i]:counts[i + 1]], "labels": ids[counts[i]:counts[i + 1]]}
         for i in range(len(arrays))
     ]
     return encoded, class_names
+
+
+def _check_box_areas(xyxy, counts, box_format):
+    """Refuses data without boxes and boxes of zero width or height (`check_targets` refuses
+    inverted ones, knowing the image sizes)."""
+    images = len(counts) - 1
+    if images and not len(xyxy):
+        raise ValueError(
+            f"None of the {images} images has a box: a detector learns from boxes. Check that "
+            "the annotations were read (the labels folder, the json's image ids), or pass "
+            "y={'boxes': [...], 'labels': [...]}."
+        )
+    flat = (xyxy[:, 2] == xyxy[:, 0]) | (xyxy[:, 3] == xyxy[:, 1])
+    if flat.any():
+        first = int(np.flatnonzero(flat)[0])
+        image = int(np.searchsorted(counts, first, side="right") - 1)
+        raise ValueError(
+            f"{int(flat.sum())} box(es) have zero width or height, e.g. image {image}: "
+            f"{xyxy[first].tolist()} as xyxy (read as bounding_box_format={box_format!r}); a "
+            "detector cannot learn from them. Fix or drop them."
+        )
 
 
 def to_xyxy(boxes, box_format):

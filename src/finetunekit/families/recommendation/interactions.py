@@ -47,17 +47,44 @@ def _read_file(path):
 
 
 def as_id_strings(values):
-    """Ids (ints, strings, a Series) as a numpy array of str; whole floats lose their `.0`."""
+    """Ids (ints, strings, a Series) as a numpy array of str; whole floats lose their `.0`.
+
+    Raises:
+        ValueError: missing, fractional or boolean ids, or a number and a
+            string that would become the same id (`1` and `"1"`).
+    """
     if hasattr(values, "to_numpy"):
         values = values.to_numpy()
     values = np.asarray(values)
+    if values.dtype.kind == "b" or (
+        values.dtype.kind == "O" and any(isinstance(v, (bool, np.bool_)) for v in values)
+    ):
+        raise ValueError(
+            "Ids must be strings or whole numbers; found booleans (True/False would become "
+            "two ids named 'True' and 'False'). Pass the real user or item ids."
+        )
     if values.dtype.kind == "f":
         if not np.all(np.isfinite(values)) or np.any(values != np.round(values)):
             raise ValueError("Ids must be strings or whole numbers; found NaN or fractional ids.")
         values = values.astype("int64")
-    if values.dtype.kind == "O" and any(v is None or v != v for v in values):
-        raise ValueError("Ids must not be missing (None or NaN found among the ids).")
+    if values.dtype.kind == "O":
+        if any(v is None or v != v for v in values):
+            raise ValueError("Ids must not be missing (None or NaN found among the ids).")
+        _check_mixed_ids(values)
     return values.astype(str)
+
+
+def _check_mixed_ids(values):
+    """Raises when a number and a string in `values` have the same text (`1` and `"1"`)."""
+    numbers = {str(v) for v in values if isinstance(v, (int, np.integer))}
+    strings = {v for v in values if isinstance(v, str)}
+    same = sorted(numbers & strings)
+    if same:
+        raise ValueError(
+            f"Ids mix numbers and strings that name the same id ({len(same)} such, e.g. "
+            f"{same[0]} and {same[0]!r}); they would be merged into one. Convert the column "
+            "to one type first (e.g. frame['user'] = frame['user'].astype(str))."
+        )
 
 
 def read_interactions(
@@ -122,6 +149,39 @@ def read_interactions(
     return frame
 
 
+def _comparable_times(column):
+    """Timestamps as numbers or datetimes that sort in time order, or a clear error.
+
+    Numbers and datetimes are kept; strings must be ISO 8601 dates
+    (`2024-03-01`, `2024-03-01T10:00`): other date strings (`01/03/2024`)
+    would sort as text, and day/month order cannot be guessed.
+    """
+    import pandas as pd
+
+    missing = int(column.isna().sum())
+    if missing:
+        raise ValueError(
+            f"{missing} of {len(column)} interactions have no timestamp; temporal_split cannot "
+            "place them in time. Drop or fill those rows first."
+        )
+    if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_datetime64_any_dtype(column):
+        return column
+    kinds = {type(v).__name__ for v in column}
+    if kinds != {"str"}:
+        raise ValueError(
+            f"Timestamps mix types ({', '.join(sorted(kinds))}); give numbers (e.g. Unix "
+            "seconds), datetimes or ISO 8601 date strings only."
+        )
+    try:
+        return pd.to_datetime(column, format="ISO8601")
+    except (ValueError, TypeError):
+        raise ValueError(
+            f"Timestamps are strings that are not ISO 8601 dates (e.g. {column.iloc[0]!r}), "
+            "which would sort as text. Convert them first, e.g. "
+            "frame['timestamp'] = pd.to_datetime(frame['timestamp'], format='%d/%m/%Y')."
+        ) from None
+
+
 def temporal_split(interactions, fractions=None, cutoffs=None, timestamp_col=None):
     """Splits interactions by time: every interaction of a part happens after those of the part before.
 
@@ -148,6 +208,7 @@ def temporal_split(interactions, fractions=None, cutoffs=None, timestamp_col=Non
             "temporal_split needs a timestamp column (timestamp, time, ts or date); pass "
             "timestamp_col=... to name it."
         )
+    frame["timestamp"] = _comparable_times(frame["timestamp"])
     frame = frame.sort_values("timestamp", kind="stable").reset_index(drop=True)
     times = frame["timestamp"].to_numpy()
     if cutoffs is not None:
@@ -166,4 +227,10 @@ def temporal_split(interactions, fractions=None, cutoffs=None, timestamp_col=Non
             edges = edges[:-1]
     if any(b < a for a, b in zip(edges, edges[1:])):
         raise ValueError(f"`cutoffs` must be increasing. Received: cutoffs={list(cutoffs)}")
+    sizes = [b - a for a, b in zip(edges, edges[1:])]
+    if cutoffs is None and 0 in sizes:
+        raise ValueError(
+            f"temporal_split with fractions={fractions} on {len(frame)} interactions gives an "
+            f"empty part (sizes {sizes}); use larger fractions or more interactions."
+        )
     return tuple(frame.iloc[a:b].reset_index(drop=True) for a, b in zip(edges, edges[1:]))

@@ -5,8 +5,9 @@ import numpy as np
 
 from finetunekit.core.data.spatial_targets import MASKS
 from finetunekit.core.spatial import SpatialHead
+from finetunekit.families.segmentation.loss import SegmentationLoss, check_ignore_index
 from finetunekit.families.segmentation.masks import check_masks, read_mask_data
-from finetunekit.families.segmentation.scores import SegmentationLoss, segmentation_section
+from finetunekit.families.segmentation.scores import PixelAccuracy, segmentation_section
 
 DECODERS = ("unet", "fpn")
 
@@ -40,6 +41,11 @@ class SegmentationHead(SpatialHead):
         dice_weight: float >= 0. Adds `dice_weight * (1 - soft Dice)` to the
             cross-entropy (helps rare classes). Defaults to `0.0`.
         dropout: float. Dropout before the class logits. Defaults to `0.0`.
+        ignore_index: int or None. Mask value of void (unlabelled) pixels,
+            e.g. 255 in Pascal VOC and Cityscapes masks: they count in
+            neither the loss, nor the logged `mean_iou` and
+            `pixel_accuracy`, nor `report=True`. Defaults to None (every
+            mask value must be a class id).
         **kwargs: Standard `keras.layers.Layer` arguments.
 
     Returns:
@@ -62,7 +68,7 @@ class SegmentationHead(SpatialHead):
     cli_task = "segmentation"
 
     def __init__(self, num_classes, decoder="unet", filters=64, dice_weight=0.0, dropout=0.0,
-                 **kwargs):
+                 ignore_index=None, **kwargs):
         super().__init__(**kwargs)
         if isinstance(num_classes, bool) or not float(num_classes).is_integer() or num_classes < 2:
             raise ValueError(
@@ -81,6 +87,7 @@ class SegmentationHead(SpatialHead):
         self.filters = int(filters)
         self.dice_weight = float(SegmentationLoss(dice_weight).dice_weight)
         self.dropout = float(dropout)
+        self.ignore_index = check_ignore_index(ignore_index)
         self.levels, self.blocks = [], []
         self.dropout_layer = keras.layers.Dropout(self.dropout) if self.dropout else None
         self.classifier = keras.layers.Conv2D(self.num_classes, 1, name="logits", dtype="float32")
@@ -151,14 +158,17 @@ class SegmentationHead(SpatialHead):
 
     # ------------------------------------------------------------------ task
     def default_loss(self, label_smoothing=0.0):
-        return SegmentationLoss(self.dice_weight, label_smoothing=label_smoothing)
+        return SegmentationLoss(
+            self.dice_weight, label_smoothing=label_smoothing, ignore_index=self.ignore_index
+        )
 
     def default_metrics(self):
         return [
             keras.metrics.MeanIoU(
-                self.num_classes, name="mean_iou", sparse_y_true=True, sparse_y_pred=False
+                self.num_classes, name="mean_iou", ignore_class=self.ignore_index,
+                sparse_y_true=True, sparse_y_pred=False,
             ),
-            keras.metrics.SparseCategoricalAccuracy(name="pixel_accuracy"),
+            PixelAccuracy(self.ignore_index),
         ]
 
     def read_data(self, x, y):
@@ -185,7 +195,7 @@ class SegmentationHead(SpatialHead):
                 f"SegmentationHead with num_classes={self.num_classes}: name every class id, "
                 "background included."
             )
-        return check_masks(y, self.num_classes), class_names
+        return check_masks(y, self.num_classes, self.ignore_index), class_names
 
     def decode(self, outputs, class_names=None, context=None):
         """Class-id masks at each input's own size.
@@ -238,14 +248,15 @@ class SegmentationHead(SpatialHead):
         return {"masks": tf.cast(tf.argmax(outputs, axis=-1), tf.int32)}
 
     def report(self, outputs, targets, class_names=None):
-        """Mean IoU, per-class IoU and Dice, pixel accuracy (at the model's input size)."""
+        """Mean IoU, per-class IoU and Dice, pixel accuracy (at the model's input size), void left out."""
         names = class_names or [str(i) for i in range(self.num_classes)]
-        return segmentation_section(outputs, targets, names)
+        return segmentation_section(outputs, targets, names, self.ignore_index)
 
     def get_config(self):
         return {
             **super().get_config(), "num_classes": self.num_classes, "decoder": self.decoder,
             "filters": self.filters, "dice_weight": self.dice_weight, "dropout": self.dropout,
+            "ignore_index": self.ignore_index,
         }
 
 

@@ -16,13 +16,14 @@ from finetunekit.core.data.images import is_path, list_images
 MASK_MODES = ("L", "P", "I", "I;16", "1")
 
 
-def check_masks(y, num_classes):
+def check_masks(y, num_classes, ignore_index=None):
     """Checks class-id masks and returns them as a list of `(h, w)` int32 arrays.
 
     Args:
         y: an `(n, h, w)` array, or a list of `(h, w)` arrays (sizes may differ).
             A trailing channel axis of size 1 is dropped.
         num_classes: int. Class ids must be in `0..num_classes - 1`.
+        ignore_index: int or None. A mask value of void pixels, allowed besides the class ids.
 
     Returns:
         A list of int32 arrays.
@@ -35,7 +36,7 @@ def check_masks(y, num_classes):
         y = list(np.asarray(y))
     if not isinstance(y, (list, tuple)):
         _not_masks(y)
-    return [_check_mask(mask, index, num_classes) for index, mask in enumerate(y)]
+    return [_check_mask(mask, index, num_classes, ignore_index) for index, mask in enumerate(y)]
 
 
 def _not_masks(y):
@@ -45,7 +46,7 @@ def _not_masks(y):
     )
 
 
-def _check_mask(mask, index, num_classes):
+def _check_mask(mask, index, num_classes, ignore_index=None):
     mask = np.asarray(mask)
     if mask.ndim == 3 and mask.shape[-1] == 1:
         mask = mask[..., 0]
@@ -72,13 +73,18 @@ def _check_mask(mask, index, num_classes):
         raise ValueError(
             f"Mask {index} has dtype {mask.dtype}; masks hold integer class ids (uint8, int32)."
         )
-    if mask.size:
-        low, high = int(mask.min()), int(mask.max())
+    labelled = mask if ignore_index is None else mask[mask != ignore_index]
+    if labelled.size:
+        low, high = int(labelled.min()), int(labelled.max())
         if low < 0 or high >= num_classes:
+            odd = low if low < 0 else high
+            besides = "" if ignore_index is None else f" besides ignore_index={ignore_index} (void)"
             raise ValueError(
                 f"Mask {index} holds class ids from {low} to {high}, but num_classes="
-                f"{num_classes} accepts 0..{num_classes - 1}. Set num_classes={high + 1} if the "
-                "mask is right, or map the ids (e.g. an 'ignore' value of 255) to a class."
+                f"{num_classes} accepts 0..{num_classes - 1}{besides}. Set num_classes={high + 1} "
+                f"if the ids are classes, or SegmentationHead(ignore_index={odd}) if pixels "
+                f"valued {odd} are void (unlabelled): they then count in neither the loss nor "
+                "the scores. Otherwise map the ids to classes."
             )
     return mask.astype("int32")
 
@@ -97,14 +103,41 @@ def read_mask(path):
     """
     from PIL import Image
 
-    with Image.open(os.fspath(path)) as image:
-        if image.mode not in MASK_MODES:
-            raise ValueError(
-                f"Mask {os.fspath(path)!r} is a {image.mode} image; a mask file is single-channel "
-                "(PNG mode L or P) with one class id per pixel. Convert colour-coded masks to "
-                "class ids first, e.g. Image.fromarray(ids.astype('uint8')).save(path)."
-            )
-        return np.asarray(image).astype("int32")
+    path = os.fspath(path)
+    try:
+        with Image.open(path) as image:
+            mode = image.mode
+            array = np.asarray(image) if mode in MASK_MODES else None
+    except FileNotFoundError:
+        raise FileNotFoundError(f"Mask file not found: {path!r}") from None
+    except Exception as error:  # Pillow raises many types for damaged or huge files
+        raise ValueError(
+            f"Cannot read the mask {path!r} ({type(error).__name__}: {error}). Re-save it as a "
+            "single-channel PNG of class ids."
+        ) from None
+    if array is None:
+        raise ValueError(
+            f"Mask {path!r} is a {mode} image; a mask file is single-channel "
+            "(PNG mode L or P) with one class id per pixel. Convert colour-coded masks to "
+            "class ids first, e.g. Image.fromarray(ids.astype('uint8')).save(path)."
+        )
+    return array.astype("int32")
+
+
+def _check_unique_stems(images):
+    """Raises when two images share a name without extension (`a.jpg`, `a.png`): one mask for both."""
+    by_stem = {}
+    for path in images:
+        by_stem.setdefault(os.path.splitext(os.path.basename(path))[0], []).append(path)
+    shared = {stem: paths for stem, paths in by_stem.items() if len(paths) > 1}
+    if shared:
+        stem, paths = next(iter(shared.items()))
+        raise ValueError(
+            f"{len(shared)} image name(s) are used by more than one image file, e.g. "
+            f"{[os.path.basename(p) for p in paths]}: masks pair with images by name without "
+            f"extension, so {stem}.png would be the mask of both. Rename or remove the extra "
+            "files."
+        )
 
 
 def pair_mask_folder(image_folder, mask_folder):
@@ -121,6 +154,7 @@ def pair_mask_folder(image_folder, mask_folder):
         ValueError: images without a mask, or masks without an image.
     """
     images = list_images(image_folder)
+    _check_unique_stems(images)
     masks = {
         os.path.splitext(n)[0]: os.path.join(os.fspath(mask_folder), n)
         for n in sorted(os.listdir(mask_folder))

@@ -7,11 +7,13 @@ import numpy as np
 from finetunekit.core.plotting import figure, save_figure
 
 
-def plot_masks(image, mask, path, prediction=None, class_names=None, alpha=0.5, dpi=100):
+def plot_masks(image, mask, path, prediction=None, class_names=None, alpha=0.5, dpi=100,
+               ignore_index=None):
     """Draws an image with its class-id mask (and a predicted mask) overlaid, to a PNG.
 
-    Class 0 (background) is left clear; every other class gets its own
-    colour, named in a legend. The file is written atomically.
+    Class 0 (background) and void pixels (`ignore_index`) are left clear;
+    every other class gets its own colour, named in a legend. The file is
+    written atomically.
 
     Args:
         image: `(h, w)` or `(h, w, channels)` array, uint8 or 0-255 floats
@@ -22,6 +24,8 @@ def plot_masks(image, mask, path, prediction=None, class_names=None, alpha=0.5, 
         class_names: list of str or None. Legend names by class id.
         alpha: float in [0, 1]. Opacity of the mask colours. Defaults to `0.5`.
         dpi: int. Resolution. Defaults to `100`.
+        ignore_index: int or None. Mask value of void pixels (the head's
+            `ignore_index`): not coloured, not in the legend. Defaults to None.
 
     Returns:
         The path written.
@@ -38,9 +42,9 @@ def plot_masks(image, mask, path, prediction=None, class_names=None, alpha=0.5, 
     ```
     """
     picture = _as_picture(image)
-    panels = [("image", None), ("mask", _as_mask(mask, picture, "mask"))]
+    panels = [("image", None), ("mask", _as_mask(mask, picture, "mask", ignore_index))]
     if prediction is not None:
-        panels.append(("prediction", _as_mask(prediction, picture, "prediction")))
+        panels.append(("prediction", _as_mask(prediction, picture, "prediction", ignore_index)))
     classes = int(max(int(m.max()) for _, m in panels[1:]) + 1)
     colours = _colours(max(classes, len(class_names or ())))
     fig = figure(figsize=(3.2 * len(panels), 3.4))
@@ -82,10 +86,13 @@ def _as_picture(image):
     return np.clip(picture, 0.0, 1.0)
 
 
-def _as_mask(mask, picture, name):
+def _as_mask(mask, picture, name, ignore_index=None):
+    """`(h, w)` int64 class ids; void pixels become 0 (drawn clear, like the background)."""
     mask = np.asarray(mask)
     if mask.ndim == 3 and mask.shape[-1] == 1:
         mask = mask[..., 0]
+    if ignore_index is not None:
+        mask = np.where(mask == ignore_index, 0, mask)
     if mask.shape != picture.shape[:2]:
         raise ValueError(
             f"The {name} has shape {mask.shape} but the image is {picture.shape[:2]} "

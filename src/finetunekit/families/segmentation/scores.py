@@ -1,4 +1,4 @@
-"""Scores and loss of `SegmentationHead`: IoU and Dice from the confusion matrix; CE + Dice loss."""
+"""Scores of `SegmentationHead`: IoU and Dice from the confusion matrix, pixel accuracy; void pixels left out."""
 
 import keras
 import numpy as np
@@ -6,13 +6,15 @@ import numpy as np
 from finetunekit.core.reports import Report
 
 
-def segmentation_section(outputs, targets, names):
+def segmentation_section(outputs, targets, names, ignore_index=None):
     """A `Report` of per-pixel predictions against masks, from the confusion matrix.
 
     Args:
         outputs: `(n, H, W, C)` logits (or probabilities).
         targets: `(n, H, W)` class ids at the same size.
         names: class names, one per class.
+        ignore_index: int or None. Pixels with this target id (void) are
+            left out of every score.
 
     Returns:
         A `Report` with `task="segmentation"`: metrics `mean_iou` (over the
@@ -25,6 +27,9 @@ def segmentation_section(outputs, targets, names):
     outputs = np.asarray(outputs)
     y_true = np.asarray(targets).reshape(-1).astype("int64")
     y_pred = np.argmax(outputs, axis=-1).reshape(-1)
+    if ignore_index is not None:
+        kept = y_true != ignore_index
+        y_true, y_pred = y_true[kept], y_pred[kept]
     labels = list(range(len(names)))
     matrix = confusion_matrix(y_true, y_pred, labels=labels)
     scores = scores_from_confusion(matrix)
@@ -71,63 +76,52 @@ def scores_from_confusion(matrix):
 
 
 @keras.saving.register_keras_serializable(package="finetunekit")
-class SegmentationLoss(keras.losses.Loss):
-    """Per-pixel cross-entropy on class-id masks, plus an optional soft Dice term.
-
-    The loss of one image is the mean cross-entropy of its pixels plus
-    `dice_weight * (1 - mean soft Dice)` over the classes, so sample weights
-    weigh whole images.
+class PixelAccuracy(keras.metrics.Metric):
+    """Fraction of labelled pixels whose most likely class is right; void pixels do not count.
 
     Args:
-        dice_weight: float >= 0. Weight of the Dice term. Defaults to `0.0`.
-        label_smoothing: float in [0, 1). Defaults to `0.0`.
-        from_logits: bool. Whether predictions are logits. Defaults to `True`.
-        **kwargs: Standard `keras.losses.Loss` arguments (`reduction`, `name`).
+        ignore_index: int or None. Target id of void (unlabelled) pixels.
+            Defaults to None (every pixel counts).
+        name: str. Defaults to `"pixel_accuracy"`.
+        **kwargs: Standard `keras.metrics.Metric` arguments.
 
     Example:
     ```python
-    loss = fk.heads.SegmentationLoss(dice_weight=1.0)
-    loss(masks, logits)     # masks (b, H, W) ids, logits (b, H, W, C)
+    metric = PixelAccuracy(ignore_index=255)
+    metric.update_state(masks, logits)  # masks (b, H, W) ids, logits (b, H, W, C)
+    float(metric.result())
     ```
     """
 
-    def __init__(self, dice_weight=0.0, label_smoothing=0.0, from_logits=True,
-                 name="segmentation_loss", **kwargs):
+    def __init__(self, ignore_index=None, name="pixel_accuracy", **kwargs):
         super().__init__(name=name, **kwargs)
-        if float(dice_weight) < 0:
-            raise ValueError(f"`dice_weight` must be >= 0. Received: dice_weight={dice_weight}")
-        if not 0.0 <= float(label_smoothing) < 1.0:
-            raise ValueError(
-                f"`label_smoothing` must be in [0, 1). Received: label_smoothing={label_smoothing}"
-            )
-        self.dice_weight = float(dice_weight)
-        self.label_smoothing = float(label_smoothing)
-        self.from_logits = bool(from_logits)
+        self.ignore_index = None if ignore_index is None else int(ignore_index)
+        self.correct = self.add_variable(shape=(), initializer="zeros", name="correct")
+        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
 
-    def call(self, y_true, y_pred):
+    def update_state(self, y_true, y_pred, sample_weight=None):
         ops = keras.ops
-        y_pred = ops.cast(y_pred, "float32")
-        classes = ops.shape(y_pred)[-1]
-        one_hot = ops.one_hot(ops.cast(y_true, "int32"), classes)
-        if self.label_smoothing:
-            smoothed = one_hot * (1.0 - self.label_smoothing) + self.label_smoothing / ops.cast(
-                classes, "float32"
-            )
-        else:
-            smoothed = one_hot
-        cross = keras.losses.categorical_crossentropy(smoothed, y_pred, from_logits=self.from_logits)
-        loss = ops.mean(ops.reshape(cross, (ops.shape(cross)[0], -1)), axis=-1)
-        if not self.dice_weight:
-            return loss
-        probs = ops.softmax(y_pred, axis=-1) if self.from_logits else y_pred
-        spatial = (1, 2)
-        overlap = ops.sum(probs * one_hot, axis=spatial)
-        sizes = ops.sum(probs, axis=spatial) + ops.sum(one_hot, axis=spatial)
-        dice = (2.0 * overlap + 1.0) / (sizes + 1.0)
-        return loss + self.dice_weight * (1.0 - ops.mean(dice, axis=-1))
+        labels = ops.cast(y_true, "int32")
+        if len(labels.shape) == len(y_pred.shape):  # (..., 1) masks
+            labels = ops.squeeze(labels, axis=-1)
+        weight = ops.ones(ops.shape(labels), "float32")
+        if sample_weight is not None:
+            weight = ops.cast(sample_weight, "float32")
+            while len(weight.shape) < len(labels.shape):  # per-image weights
+                weight = ops.expand_dims(weight, -1)
+            weight = ops.broadcast_to(weight, ops.shape(labels))
+        if self.ignore_index is not None:
+            weight = weight * ops.cast(labels != self.ignore_index, "float32")
+        right = ops.cast(ops.equal(ops.cast(ops.argmax(y_pred, axis=-1), "int32"), labels), "float32")
+        self.correct.assign_add(ops.cast(ops.sum(right * weight), self.correct.dtype))
+        self.count.assign_add(ops.cast(ops.sum(weight), self.count.dtype))
+
+    def result(self):
+        return keras.ops.divide_no_nan(self.correct, self.count)
+
+    def reset_state(self):
+        self.correct.assign(0.0)
+        self.count.assign(0.0)
 
     def get_config(self):
-        return {
-            **super().get_config(), "dice_weight": self.dice_weight,
-            "label_smoothing": self.label_smoothing, "from_logits": self.from_logits,
-        }
+        return {**super().get_config(), "ignore_index": self.ignore_index}

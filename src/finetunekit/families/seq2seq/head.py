@@ -3,18 +3,17 @@
 
 import keras
 import numpy as np
-from keras import ops
 
-from finetunekit.core.head import Head
 from finetunekit.core.notices import warn_user
 from finetunekit.core.reports import Report
+from finetunekit.generation.language_model import NextTokenHead
 
 STRATEGIES = ("greedy", "beam", "top_k")
 DECODERS = (None, "warm_start")
 
 
 @keras.saving.register_keras_serializable(package="finetunekit")
-class Seq2SeqHead(Head):
+class Seq2SeqHead(NextTokenHead):
     """Text-to-text head on a keras-hub encoder-decoder (BART, T5).
 
     Trains the decoder's next-token predictions with teacher forcing (the
@@ -96,17 +95,6 @@ class Seq2SeqHead(Head):
             )
         return warm_start.warm_start_kind(kind)
 
-    def call(self, outputs, training=None):
-        return ops.cast(outputs["lm_logits"], "float32")
-
-    def compute_output_shape(self, input_shape):
-        return input_shape["lm_logits"]
-
-    def default_loss(self, label_smoothing=0.0):
-        if label_smoothing:
-            raise ValueError("`label_smoothing` is not supported by Seq2SeqHead.")
-        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-
     def encode_targets(self, y, class_names=None):
         """Checks target texts: a list of non-empty strings. Returns `(texts, None)`."""
         texts = [t.decode("utf-8", "replace") if isinstance(t, bytes) else t for t in list(y)]
@@ -163,8 +151,14 @@ class Seq2SeqHead(Head):
             raise ValueError(
                 f"Unknown strategy {strategy!r}. Expected one of {', '.join(map(repr, STRATEGIES))}."
             )
+        from finetunekit.families.seq2seq.pipeline import read_pairs
+
+        for name, value in (("num_beams", num_beams), ("top_k", top_k), ("max_length", max_length)):
+            if value is not None and (isinstance(value, bool) or not isinstance(
+                    value, (int, np.integer)) or value < 1):
+                raise ValueError(f"`{name}` must be an int >= 1. Received: {name}={value!r}")
         single = isinstance(x, (str, bytes))
-        sources = [x] if single else list(x)
+        sources, _ = read_pairs([x] if single else x)
         samplers = {
             "greedy": lambda: keras_hub.samplers.GreedySampler(),
             "beam": lambda: keras_hub.samplers.BeamSampler(num_beams=int(num_beams)),

@@ -13,10 +13,9 @@ import sys
 
 import keras
 
-from finetunekit.core._keras_compat import preset_backbone_class
 from finetunekit.core.freezing import UNFREEZE_PARTS, apply_unfreeze_parts, lora_paths
 from finetunekit.core.kind import check_layer_decay
-from finetunekit.core.presets import check_token_options, with_policy
+from finetunekit.core.presets import check_token_options, preset_backbone_class, with_policy
 from finetunekit.generation.language_model import LanguageModelKind
 
 SEQ2SEQ_INPUTS = (
@@ -60,13 +59,7 @@ def is_seq2seq_preset(value):
 
     if value in keras_hub.models.Seq2SeqLM.presets:
         return True
-    is_folder = os.path.isdir(value) and os.path.exists(os.path.join(value, "config.json"))
-    if not (is_folder or value.startswith(("hf://", "kaggle://"))):
-        return False
-    try:
-        backbone_class = preset_backbone_class(value)
-    except Exception:  # an unreadable handle: the text-encoder kind reports it
-        return False
+    backbone_class = preset_backbone_class(value)
     return backbone_class is not None and seq2seq_task_class(backbone_class) is not None
 
 

@@ -33,6 +33,7 @@ from finetunekit.core.data.text_buckets import (
 )
 from finetunekit.core.data.text_cleaning import sanitize_utf8, to_utf8_bytes
 from finetunekit.core.data.text_readers import TEXT_FILE_TYPES, check_text_items, read_table
+from finetunekit.core.notices import warn_user
 
 SOURCE_COLUMNS = ("source", "src", "input", "inputs", "text", "en")
 TARGET_COLUMNS = ("target", "tgt", "output", "outputs", "translation", "summary", "label")
@@ -79,7 +80,7 @@ def read_pairs(x, y=None, x_col=None, y_col=None):
         x = x[source].tolist()
     if isinstance(x, (str, bytes)):
         x = [x]
-    sources = check_text_items(list(x))
+    sources = check_sources(check_text_items(list(x)))
     if y is not None:
         y = [y] if isinstance(y, (str, bytes)) else list(y)
         if len(y) != len(sources):
@@ -87,6 +88,40 @@ def read_pairs(x, y=None, x_col=None, y_col=None):
                 f"Sources and targets must pair up: {len(sources)} sources but {len(y)} targets."
             )
     return sources, y
+
+
+def check_sources(sources):
+    """Refuses sources that are not texts, or are empty (a model would learn from nothing).
+
+    Args:
+        sources: list of source items.
+
+    Returns:
+        `sources`, unchanged.
+    """
+    other = [i for i, s in enumerate(sources) if not isinstance(s, (str, bytes))]
+    if other:
+        first = sources[other[0]]
+        raise ValueError(
+            f"Sources must be texts; {len(other)} of {len(sources)} are not (source {other[0]} "
+            f"is {type(first).__name__}: {first!r}). Convert them with str() if they are "
+            "meant as text."
+        )
+    empty = [i for i, s in enumerate(sources) if not (s.decode("utf-8", "replace")
+                                                     if isinstance(s, bytes) else s).strip()]
+    if empty:
+        raise ValueError(
+            f"{len(empty)} source text(s) are empty (rows {empty[:5]}); a Seq2SeqHead "
+            "generates each target from its source. Drop those pairs."
+        )
+    return sources
+
+
+def encoder_overhead(preprocessor):
+    """Encoder positions a preprocessor adds to a source's tokens (2 for BART: `<s>` and `</s>`)."""
+    out = preprocessor({"encoder_text": [""], "decoder_text": [""]})
+    x = out[0] if isinstance(out, tuple) else out
+    return int(np.asarray(x["encoder_padding_mask"]).sum())
 
 
 class Seq2SeqPipeline:
@@ -118,6 +153,20 @@ class Seq2SeqPipeline:
         pieces = self.preprocessor.tokenizer(tf.constant(np.asarray(targets, dtype=object)))
         pieces = pieces.to_list() if hasattr(pieces, "to_list") else pieces
         return [len(p) for p in pieces]
+
+    def warn_long_sources(self, sources):
+        """Warns with counts about sources longer than the encoder's sequence length (they are cut)."""
+        limit = int(self.preprocessor.encoder_sequence_length)
+        lengths = np.asarray(self.target_lengths(sources))
+        room = limit - encoder_overhead(self.preprocessor)
+        long = np.flatnonzero(lengths > room)
+        if len(long):
+            warn_user(
+                f"{len(long)} of {len(sources)} source(s) are longer than the encoder's "
+                f"{limit} positions (longest {int(lengths.max())} tokens, rows "
+                f"{long[:5].tolist()}) and are truncated; pass sequence_length= to FineTuner "
+                "(up to the backbone's maximum) to keep more of them."
+            )
 
     def _pack(self, sources, targets):
         """Tokenises and packs one batch of pairs; returns `(x, y, sample_weight)`."""
@@ -252,6 +301,7 @@ class Seq2SeqPipeline:
         else:
             targets, _ = self.head.encode_targets(targets)
             self.head.warn_truncated(self.target_lengths(targets))
+            self.warn_long_sources(sources)
         weights = check_sample_weight(sample_weight, len(sources))
 
         def make(index, train_split):

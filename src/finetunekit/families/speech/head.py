@@ -12,13 +12,13 @@ import keras
 import numpy as np
 from keras import ops
 
-from finetunekit.core.head import Head
 from finetunekit.core.reports import Report
 from finetunekit.generation.decoding import end_id, prompt_ids, special_ids
+from finetunekit.generation.language_model import NextTokenHead
 
 
 @keras.saving.register_keras_serializable(package="finetunekit")
-class SpeechToTextHead(Head):
+class SpeechToTextHead(NextTokenHead):
     """Transcribes speech with the backbone's Whisper or Moonshine decoder (tied output projection).
 
     Args:
@@ -42,6 +42,7 @@ class SpeechToTextHead(Head):
     """
 
     needs = ("decoder_logits",)
+    logits_key = "decoder_logits"
     target_layout = "transcript"
     task_methods = ("predict_text",)
     cli_task = "speech"
@@ -54,20 +55,6 @@ class SpeechToTextHead(Head):
         self.max_new_tokens = int(max_new_tokens)
         self.num_beams = int(num_beams)
         self.language = language
-
-    def call(self, outputs, training=None):
-        return ops.cast(outputs["decoder_logits"], "float32")
-
-    def compute_output_shape(self, input_shape):
-        return input_shape["decoder_logits"]
-
-    def default_loss(self, label_smoothing=0.0):
-        if label_smoothing:
-            raise ValueError("`label_smoothing` is not supported by SpeechToTextHead.")
-        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-
-    def default_metrics(self):
-        return [keras.metrics.SparseCategoricalAccuracy(name="token_accuracy")]
 
     def get_config(self):
         return {**super().get_config(), "max_new_tokens": self.max_new_tokens,

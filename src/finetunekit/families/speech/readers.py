@@ -10,6 +10,8 @@ import os
 
 import numpy as np
 
+from finetunekit.core.notices import warn_user
+
 AUDIO_EXTENSIONS = (".wav", ".flac")
 PATH_COLUMNS = ("path", "audio", "file", "filename")
 TARGET_COLUMNS = ("text", "transcript", "sentence", "label")
@@ -53,7 +55,23 @@ def read_audio(path):
             f"Cannot decode the audio file {path!r}: not a valid 16-bit PCM WAV file "
             f"({error.message.splitlines()[0]}). Re-encode it, e.g. `sox in.wav -b 16 out.wav`."
         ) from None
-    return audio.numpy().astype("float32"), int(rate)
+    return audio.numpy().astype("float32"), check_file_rate(int(rate), path)
+
+
+#: Sample rates a real recording has, in Hz (telephone 8 kHz up to studio 384 kHz).
+PLAUSIBLE_RATES = (1000, 384000)
+
+
+def check_file_rate(rate, path):
+    """`rate`, or a clear error when a file's header gives an impossible sample rate."""
+    low, high = PLAUSIBLE_RATES
+    if not low <= rate <= high:
+        raise ValueError(
+            f"The audio file {path!r} says its sample rate is {rate} Hz, which no recording has "
+            f"({low}-{high} Hz); the header is damaged. Re-encode it, e.g. "
+            "`sox in.wav -r 16000 out.wav`."
+        )
+    return rate
 
 
 def _read_flac(path):
@@ -68,7 +86,7 @@ def _read_flac(path):
         audio, rate = soundfile.read(path, dtype="float32", always_2d=True)
     except RuntimeError as error:
         raise ValueError(f"Cannot decode the audio file {path!r}: {error}") from None
-    return audio, int(rate)
+    return audio, check_file_rate(int(rate), path)
 
 
 def folder_files(folder):
@@ -135,9 +153,37 @@ def _as_clip(value, index):
             "Waveforms must be numbers of shape (samples,) or (samples, channels). "
             f"Example {index} has dtype {clip.dtype} and shape {clip.shape}."
         )
-    if clip.dtype.kind in "iu":  # PCM integers -> [-1, 1]
+    if clip.ndim == 2 and clip.shape[1] > clip.shape[0]:
+        raise ValueError(
+            f"Example {index} has shape {clip.shape}: more channels than samples, so it is "
+            f"laid out (channels, samples). Waveforms are (samples, channels): pass clip.T."
+        )
+    if clip.dtype.kind == "u":  # unsigned PCM (8-bit WAV) is centred on half its range
+        middle = (float(np.iinfo(clip.dtype).max) + 1) / 2
+        clip = (clip.astype("float64") - middle) / middle
+    elif clip.dtype.kind == "i":  # signed PCM integers -> [-1, 1]
         clip = clip / float(np.iinfo(clip.dtype).max)
+    elif clip.size and float(np.nanmax(np.abs(clip))) > 2.0:
+        raise ValueError(
+            f"Example {index} is a float waveform peaking at {float(np.nanmax(np.abs(clip))):g}; "
+            "float waveforms are in [-1, 1]. For 16-bit PCM values stored as floats pass "
+            "clip / 32768 (or clip.astype('int16'))."
+        )
     return (clip[:, None] if clip.ndim == 1 else clip).astype("float32")
+
+
+def warn_quiet_integer_clips(items):
+    """Warns with counts about wide-integer clips whose values fit 16 bits (PCM in a wider array)."""
+    quiet = [i for i, item in enumerate(items)
+             if isinstance(item, np.ndarray) and item.dtype in (np.int32, np.int64) and item.size
+             and 1 < int(np.abs(item).max()) <= 32768]
+    if quiet:
+        warn_user(
+            f"{len(quiet)} of {len(items)} waveform(s) are {items[quiet[0]].dtype} arrays whose "
+            f"values fit in 16 bits (e.g. example {quiet[0]}); they are scaled by the "
+            f"{items[quiet[0]].dtype} range and become near-silence. If they are 16-bit PCM, "
+            "pass clip.astype('int16')."
+        )
 
 
 def audio_sources(x, y=None, sample_rate=None, x_col=None, y_col=None):
@@ -168,15 +214,26 @@ def audio_sources(x, y=None, sample_rate=None, x_col=None, y_col=None):
     items = list(x) if not isinstance(x, np.ndarray) else x
     if len(items) and all(isinstance(item, (str, os.PathLike)) for item in items):
         decoded = [read_audio(path) for path in items]
-        return [c for c, _ in decoded], [r for _, r in decoded], y, folder_classes
+        rates = [r for _, r in decoded]
+        if sample_rate is not None and any(r != sample_rate for r in rates):
+            raise ValueError(
+                f"sample_rate={sample_rate!r} is for waveform arrays; audio files carry their own "
+                f"rate (here {sorted(set(rates))} Hz) and are resampled as needed. Drop sample_rate=."
+            )
+        return [c for c, _ in decoded], rates, y, folder_classes
     if sample_rate is None:
         raise ValueError(
             "Waveform arrays need their sample rate: pass sample_rate=16000 (the rate of the "
             "clips in Hz) to fit / predict / evaluate."
         )
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate < 1000:
+    if (isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer))
+            or not PLAUSIBLE_RATES[0] <= sample_rate <= PLAUSIBLE_RATES[1]):
         raise ValueError(
-            f"`sample_rate` must be an int in Hz (e.g. 16000). Received: sample_rate={sample_rate!r}"
+            f"`sample_rate` must be an int in Hz (e.g. 16000), from {PLAUSIBLE_RATES[0]} to "
+            f"{PLAUSIBLE_RATES[1]}. Received: sample_rate={sample_rate!r}"
         )
+    if isinstance(items, np.ndarray) and items.ndim >= 2:
+        items = list(items)
+    warn_quiet_integer_clips(items)
     clips = [_as_clip(item, i) for i, item in enumerate(items)]
     return clips, [int(sample_rate)] * len(clips), y, folder_classes

@@ -42,13 +42,14 @@ def check_env(env):
         )
 
 
-def act(policy, states):
+def act(policy, states, num_actions=None):
     """Actions of `policy` for a batch of states.
 
     Args:
         policy: a `FineTuner` or `keras.Model` (the argmax of its outputs is
             the action), or a callable `states -> actions` (e.g. a scripted expert).
         states: float array `(n, features)`.
+        num_actions: int or None. The env's number of actions, to check them.
 
     Returns:
         An int array of `n` actions.
@@ -60,13 +61,43 @@ def act(policy, states):
         states = policy.prepare(states, None, require_labels=False).train.x
     if isinstance(policy, keras.Model):
         outputs = keras.ops.convert_to_numpy(policy(states, training=False))
+        if num_actions is not None and outputs.shape[-1] != num_actions:
+            raise ValueError(
+                f"The policy model gives {outputs.shape[-1]} outputs per state but the env has "
+                f"{num_actions} actions; its last layer needs {num_actions} units."
+            )
         return np.argmax(outputs, axis=-1).astype("int64")
     if not callable(policy):
         raise ValueError(
             "policy must be a FineTuner, a keras.Model or a callable states -> actions. "
             f"Received: {type(policy).__name__}"
         )
-    return np.asarray(policy(states)).reshape(len(states)).astype("int64")
+    return _check_actions(np.asarray(policy(states)), len(states), num_actions)
+
+
+def _check_actions(actions, count, num_actions):
+    """A callable policy's actions as ints, or a clear error: one whole action id per state."""
+    if actions.size != count:
+        raise ValueError(
+            f"The policy returned an array of shape {actions.shape} for {count} states; it must "
+            "return one action per state."
+        )
+    actions = actions.reshape(count)
+    numeric = actions.dtype.kind in "iuf"
+    fractional = actions[actions != np.round(actions)] if actions.dtype.kind == "f" else []
+    if not numeric or len(fractional):
+        bad = (fractional if len(fractional) else actions).tolist()[0]
+        raise ValueError(
+            f"The policy returned {bad!r}, not an action id: a discrete env takes whole numbers "
+            "0..n-1. Return ints (e.g. int(value > 0.5)), not probabilities or scores."
+        )
+    if num_actions is not None and count and (actions.min() < 0 or actions.max() >= num_actions):
+        bad = actions[(actions < 0) | (actions >= num_actions)][0]
+        raise ValueError(
+            f"The policy returned action {bad:g}, outside the env's {num_actions} actions "
+            f"(0..{num_actions - 1})."
+        )
+    return actions.astype("int64")
 
 
 def check_policy(policy, env):
@@ -110,7 +141,7 @@ def run_episodes(policy, env, episodes, seed=0, max_steps=None):
     steps = 0
     while alive and (max_steps is None or steps < max_steps):
         batch = np.stack([observations[i] for i in alive]).astype("float32")
-        chosen = act(policy, batch)
+        chosen = act(policy, batch, env.action_space.n)
         states.append(batch)
         actions.append(chosen)
         still = []
