@@ -239,3 +239,14 @@ def test_unsupported_padding_is_refused(head, padding, match):
     lm = tuner(head=head)
     with pytest.raises(ValueError, match=match):
         lm.fit(FACTS, epochs=1, padding=padding, verbose=0)
+
+
+def test_packing_trains_lora_factors_over_an_int8_base():
+    lm = fk.FineTuner(backbone=tiny_llama(), head=fk.InstructionHead(packing=True), unfreeze=0,
+                      lora_rank=2, quantize="int8")
+    before = {v.path: np.asarray(v).copy() for v in lm.weights}
+    lm.compile(learning_rate=1e-2)
+    history = lm.fit(RECORDS, epochs=1, batch_size=2, verbose=0, validation_split=0.34, seed=0)
+    assert np.isfinite(history.history["loss"]).all() and "val_loss" in history.history
+    changed = {v.path for v in lm.weights if not np.array_equal(before[v.path], np.asarray(v))}
+    assert changed and all("lora" in path for path in changed)
