@@ -151,6 +151,12 @@ def _chat_records(rng):
     return [dict(FACTS[i % len(FACTS)]) for i in rng.permutation(N)]
 
 
+def _served_prompts(ft, x):
+    import tensorflow as tf
+
+    return {"prompts": tf.constant([record["prompt"] for record in x])}
+
+
 def _sources(rng):
     from tests.test_seq2seq import pairs
 
@@ -237,11 +243,9 @@ BACKBONE_CASES = {
         refuses={"dataset": "tf.data datasets and TFDS are not supported yet"},
     ),
     "audio_moonshine": BackboneCase("audio", _moonshine_options, _audio, served=_served_audio),
-    # docs/instruction_tuning.md: export is a keras-hub preset folder (format="keras_hub"),
-    # tested in tests/test_causal_lm.py; a SavedModel of strings -> text is not there yet.
+    # docs/instruction_tuning.md: the SavedModel takes prompt strings and returns greedy answers.
     "causal_lm": BackboneCase(
-        "chat", _causal_lm_options, _chat_records, "InstructionHead",
-        refuses={"export": "cannot be exported as a SavedModel yet"},
+        "chat", _causal_lm_options, _chat_records, "InstructionHead", served=_served_prompts,
     ),
 }
 
@@ -386,7 +390,14 @@ def _same_text(ft, served, expected):
 def _instruction():
     import finetunekit as fk
 
-    return fk.InstructionHead(train_on="completion")
+    head = fk.InstructionHead(train_on="completion")
+    head.serving_max_new_tokens = 2  # as TASK_CALLS["generate"]
+    return head
+
+
+def _same_answers(ft, served, expected):
+    """The SavedModel's greedy answers to the prompts are `generate`'s."""
+    assert [text.decode("utf-8") for text in np.asarray(served["text"])] == expected["generate"]
 
 
 def _no_targets(rng, records):
@@ -434,7 +445,7 @@ HEAD_CASES = {
         _seq2seq, _reversed, ("text_pairs",), served=_same_text, fine_tune=TRAIN_A_BLOCK
     ),
     "InstructionHead": HeadCase(
-        _instruction, _no_targets, ("chat",), served=None,
+        _instruction, _no_targets, ("chat",), served=_same_answers,
     ),
     # A BERT-family text encoder becomes an encoder-decoder (a seq2seq kind) for this head.
     "Seq2SeqHead/warm_start": HeadCase(

@@ -166,6 +166,24 @@ def test_keras_hub_export_merges_lora_and_gives_the_same_logits(tmp_path):
     np.testing.assert_allclose(logits_of(again.backbone_kind.task, ids), expected, atol=1e-4)
 
 
+def test_saved_model_serves_prompt_strings_with_the_answers_of_generate(tmp_path):
+    import tensorflow as tf
+
+    lm = tuner(unfreeze=0, lora_rank=2)
+    lm.compile(learning_rate=5e-2)
+    lm.fit(FACTS, epochs=4, batch_size=4, verbose=0)
+    lm.head.serving_max_new_tokens = 6
+    folder = lm.export(str(tmp_path / "served"))
+    served = tf.saved_model.load(folder)
+    prompts = ["where do i live?", "what is my dog called?", "hello", "  what do i drink? "]
+    out = served.serve(tf.constant(prompts))
+    texts = [t.decode("utf-8") for t in out["text"].numpy()]
+    assert texts == lm.generate(prompts, max_new_tokens=6) and any(texts)
+    assert out["token_ids"].shape == (4, 6)
+    with pytest.raises(ValueError, match='cannot serve InstructionHead.*format="saved_model"'):
+        lm.export(str(tmp_path / "lite"), format="tflite")
+
+
 @pytest.mark.parametrize("records, match", [
     ([{"messages": [{"role": "user", "content": "hi"}]}], "no assistant turn"),
     ([{"messages": [{"role": "assistant", "content": "hi"}, {"role": "user", "content": "x"}]}],
@@ -200,9 +218,7 @@ def test_a_template_that_fails_names_the_template():
         lm.fit(FACTS, epochs=1, verbose=0)
 
 
-def test_packing_and_frozen_backbone_are_refused_clearly():
-    with pytest.raises(ValueError, match="packing"):
-        tuner(head=fk.InstructionHead(packing=True)).fit(FACTS, verbose=0)
+def test_frozen_backbone_is_refused_clearly():
     with pytest.raises(ValueError, match="nothing would train"):
         tuner(unfreeze=0).fit(FACTS, verbose=0)
 
@@ -269,3 +285,28 @@ def test_smollm2_learns_personal_facts_with_lora():
     assert history.history["loss"][-1] < history.history["loss"][0]
     answer = lm.chat([{"role": "user", "content": "What is my dog's name?"}], max_new_tokens=16)
     assert "Biscuit" in answer
+
+
+def test_a_preset_folder_saved_from_a_gguf_llama_backbone_is_a_backbone(tmp_path):
+    from finetunekit.families.causal_lm.kind import CausalLMBackbone
+
+    task = tiny_llama(seed=3)
+    folder = str(tmp_path / "saved_preset")
+    task.backbone.save_to_preset(folder)
+    task.preprocessor.tokenizer.save_to_preset(folder)
+    assert CausalLMBackbone.matches(folder)
+    lm = fk.FineTuner(backbone=folder, head=fk.InstructionHead(), lora_rank=2)
+    assert type(lm.backbone).__name__ == "GGUFLlamaBackbone"
+    ids = [4, 9, 12, 30, 2, 7, 15]
+    np.testing.assert_allclose(logits_of(lm.backbone_kind.task, ids), logits_of(task, ids), atol=1e-5)
+    text = "<|im_start|>user\nhello<|im_end|>"
+    assert (np.asarray(lm.backbone_kind.tokenizer.tokenize(text)).tolist()
+            == np.asarray(task.preprocessor.tokenizer.tokenize(text)).tolist())
+    lm.compile(learning_rate=1e-2)
+    history = lm.fit(FACTS, epochs=1, batch_size=4, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    assert isinstance(lm.generate("where do i live?", max_new_tokens=3), str)
+    bare = str(tmp_path / "no_tokenizer")
+    task.backbone.save_to_preset(bare)
+    with pytest.raises(ValueError, match=r"no tokenizer \(tokenizer.json\).*tokenizer.save_to_preset"):
+        fk.FineTuner(backbone=bare, head=fk.InstructionHead(), lora_rank=2)

@@ -75,6 +75,31 @@ def test_fit_task_chat_saves_a_loadable_chat_model(places, tmp_path, capsys):
     assert isinstance(loaded.generate("hello", max_new_tokens=2), str)
 
 
+def test_fit_task_chat_on_a_gguf_file_then_predict(tmp_path, capsys):
+    """End to end from a `.gguf` file: its own template and tokenizer, fitted, saved, answering."""
+    pytest.importorskip("gguf")
+    import finetunekit as fk
+    from tests.test_causal_lm_gguf import TEMPLATE, random_backbone, vocabulary, write_tiny_gguf
+
+    gguf_file = str(write_tiny_gguf(tmp_path / "tiny.gguf", random_backbone(True, len(vocabulary()))))
+    records = [{"prompt": p, "completion": c} for p, c in
+               [("hello", "world"), ("hello world", "hello"), ("world", "hello world"), ("he", "wo")]]
+    data = _write_lines(str(tmp_path / "chats.jsonl"), records)
+    out = str(tmp_path / "from_gguf.keras")
+    argv = ["fit", "--task", "chat", "--backbone", gguf_file, "--data", data, "--out", out, *TRAIN]
+    assert cli.main(argv) == 0
+    assert f"Saved {out}" in capsys.readouterr().out
+    loaded = fk.load(out)
+    assert loaded.head.chat_template.source == TEMPLATE  # the file's own template travels
+    assert type(loaded.backbone).__name__ == "GGUFLlamaBackbone"
+    assert any("lora" in v.path for v in loaded.trainable_variables)
+    argv = ["predict", out, "hello", "world", "--max-new-tokens", "3", "--json"]
+    assert cli.main(argv) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [row["prompt"] for row in rows] == ["hello", "world"]
+    assert rows[0]["answer"] == loaded.generate("hello", max_new_tokens=3)
+
+
 def test_evaluate_report_prints_loss_perplexity_and_answer_scores(places, capsys):
     assert cli.main(["evaluate", places["model"], "--data", places["data"], "--report"]) == 0
     printed = capsys.readouterr().out

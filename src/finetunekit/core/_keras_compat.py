@@ -56,7 +56,9 @@ PRIVATE_ATTRIBUTES = {
     "keras_hub.models.LlamaBackbone decoder self-attention": tuple(
         LLAMA_ATTENTION_SUBLAYERS.values()
     ),
-    "keras_hub.tokenizers.BytePairTokenizer": ("_set_vocabulary_and_merges_tokenizers",),
+    "keras_hub.tokenizers.BytePairTokenizer": (
+        "_set_vocabulary_and_merges_tokenizers", "_maybe_initialized_tf",
+    ),
     "MoonshineBackbone decoder cross-attention (a keras.layers.MultiHeadAttention)": (
         "_key_dense", "_value_dense",
     ),
@@ -259,6 +261,17 @@ def byte_pair_tokenizer_with_hook(base):
             """Called after keras-hub built the `tokenizers` pipeline of a new vocabulary."""
 
     return _VocabularyHook
+
+
+def build_tokenizer_graph_tables(tokenizer):
+    """Builds a keras-hub `BytePairTokenizer`'s TensorFlow lookup tables now (`_maybe_initialized_tf`).
+
+    keras-hub builds them lazily on the first in-graph call; a SavedModel
+    export must create them outside the traced serving function.
+    """
+    build = getattr(tokenizer, "_maybe_initialized_tf", None)
+    if build is not None:
+        build()
 
 
 def retinanet_feature_pyramid_class():

@@ -65,6 +65,14 @@ class LanguageModelKind(CompiledGenerator, TokenKind):
             )
         check_needs(self, needs)
         self.check_augmentation(augmentation)
+        return self.graph()
+
+    def graph(self):
+        """`(inputs, outputs)` of the task on Keras inputs named `input_names`.
+
+        Subclasses whose graph differs (e.g. packed rows) override this; the
+        checks of `build` stay shared.
+        """
         inputs = {
             name: keras.Input(shape=(None,), dtype=self.input_dtype(name), name=name)
             for name in self.input_names

@@ -74,8 +74,12 @@ class InstructionHead(NextTokenHead):
             Defaults to the backbone's `sequence_length`.
         on_too_long: `"truncate"` (cut the prompt on the left, then the
             response on the right; warns with counts), `"drop"` or `"error"`.
-        packing: bool. Pack several examples per row; only for backbones that
-            take a block-diagonal attention mask (none yet: a clear error).
+        packing: bool. Pack several training examples into each row (first-fit
+            decreasing), each attending only to itself with positions
+            restarting at 0; `batch_size` then counts rows. Needs a keras-hub
+            Llama backbone (a `.gguf` file loads one); other backbones (GPT-2,
+            Gemma, ...) are refused with the reason. Evaluation and prediction
+            run one example per row.
         **kwargs: Standard `keras.layers.Layer` arguments.
 
     Returns:
@@ -120,6 +124,8 @@ class InstructionHead(NextTokenHead):
                 f"keras-hub CausalLM preset); a {kind.modality} backbone ({kind.name}) cannot "
                 'generate. Use e.g. backbone="smollm2.gguf" or a keras-hub CausalLM preset.'
             )
+        if self.packing:
+            kind.enable_packing()
         self.template(kind)
         return kind
 
@@ -217,6 +223,29 @@ class InstructionHead(NextTokenHead):
             str (a list of str for a list of conversations).
         """
         return self.generate(tuner, messages, max_new_tokens, strategy, **options)
+
+    #: New tokens per prompt of a SavedModel export (`ft.export(folder)`); set before exporting.
+    serving_max_new_tokens = 64
+
+    def serving_function(self, tuner):
+        """Greedy answers in one graph (`ft.export`): prompt strings in, text out.
+
+        Returns:
+            `fn({"prompts": strings}, training=False) -> {"text": string (batch,),
+            "token_ids": int32 (batch, serving_max_new_tokens)}`.
+        """
+        from finetunekit.families.causal_lm.serving import serving_function
+
+        return serving_function(self, tuner, int(self.serving_max_new_tokens))
+
+    def serving_resources(self, tuner):
+        """The keras-hub generator and the tokenizer (its lookup tables) for the SavedModel."""
+        from finetunekit.families.causal_lm.generate import _generator
+
+        kind = tuner.backbone_kind
+        if not kind.tokenizer.built:  # a layer must be built to be tracked; building twice raises
+            kind.tokenizer.build(None)
+        return [_generator(kind, {"strategy": "greedy"}), kind.tokenizer]
 
     def make_report(self, tuner, x, y=None, batch_size=None, **options):
         """Masked loss and perplexity; exact match and chrF of answers to the last assistant turns."""

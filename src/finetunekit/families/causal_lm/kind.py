@@ -2,7 +2,10 @@
 
 The FineTuner graph takes `token_ids` and `padding_mask` and gives the head
 the next-token logits (`"lm_logits"`) of keras-hub's own `CausalLM` task on
-the backbone, so tied output embeddings are kept. Generation uses a second
+the backbone, so tied output embeddings are kept. With a packing head
+(`InstructionHead(packing=True)`, Llama backbones) it takes `token_ids`,
+`segment_ids` and `position_ids` instead and runs the backbone's own layers
+with a block-diagonal causal mask (`packing.PackedLogits`). Generation uses a second
 `CausalLM` on the same backbone (weights shared) with keras-hub's samplers.
 LoRA goes through keras-hub's `backbone.enable_lora(rank)`; `quantize="int8"`
 runs Keras' `backbone.quantize("int8")` first, so the frozen base weights
@@ -15,12 +18,14 @@ import sys
 
 import keras
 
+from finetunekit.core._keras_compat import load_preset_tokenizer
 from finetunekit.core.freezing import enable_lora, lora_paths
 from finetunekit.core.kind import check_layer_decay
 from finetunekit.core.presets import (
     check_token_options,
     is_keras_hub_backbone,
     preset_backbone_class,
+    read_preset_config,
     with_policy,
 )
 from finetunekit.families.causal_lm.export import is_quantized, write_keras_hub_preset
@@ -127,8 +132,63 @@ def is_causal_lm_preset(value):
         return False
     if value in keras_hub.models.CausalLM.presets:
         return True
+    custom = finetunekit_preset_backbone(value)  # a finetunekit backbone's own preset folder
+    if custom is not None:
+        return causal_lm_task_class(custom) is not None
     backbone_class = preset_backbone_class(value)
     return backbone_class is not None and causal_lm_task_class(backbone_class) is not None
+
+
+def finetunekit_preset_backbone(value):
+    """The finetunekit backbone class (e.g. `GGUFLlamaBackbone`) a keras-hub preset folder declares.
+
+    `backbone.save_to_preset(folder)` of a finetunekit backbone writes its
+    registered name (`"finetunekit>GGUFLlamaBackbone"`) into `config.json`;
+    keras-hub's `CausalLM.from_preset` does not find a task for such a
+    subclass, so these folders are loaded by `_folder_task`.
+
+    Args:
+        value: anything given as `backbone=`.
+
+    Returns:
+        The backbone class, or None (not a folder, or not a finetunekit backbone).
+    """
+    import importlib
+
+    config = read_preset_config(value)
+    registered = (config or {}).get("registered_name") or ""
+    if not registered.startswith("finetunekit>"):
+        return None
+    for module in ("gguf_llama", "gguf_tokenizer"):  # replaces the stand-ins by the real classes
+        importlib.import_module(f"finetunekit.families.causal_lm.{module}")
+    import keras_hub
+
+    found = keras.saving.get_registered_object(registered)
+    is_backbone = isinstance(found, type) and issubclass(found, keras_hub.models.Backbone)
+    return found if is_backbone else None
+
+
+def _folder_task(folder, weights, policy, sequence_length):
+    """A keras-hub `CausalLM` of a preset folder holding a finetunekit backbone and its tokenizer."""
+    import keras_hub
+
+    folder = os.fspath(folder)
+    backbone = keras_hub.models.Backbone.from_preset(
+        folder, load_weights=weights is not None, dtype=policy
+    )
+    task_class = causal_lm_task_class(type(backbone))
+    if not os.path.exists(os.path.join(folder, "tokenizer.json")):
+        raise ValueError(
+            f"The preset folder {folder!r} holds a {type(backbone).__name__} but no tokenizer "
+            "(tokenizer.json). Save it beside the backbone: "
+            "tokenizer.save_to_preset(folder)."
+        )
+    tokenizer = load_preset_tokenizer(folder, task_class.preprocessor_cls.tokenizer_cls)
+    preprocessor = task_class.preprocessor_cls(
+        tokenizer=tokenizer, sequence_length=int(sequence_length or 1024),
+        add_start_token=getattr(tokenizer, "start_token_id", None) is not None,
+    )
+    return task_class(backbone=backbone, preprocessor=preprocessor)
 
 
 def folder_chat_template(preset):
@@ -170,6 +230,9 @@ def _load(backbone, weights, policy, preprocessor, sequence_length):
             )
         model = with_policy(backbone, policy)
         return model, preprocessor, causal_lm_task_class(type(model)), metadata
+    elif finetunekit_preset_backbone(backbone) is not None:
+        task = _folder_task(backbone, weights, policy, sequence_length)
+        metadata = {"chat_template": folder_chat_template(backbone)}
     else:
         task = keras_hub.models.CausalLM.from_preset(
             os.fspath(backbone), load_weights=weights is not None, dtype=policy
@@ -236,8 +299,8 @@ class CausalLMBackbone(LanguageModelKind):
     )
     priority = 35  # after seq2seq (keras-hub's Seq2SeqLM is a CausalLM), before text encoders
     default_learning_rates = (2e-4, 2e-5)
-    supports_packing = False
     input_names = LM_INPUTS
+    packing = False
     head_name = "a fk.InstructionHead"
     noun = "a causal language model"
 
@@ -318,7 +381,38 @@ class CausalLMBackbone(LanguageModelKind):
         ]
 
     def input_dtype(self, name):
+        if self.packing:
+            return "int32"
         return self.model.input[name].dtype
+
+    def enable_packing(self):
+        """Makes the FineTuner graph take packed rows (`PACKED_INPUTS`); before `build`.
+
+        Raises:
+            ValueError: the backbone cannot take a block-diagonal mask
+                (`packing_blocker` names it and the fix).
+        """
+        from finetunekit.families.causal_lm.packing import PACKED_INPUTS, packing_blocker
+
+        reason = packing_blocker(self.model)
+        if reason is not None:
+            raise ValueError(reason)
+        self.packing = True
+        self.input_names = PACKED_INPUTS
+
+    def graph(self):
+        """The task graph; with packing, `PackedLogits` on `token_ids`/`segment_ids`/`position_ids`."""
+        if not self.packing:
+            return super().graph()
+        from keras import ops
+
+        from finetunekit.families.causal_lm.packing import PackedLogits
+
+        inputs = {
+            name: keras.Input(shape=(None,), dtype="int32", name=name) for name in self.input_names
+        }
+        logits = PackedLogits(self.model, name="packed_logits")(inputs)
+        return inputs, {"lm_logits": logits, "padding_mask": ops.greater(inputs["segment_ids"], 0)}
 
     def data_pipeline(self, head, augmentation=()):
         from finetunekit.families.causal_lm.pipeline import CausalLMPipeline
@@ -334,6 +428,12 @@ class CausalLMBackbone(LanguageModelKind):
         if self._generator is None:
             self._generator = self.task_class(backbone=self.model, preprocessor=None)
         return self._generator
+
+    def serving_signature(self):
+        """`{"prompts": tf.TensorSpec([None], tf.string)}`: user prompts (see `causal_lm.serving`)."""
+        import tensorflow as tf
+
+        return {"prompts": tf.TensorSpec([None], tf.string, name="prompts")}
 
     extra_export_formats = ("keras_hub",)
 

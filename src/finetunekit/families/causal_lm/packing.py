@@ -21,15 +21,22 @@ from __future__ import annotations
 
 import contextlib
 
+import keras
 import numpy as np
 
 from finetunekit.core._keras_compat import llama_self_attention
 
 __all__ = [
+    "PACKED_INPUTS",
+    "PackedLogits",
     "block_diagonal_causal_mask",
     "pack_examples",
     "packed_logits",
+    "packing_blocker",
 ]
+
+#: The FineTuner inputs of a packing InstructionHead (every one int32, `(batch, L)`).
+PACKED_INPUTS = ("token_ids", "segment_ids", "position_ids")
 
 
 def pack_examples(examples, sequence_length: int, method: str = "ffd", pad_id: int = 0) -> dict:
@@ -255,3 +262,87 @@ def packed_logits(backbone, token_ids, segment_ids, position_ids=None, training=
             x = layer(x, decoder_attention_mask=mask, training=training)
         x = backbone.layer_norm(x)
         return backbone.token_embedding(x, reverse=True)
+
+
+def packing_blocker(backbone):
+    """Why `backbone` cannot train on packed rows, or None when it can.
+
+    Packing needs a keras-hub `LlamaBackbone` (`Llama3Backbone` and the
+    `GGUFLlamaBackbone` of a `.gguf` file are ones): its decoder layers take
+    a `decoder_attention_mask` and its rotary layers take positions, which
+    `packed_logits` feeds. Other backbones (GPT-2's learned absolute
+    positions, Gemma's, Mistral's sliding-window attention) are not run this
+    way and are named in the reason.
+
+    Args:
+        backbone: a keras-hub `Backbone`.
+
+    Returns:
+        A str (the reason, naming the backbone and the fix) or None.
+    """
+    import keras_hub
+
+    reason = None
+    if not isinstance(backbone, keras_hub.models.LlamaBackbone):
+        reason = "it is not a keras-hub LlamaBackbone"
+    else:
+        try:
+            _llama_parts(backbone)
+        except ValueError as error:
+            reason = str(error)
+    if reason is None:
+        return None
+    return (
+        "InstructionHead(packing=True) needs a backbone that takes a block-diagonal attention "
+        "mask and restarted positions: a keras-hub LlamaBackbone or Llama3Backbone (a .gguf "
+        f"file loads one). {type(backbone).__name__} cannot ({reason}). Use packing=False: "
+        "training batches then group examples of similar length, so little is padded."
+    )
+
+
+@keras.saving.register_keras_serializable(package="finetunekit")
+class PackedLogits(keras.layers.Layer):
+    """The next-token logits of packed rows: `packed_logits` as a layer of the FineTuner graph.
+
+    Takes `{"token_ids", "segment_ids", "position_ids"}` (int, `(batch, L)`,
+    from `pack_examples`; a row holding one example has segment ids 1 on
+    its tokens, 0 on padding, and positions `0..n-1`) and runs the
+    backbone's own layers with the block-diagonal causal mask, so no
+    example attends to another or sees its positions. The backbone's
+    weights (LoRA and int8 included) are used in place.
+
+    Args:
+        backbone: a keras-hub `LlamaBackbone` (see `packing_blocker`).
+        **kwargs: Standard `keras.layers.Layer` arguments.
+
+    Example:
+    ```python
+    logits = PackedLogits(backbone)({"token_ids": ids, "segment_ids": seg, "position_ids": pos})
+    ```
+    """
+
+    def __init__(self, backbone, **kwargs):
+        super().__init__(**kwargs)
+        self.backbone = backbone
+
+    def call(self, inputs, training=None):
+        return packed_logits(
+            self.backbone, inputs["token_ids"], inputs["segment_ids"], inputs["position_ids"],
+            training=training,
+        )
+
+    def compute_output_shape(self, input_shape):
+        shape = tuple(input_shape["token_ids"])
+        return shape + (self.backbone.vocabulary_size,)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "backbone": keras.saving.serialize_keras_object(self.backbone),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        return cls(**config)

@@ -47,11 +47,14 @@ class TokenizedExample:
         token_ids: int32 array `(n,)`.
         loss_mask: int32 array `(n,)`, 1 where the token is a training target.
         source: where the example came from (for messages).
+        index: int. The example's position in the input of
+            `tokenize_examples` (examples may be dropped), or -1.
     """
 
     token_ids: np.ndarray
     loss_mask: np.ndarray
     source: str = ""
+    index: int = -1
 
     def __len__(self) -> int:
         return int(self.token_ids.shape[0])
@@ -365,8 +368,9 @@ def tokenize_examples(
         batch_size: examples tokenised per tokenizer call.
 
     Returns:
-        `(tokenized, report)`: the `TokenizedExample`s kept, in order, and a
-        `TruncationReport` with counts of what was cut or dropped (call
+        `(tokenized, report)`: the `TokenizedExample`s kept, in order (each
+        with its input `index`, so per-example data such as weights can follow
+        the examples kept), and a `TruncationReport` with counts of what was cut or dropped (call
         `report.warn(sequence_length)` to tell the user).
 
     Raises:
@@ -423,7 +427,7 @@ def tokenize_examples(
                 report,
             )
             if result is not None:
-                out.append(TokenizedExample(result[0], result[1], source))
+                out.append(TokenizedExample(result[0], result[1], source, begin + offset))
     report.kept = len(out)
     return out, report
 
