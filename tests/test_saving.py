@@ -255,17 +255,37 @@ def test_sigkill_at_random_moments_never_breaks_the_saved_file(tmp_path):
     assert mid_write >= 1 and saves >= 1
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """An 80 KiB tmpfs: room for one tiny saved model, not for a second copy beside it."""
-    folder = tmp_path / "small"
+def mounted_tmpfs(folder, options):
+    """Mounts a tmpfs at `folder` (skips where mounting is not allowed); yields the folder."""
     folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=80k", "tmpfs", str(folder)],
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
                              capture_output=True, text=True)
     if mounted.returncode:
         pytest.skip(f"cannot mount a small filesystem here: {mounted.stderr.strip()}")
     yield folder
     subprocess.run(["umount", str(folder)], check=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """An 80 KiB tmpfs: room for one tiny saved model, not for a second copy beside it."""
+    yield from mounted_tmpfs(tmp_path / "small", "size=80k")
+
+
+@pytest.fixture
+def read_only_disk(tmp_path):
+    """A read-only tmpfs (a permission error even for root)."""
+    yield from mounted_tmpfs(tmp_path / "ro", "ro,size=80k")
+
+
+def test_a_read_only_folder_names_the_path(read_only_disk):
+    ft = tiny_tuner()
+    for name, write in {
+        "m.keras": lambda: ft.save(str(read_only_disk / "m.keras")),
+        "served": lambda: ft.export(str(read_only_disk / "served")),
+    }.items():
+        with pytest.raises(OSError, match=rf"Could not write '.*ro/{name}': Read-only file system"):
+            write()
 
 
 def test_a_full_disk_names_the_path_and_keeps_the_previous_file(small_disk):

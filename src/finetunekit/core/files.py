@@ -78,8 +78,12 @@ def atomic_path(target, directory=False, overwrite=True):
     refuse_overwrite(target, overwrite)
     target = os.path.abspath(os.fspath(target))
     folder, name = os.path.split(target)
-    os.makedirs(folder, exist_ok=True)
-    temp = _new_temp(folder, name, directory)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        temp = _new_temp(folder, name, directory)
+    except OSError as error:
+        _raise_write_error(error, target)
+        raise
     try:
         yield temp
         if directory:
@@ -90,15 +94,26 @@ def atomic_path(target, directory=False, overwrite=True):
             os.replace(temp, target)
     except BaseException as error:
         _remove(temp)
-        if _out_of_space(error):
-            raise OSError(
-                errno.ENOSPC, f"Could not write {target!r}: the disk is full or the file is too "
-                f"large for it ({_first_line(error)}). Nothing was changed: "
-                + ("the previous version is intact" if os.path.exists(target) else
-                   "no partial file was left") + ". Free some space or write elsewhere."
-            ) from None
+        _raise_write_error(error, target)
         raise
     _fsync_dir(folder)
+
+
+def _raise_write_error(error, target):
+    """Re-raises a full disk or a refused write as an `OSError` that names `target`."""
+    if _out_of_space(error):
+        raise OSError(
+            errno.ENOSPC, f"Could not write {target!r}: the disk is full or the file is too "
+            f"large for it ({_first_line(error)}). Nothing was changed: "
+            + ("the previous version is intact" if os.path.exists(target) else
+               "no partial file was left") + ". Free some space or write elsewhere."
+        ) from None
+    if isinstance(error, OSError) and error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        raise OSError(
+            error.errno, f"Could not write {target!r}: {error.strerror} (the folder is "
+            "read-only or not yours). Nothing was changed. Write elsewhere, or fix the "
+            "folder's permissions."
+        ) from None
 
 
 #: errno values of a write that found no room: no space, file too large, quota exceeded.

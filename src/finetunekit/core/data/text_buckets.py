@@ -78,6 +78,34 @@ def sortish(ds, batch_size, shapes, values, length_of, to_bucket, chunk_batches=
     )
 
 
+def batch_examples(ds, n, batch_size, batch, shuffle=False, seed=None):
+    """Caches, shuffles and batches a dataset of `n` examples into `ceil(n / batch_size)` batches.
+
+    The one epoch loop of the text, sequence-to-sequence and causal-LM
+    pipelines: examples are cached once (tokenised), reshuffled every epoch
+    when `shuffle`, then grouped by `batch`.
+
+    Args:
+        ds: an unbatched `tf.data.Dataset` of `n` examples.
+        n: int. The number of examples.
+        batch_size: int.
+        batch: callable `dataset -> batched dataset` (padded batches, or
+            `sortish` length buckets).
+        shuffle: bool. Reshuffle every epoch. Defaults to `False`.
+        seed: int or None.
+
+    Returns:
+        A prefetched `tf.data.Dataset` of known cardinality.
+    """
+    import tensorflow as tf
+
+    ds = ds.cache()
+    if shuffle:
+        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    ds = batch(ds).apply(tf.data.experimental.assert_cardinality(-(-n // batch_size)))
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
 def bucket_width(buckets, longest):
     """The smallest of `buckets` (an int32 tensor, sorted) that holds `longest` (the last if none)."""
     import tensorflow as tf

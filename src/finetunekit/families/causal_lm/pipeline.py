@@ -24,6 +24,7 @@ from finetunekit.core.data.pipeline import (
     take,
 )
 from finetunekit.core.data.text_buckets import (
+    batch_examples,
     bucket_lengths,
     bucket_width,
     check_padding,
@@ -234,12 +235,9 @@ class CausalLMPipeline:
 
         x, labels, weight = self.packed_rows(tokenized, weights)
         rows = len(labels)
-        ds = tf.data.Dataset.from_tensor_slices((x, labels, weight)).cache()
-        if shuffle:
-            ds = ds.shuffle(rows, seed=seed, reshuffle_each_iteration=True)
-        ds = ds.batch(batch_size)
-        ds = ds.apply(tf.data.experimental.assert_cardinality(-(-rows // batch_size)))
-        return Batches(ds.prefetch(tf.data.AUTOTUNE))
+        ds = tf.data.Dataset.from_tensor_slices((x, labels, weight))
+        batch = lambda examples: examples.batch(batch_size)  # noqa: E731 - rows are equal-length
+        return Batches(batch_examples(ds, rows, batch_size, batch, shuffle, seed))
 
     def padding_values(self):
         """`(shapes, values)` of `padded_batch` for one-example rows."""
@@ -265,18 +263,14 @@ class CausalLMPipeline:
         pipelines do (`text_buckets.sortish`): every example once an epoch,
         `ceil(n / batch_size)` batches, each padded to a bucket width.
         """
-        import tensorflow as tf
-
-        ds = ds.cache()
-        if shuffle:
-            ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
         shapes, values = self.padding_values()
-        if shuffle and is_bucketed(padding):
-            ds = self._bucketed(ds, batch_size, n, shapes, values, padding)
-        else:
-            ds = ds.padded_batch(batch_size, padded_shapes=shapes, padding_values=values)
-        ds = ds.apply(tf.data.experimental.assert_cardinality(-(-n // batch_size)))
-        return Batches(ds.prefetch(tf.data.AUTOTUNE))
+
+        def batch(examples):
+            if shuffle and is_bucketed(padding):
+                return self._bucketed(examples, batch_size, n, shapes, values, padding)
+            return examples.padded_batch(batch_size, padded_shapes=shapes, padding_values=values)
+
+        return Batches(batch_examples(ds, n, batch_size, batch, shuffle, seed))
 
     def _bucketed(self, ds, batch_size, n, shapes, values, padding):
         """Sortish batches by example length, each padded to the smallest bucket that holds it."""

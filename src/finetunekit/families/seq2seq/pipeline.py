@@ -22,6 +22,7 @@ from finetunekit.core.data.pipeline import (
     take,
 )
 from finetunekit.core.data.text_buckets import (
+    batch_examples,
     bucket_lengths,
     bucket_width,
     check_padding,
@@ -217,9 +218,6 @@ class Seq2SeqPipeline:
     def batch(self, ds, batch_size, n, shuffle=False, seed=None, padding="dynamic"):
         import tensorflow as tf
 
-        ds = ds.cache()
-        if shuffle:
-            ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
         pad = self.pad_token_id
         values = (
             {name: tf.constant(False if name.endswith("mask") else pad,
@@ -229,12 +227,13 @@ class Seq2SeqPipeline:
             tf.constant(0.0, "float32"),
         )
         shapes = ({name: [None] for name in PAIR_INPUTS}, [None], [None])
-        if is_bucketed(padding) and shuffle:
-            ds = self._bucketed(ds, batch_size, n, shapes, values, padding)
-        else:
-            ds = ds.padded_batch(batch_size, padded_shapes=shapes, padding_values=values)
-        ds = ds.apply(tf.data.experimental.assert_cardinality(-(-n // batch_size)))
-        return Batches(ds.prefetch(tf.data.AUTOTUNE))
+
+        def batch(examples):
+            if is_bucketed(padding) and shuffle:
+                return self._bucketed(examples, batch_size, n, shapes, values, padding)
+            return examples.padded_batch(batch_size, padded_shapes=shapes, padding_values=values)
+
+        return Batches(batch_examples(ds, n, batch_size, batch, shuffle, seed))
 
     def _bucketed(self, ds, batch_size, n, shapes, values, padding):
         """Sortish batches by source plus target length; each side padded to a bucket width."""

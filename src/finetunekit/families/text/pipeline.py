@@ -35,6 +35,7 @@ from finetunekit.core.data.pipeline import (
     take,
 )
 from finetunekit.core.data.text_buckets import (
+    batch_examples,
     bucket_lengths,
     check_padding,
     chunk_batches,
@@ -296,14 +297,11 @@ class TextPipeline:
         extras = [tf.data.Dataset.from_tensor_slices(e) for e in extras if e is not None]
         if extras:
             ds = tf.data.Dataset.zip((ds, *extras))
-        ds = ds.cache()
-        if shuffle:
-            ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
-        if per_epoch is not None:
-            ds = per_epoch(ds)
-        ds = self.batch(ds, batch_size, padding, target_pad=target_pad, examples=n)
-        ds = ds.apply(tf.data.experimental.assert_cardinality(-(-n // batch_size)))
-        return Batches(ds.prefetch(tf.data.AUTOTUNE))
+        def batch(examples):
+            examples = per_epoch(examples) if per_epoch is not None else examples
+            return self.batch(examples, batch_size, padding, target_pad=target_pad, examples=n)
+
+        return Batches(batch_examples(ds, n, batch_size, batch, shuffle, seed))
 
     def _encode_batches(self, ds, trim=True):
         """Tokenises each batch of a batched dataset of strings (or `(strings, labels, ...)`)."""
