@@ -57,6 +57,12 @@ def seq2seq(**options):
     return seq2seq_tuner(**options)
 
 
+def warm_start(**options):
+    from tests.test_seq2seq_warm_start import warm_tuner
+
+    return warm_tuner(**options)
+
+
 def seq2seq_on_text_encoder(t):
     from tests.test_text import text_tuner
 
@@ -95,6 +101,8 @@ CASES = [
     ("seq2seq_max_length_zero", lambda t: seq2seq().predict_text(["the cat"], max_length=0), ValueError, r"`max_length` must be an int >= 1\. Received: max_length=0"),
     ("seq2seq_zero_beams", lambda t: seq2seq().predict_text(["the cat"], strategy="beam", num_beams=0), ValueError, r"`num_beams` must be an int >= 1\. Received: num_beams=0"),
     ("seq2seq_top_k_zero", lambda t: seq2seq().predict_text(["the cat"], strategy="top_k", top_k=0), ValueError, r"`top_k` must be an int >= 1\. Received: top_k=0"),
+    ("seq2seq_target_of_unknown_tokens_only", lambda t: warm_start().prepare(["the cat", "a dog"], ["the cat", "ẞẞẞ"]), ValueError, r"1 target text\(s\) tokenise to nothing but unknown tokens \(rows \[1\], e\.g\. 'ẞẞẞ'\): the model would learn nothing from them"),
+    ("seq2seq_targets_with_unknown_tokens", lambda t: warm_start().prepare(["the cat", "a dog"], ["the café cat", "a dog"]), UserWarning, r"1 of 2 target text\(s\) hold characters or words the tokenizer does not know .* e\.g\. row 0: 'the café cat'\. Strip accents"),
     ("seq2seq_unknown_strategy", lambda t: seq2seq().predict_text(["the cat"], strategy="nucleus"), ValueError, r"Unknown strategy 'nucleus'\. Expected one of 'greedy', 'beam', 'top_k'"),
     ("seq2seq_max_target_length_not_positive", lambda t: fk.Seq2SeqHead(max_target_length=0), ValueError, r"`max_target_length` must be a positive int \(tokens\)\. Received: max_target_length=0"),
     ("seq2seq_nothing_trains", lambda t: seq2seq().fit(["the cat"], ["cat the"], verbose=0), ValueError, r"A Seq2SeqHead has no weights of its own, and with unfreeze=0 the backbone is frozen: nothing would train\. Pass unfreeze=\"all\""),

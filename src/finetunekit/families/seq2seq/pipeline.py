@@ -118,6 +118,44 @@ def check_sources(sources):
     return sources
 
 
+def unknown_token_id(tokenizer):
+    """The id a tokenizer gives to text it does not know (`[UNK]`, `<unk>`), or None (byte-level BPE)."""
+    import keras_hub
+
+    if isinstance(tokenizer, keras_hub.tokenizers.BytePairTokenizer):
+        return None  # byte-level: every character has tokens
+    for name in (getattr(tokenizer, "oov_token", None), getattr(tokenizer, "unk_token", None),
+                 "[UNK]", "<unk>"):
+        if not name:
+            continue
+        try:
+            found = tokenizer.token_to_id(name)
+        except (KeyError, ValueError, TypeError, AttributeError):
+            continue
+        if found is not None:
+            return int(found)
+    return None
+
+
+def check_unknown_tokens(what, texts, pieces, unknown):
+    """Refuses texts that tokenise to unknown tokens only; warns with counts about any unknown."""
+    only = [i for i, p in enumerate(pieces) if p and all(t == unknown for t in p)]
+    if only:
+        raise ValueError(
+            f"{len(only)} {what} text(s) tokenise to nothing but unknown tokens (rows "
+            f"{only[:5]}, e.g. {texts[only[0]]!r}): the model would learn nothing from them. "
+            "Use a tokenizer that knows their characters, or drop those pairs."
+        )
+    some = [i for i, p in enumerate(pieces) if unknown in p]
+    if some:
+        warn_user(
+            f"{len(some)} of {len(texts)} {what} text(s) hold characters or words the tokenizer "
+            f"does not know (they become one unknown token each), e.g. row {some[0]}: "
+            f"{texts[some[0]]!r}. Strip accents (unicodedata.normalize('NFKD', ...)) or use a "
+            "tokenizer that knows them."
+        )
+
+
 def encoder_overhead(preprocessor):
     """Encoder positions a preprocessor adds to a source's tokens (2 for BART: `<s>` and `</s>`)."""
     out = preprocessor({"encoder_text": [""], "decoder_text": [""]})
@@ -147,23 +185,35 @@ class Seq2SeqPipeline:
         value = getattr(self.preprocessor.tokenizer, "pad_token_id", None)
         return 0 if value is None else int(value)
 
-    def target_lengths(self, targets):
-        """Token count of each target (without start/end tokens)."""
+    def pieces(self, texts):
+        """Token ids of each text (without start/end tokens), as lists."""
         import tensorflow as tf
 
-        pieces = self.preprocessor.tokenizer(tf.constant(np.asarray(targets, dtype=object)))
-        pieces = pieces.to_list() if hasattr(pieces, "to_list") else pieces
-        return [len(p) for p in pieces]
+        pieces = self.preprocessor.tokenizer(tf.constant(np.asarray(texts, dtype=object)))
+        return pieces.to_list() if hasattr(pieces, "to_list") else [list(p) for p in pieces]
 
-    def warn_long_sources(self, sources):
+    def check_tokens(self, sources, targets):
+        """Warns with counts about texts that are cut or hold unknown tokens; refuses texts of
+        nothing but unknown tokens."""
+        source_pieces, target_pieces = self.pieces(sources), self.pieces(targets)
+        self.head.warn_truncated([len(p) for p in target_pieces])
+        self.warn_long_sources([len(p) for p in source_pieces])
+        unknown = unknown_token_id(self.preprocessor.tokenizer)
+        if unknown is None:
+            return
+        for what, texts, pieces in (("source", sources, source_pieces),
+                                    ("target", targets, target_pieces)):
+            check_unknown_tokens(what, texts, pieces, unknown)
+
+    def warn_long_sources(self, lengths):
         """Warns with counts about sources longer than the encoder's sequence length (they are cut)."""
         limit = int(self.preprocessor.encoder_sequence_length)
-        lengths = np.asarray(self.target_lengths(sources))
+        lengths = np.asarray(lengths)
         room = limit - encoder_overhead(self.preprocessor)
         long = np.flatnonzero(lengths > room)
         if len(long):
             warn_user(
-                f"{len(long)} of {len(sources)} source(s) are longer than the encoder's "
+                f"{len(long)} of {len(lengths)} source(s) are longer than the encoder's "
                 f"{limit} positions (longest {int(lengths.max())} tokens, rows "
                 f"{long[:5].tolist()}) and are truncated; pass sequence_length= to FineTuner "
                 "(up to the backbone's maximum) to keep more of them."
@@ -299,8 +349,7 @@ class Seq2SeqPipeline:
             targets = [""] * len(sources)  # generation prompts: the decoder's start tokens only
         else:
             targets, _ = self.head.encode_targets(targets)
-            self.head.warn_truncated(self.target_lengths(targets))
-            self.warn_long_sources(sources)
+            self.check_tokens(sources, targets)
         weights = check_sample_weight(sample_weight, len(sources))
 
         def make(index, train_split):
