@@ -197,3 +197,24 @@ def test_fit_a_text_classifier_from_a_csv_then_evaluate_and_predict(tmp_path, ca
     assert capsys.readouterr().out.split("\t")[1] in ("negative", "positive")
     refused = cli.main(argv[:-1] + ["--image-size", "64"])
     assert refused == 3 and "--image-size applies to image data" in capsys.readouterr().err
+
+
+def test_segmentation_with_void_pixels_from_the_command_line(data, tmp_path, capsys):
+    """Masks with a 255 border: --ignore-index 255 keeps 2 classes (not 256) and saves it."""
+    import finetunekit as fk
+
+    void = tmp_path / "void_masks"
+    void.mkdir()
+    for name in os.listdir(data["masks"]):
+        mask = np.asarray(Image.open(os.path.join(data["masks"], name))).copy()
+        mask[0, :] = 255
+        Image.fromarray(mask).save(void / name)
+    model = str(tmp_path / "void.keras")
+    out = _main(["fit", "--task", "segmentation", "--backbone", data["backbone"],
+                 "--preprocessing", "zero_one", "--data", data["images"], "--masks", str(void),
+                 "--ignore-index", "255", "--out", model, *FIT], capsys)  # fmt: skip
+    assert "2 classes" in out
+    assert fk.load(model).head.ignore_index == 255
+    code = cli.main(["fit", "--task", "detection", "--backbone", data["backbone"], "--data",
+                     data["coco"], "--ignore-index", "255", "--out", model])
+    assert code == 3 and "--ignore-index applies to --task segmentation only" in capsys.readouterr().err

@@ -466,6 +466,13 @@ def add_task_options(fit):
         "--decoder", choices=("unet", "fpn"), default="unet", help="segmentation decoder"
     )
     fit.add_argument(
+        "--ignore-index",
+        type=int,
+        default=None,
+        help="segmentation: the mask value of void/unlabelled pixels (e.g. 255), left out of "
+        "the loss, the scores and the class count",
+    )
+    fit.add_argument(
         "--max-target-length",
         type=positive_int,
         default=64,
@@ -506,6 +513,8 @@ def check_task_options(args):
         )
     if task != "segmentation" and args.masks is not None:
         raise CLIError(f"--masks applies to --task segmentation only (this is --task {task}).")
+    if task != "segmentation" and getattr(args, "ignore_index", None) is not None:
+        raise CLIError(f"--ignore-index applies to --task segmentation only (this is --task {task}).")
     if task in ("classification", "seq2seq", "chat") and args.num_classes is not None:
         raise CLIError(
             f"--num-classes applies to --task segmentation and detection; with --task {task} "
@@ -533,9 +542,11 @@ def _segmentation_data(fk, args):
             "images (no class sub-folders) and --masks a folder of PNG masks."
         )
     images, masks = read_mask_data(args.data, args.masks)
-    highest = max(int(np.max(mask)) for mask in masks)
+    void = args.ignore_index
+    highest = max(int(np.max(np.where(mask == void, 0, mask) if void is not None else mask))
+                  for mask in masks)
     num_classes = args.num_classes or highest + 1
-    head = fk.SegmentationHead(num_classes=num_classes, decoder=args.decoder)
+    head = fk.SegmentationHead(num_classes=num_classes, decoder=args.decoder, ignore_index=void)
     return images, masks, head, None, f"{num_classes} classes"
 
 
