@@ -44,8 +44,8 @@ CASES = [
      r"No such image file or folder: 'a great film'\. '.*image\.keras' is an image model: pass image files or folders of images, not text"),
     ("text_file_to_image_model", ["predict", "--model", "{image_model}", "{notes}"], 3, "err",
      r"'.*notes\.txt' is not an image file, but '.*image\.keras' is an image model: pass image files \(\.jpg"),
-    ("fit_out_folder_missing", ["fit", "--backbone", "{backbone}", "--data", "{data}", "--out", "{data}/nothere/m.keras"], 3, "err",
-     r"--out '.*nothere/m\.keras': the folder '.*nothere' does not exist\. Create it or choose another path \(checked before training\)"),
+    ("fit_out_folder_missing", ["fit", "--backbone", "{backbone}", "--data", "{data}", "--out", "{data}/cat/0.jpg/sub/m.keras"], 3, "err",
+     r"--out '.*0\.jpg/sub/m\.keras': the folder '.*0\.jpg/sub' cannot be created \(.*\)\. Choose another path \(checked before training\)"),
     # ---- inputs that must work
     ("predict_folder_in_natural_order", ["predict", "--model", "{image_model}", "{data}/dog"], 0, "out",
      r"\A.*dog/0\.jpg\t.*\n.*dog/1\.png\t.*\n.*dog/2\.jpg\t.*\n(.*\n){7}.*dog/10\.jpg\t.*\n.*dog/11\.png\t"),

@@ -179,8 +179,6 @@ CASES = [
      r"--image-size applies to image or seq2seq tasks; --task chat takes none"),
     ("chat_option_for_another_task", ["fit", "--task", "seq2seq", "--backbone", "bart_base_en", "--data", "{data}", "--lora-rank", "8", "--out", "{out}"],
      r"--lora-rank applies to --task chat only \(this is --task seq2seq\)"),
-    ("chat_out_folder_missing", ["fit", "--task", "chat", "--backbone", "{backbone}", "--data", "{data}", "--out", "{root}/missing/m.keras"],
-     r"--out '.*missing/m\.keras': the folder '.*missing' does not exist"),
     ("chat_out_folder_is_a_file", ["fit", "--task", "chat", "--backbone", "{backbone}", "--data", "{data}", "--out", "{data}/m.keras"],
      r"--out '.*m\.keras': the folder '.*conversations\.jsonl' is not a folder"),
     ("chat_model_is_not_a_chat_model", ["chat", "{class_model}"],

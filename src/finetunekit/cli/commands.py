@@ -129,6 +129,15 @@ def check_out_path(path, option="--out"):
 def check_fit_options(args):
     if not args.out.endswith(".keras"):
         raise CLIError(f'--out must be a ".keras" file. Received: {args.out!r}')
+    folder = os.path.dirname(os.path.abspath(args.out))
+    if not os.path.exists(folder):  # fit creates the folder of --out, before training
+        try:
+            os.makedirs(folder)
+        except OSError as error:
+            raise CLIError(
+                f"--out {args.out!r}: the folder {folder!r} cannot be created ({error.strerror}). "
+                "Choose another path (checked before training)."
+            ) from None
     check_out_path(args.out)
     if args.freeze_epochs is not None and not 0 <= args.freeze_epochs <= args.epochs:
         raise CLIError(
