@@ -241,6 +241,7 @@ def test_unsupported_padding_is_refused(head, padding, match):
         lm.fit(FACTS, epochs=1, padding=padding, verbose=0)
 
 
+@pytest.mark.slow  # default-run budget; runs with -m slow
 def test_packing_trains_lora_factors_over_an_int8_base():
     lm = fk.FineTuner(backbone=tiny_llama(), head=fk.InstructionHead(packing=True), unfreeze=0,
                       lora_rank=2, quantize="int8")

@@ -174,6 +174,7 @@ def test_the_task_table_is_the_registry_of_head_tasks():
     assert task_of(tuner) == "classification"
 
 
+@pytest.mark.slow  # default-run budget; runs with -m slow
 def test_fit_a_text_classifier_from_a_csv_then_evaluate_and_predict(tmp_path, capsys):
     """`fit --backbone <text preset folder> --data reviews.csv`: texts and labels from a table."""
     import pandas as pd
@@ -199,6 +200,7 @@ def test_fit_a_text_classifier_from_a_csv_then_evaluate_and_predict(tmp_path, ca
     assert refused == 3 and "--image-size applies to image data" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # default-run budget; runs with -m slow
 def test_segmentation_with_void_pixels_from_the_command_line(data, tmp_path, capsys):
     """Masks with a 255 border: --ignore-index 255 keeps 2 classes (not 256) and saves it."""
     import finetunekit as fk
