@@ -19,25 +19,15 @@ Extras (checked at start, before any training): jiwer, for the word error rate
 """
 
 import argparse
-import importlib.util
 import os
 import sys
 import tempfile
 
 import numpy as np
+from _extras import check_extras  # noqa: E402  (examples/_extras.py, beside this script)
 
 #: Packages this example needs beyond finetunekit: import name -> what to pip install.
 EXTRAS = {"jiwer": '"finetunekit[speech]"'}
-
-
-def check_extras(extras=EXTRAS):
-    """Stops before anything is trained when a package this example needs is missing."""
-    missing = [name for name in extras if importlib.util.find_spec(name) is None]
-    if missing:
-        commands = "".join(f"\n    pip install {extra}" for extra in dict.fromkeys(
-            extras[name] for name in missing))
-        sys.exit(f"{os.path.basename(__file__)} needs {', '.join(missing)}, not installed:"
-                 f"{commands}")
 
 
 WORDS = {"on": 400.0, "off": 1600.0}
@@ -88,7 +78,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if bool(args.train) == args.smoke:
         parser.error("pass either --train/--test manifests or --smoke")
-    check_extras()
+    check_extras(EXTRAS, __file__)
 
     import finetunekit as fk
 

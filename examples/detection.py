@@ -29,7 +29,6 @@ pip install "finetunekit[plot]"
 """
 
 import argparse
-import importlib.util
 import os
 import sys
 import tempfile
@@ -37,19 +36,10 @@ import tempfile
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
+from _extras import check_extras  # noqa: E402  (examples/_extras.py, beside this script)
 
 #: Packages this example needs beyond finetunekit: import name -> what to pip install.
 EXTRAS = {"pycocotools": '"finetunekit[detection]"', "matplotlib": '"finetunekit[plot]"'}
-
-
-def check_extras(extras=EXTRAS):
-    """Stops before anything is trained when a package this example needs is missing."""
-    missing = [name for name in extras if importlib.util.find_spec(name) is None]
-    if missing:
-        commands = "".join(f"\n    pip install {extra}" for extra in dict.fromkeys(
-            extras[name] for name in missing))
-        sys.exit(f"{os.path.basename(__file__)} needs {', '.join(missing)}, not installed:"
-                 f"{commands}")
 
 
 def write_shapes_yolo(folder, count=8, size=64, seed=0):
@@ -117,7 +107,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.smoke == bool(args.data) or (args.data and not args.num_classes):
         parser.error("pass --smoke, or --data with --num-classes")
-    check_extras()
+    check_extras(EXTRAS, __file__)
     if args.smoke:
         with tempfile.TemporaryDirectory() as folder:
             write_shapes_yolo(os.path.join(folder, "shapes"))

@@ -27,19 +27,10 @@ import sys
 import tempfile
 
 import numpy as np
+from _extras import check_extras  # noqa: E402  (examples/_extras.py, beside this script)
 
 #: Packages this example needs beyond finetunekit: import name -> what to pip install.
 EXTRAS = {"pandas": '"finetunekit[pandas]"', "keras_rs": '"finetunekit[recommend]"'}
-
-
-def check_extras(extras=EXTRAS):
-    """Stops before anything is trained when a package this example needs is missing."""
-    missing = [name for name in extras if importlib.util.find_spec(name) is None]
-    if missing:
-        commands = "".join(f"\n    pip install {extra}" for extra in dict.fromkeys(
-            extras[name] for name in missing))
-        sys.exit(f"{os.path.basename(__file__)} needs {', '.join(missing)}, not installed:"
-                 f"{commands}")
 
 
 def movielens():
@@ -68,7 +59,7 @@ def main(argv=None):
     parser.add_argument("--dim", type=int, default=32)
     parser.add_argument("--smoke", action="store_true", help="one epoch, generated data if needed")
     args = parser.parse_args(argv)
-    check_extras()
+    check_extras(EXTRAS, __file__)
     import pandas as pd
 
     import finetunekit as fk

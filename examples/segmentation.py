@@ -26,7 +26,6 @@ pip install "finetunekit[plot]"
 """
 
 import argparse
-import importlib.util
 import os
 import sys
 import tempfile
@@ -34,19 +33,10 @@ import tempfile
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
+from _extras import check_extras  # noqa: E402  (examples/_extras.py, beside this script)
 
 #: Packages this example needs beyond finetunekit: import name -> what to pip install.
 EXTRAS = {"matplotlib": '"finetunekit[plot]"'}  # with --plot
-
-
-def check_extras(extras=EXTRAS):
-    """Stops before anything is trained when a package this example needs is missing."""
-    missing = [name for name in extras if importlib.util.find_spec(name) is None]
-    if missing:
-        commands = "".join(f"\n    pip install {extra}" for extra in dict.fromkeys(
-            extras[name] for name in missing))
-        sys.exit(f"{os.path.basename(__file__)} needs {', '.join(missing)}, not installed:"
-                 f"{commands}")
 
 
 AUGMENT = {"horizontal_flip": True, "rotation_range": 10}
@@ -169,7 +159,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.smoke == bool(args.images or args.masks):
         parser.error("pass --smoke, or --images and --masks (not both)")
-    check_extras(EXTRAS if args.plot else {})
+    check_extras(EXTRAS if args.plot else {}, __file__)
     names = args.class_names.split(",") if args.class_names else None
     with tempfile.TemporaryDirectory() as workdir:
         if args.smoke:

@@ -19,23 +19,14 @@ scores
 """
 
 import argparse
-import importlib.util
 import os
 import sys
 import tempfile
 
+from _extras import check_extras  # noqa: E402  (examples/_extras.py, beside this script)
+
 #: Packages this example needs beyond finetunekit: import name -> what to pip install.
 EXTRAS = {"sacrebleu": '"finetunekit[seq2seq]"'}
-
-
-def check_extras(extras=EXTRAS):
-    """Stops before anything is trained when a package this example needs is missing."""
-    missing = [name for name in extras if importlib.util.find_spec(name) is None]
-    if missing:
-        commands = "".join(f"\n    pip install {extra}" for extra in dict.fromkeys(
-            extras[name] for name in missing))
-        sys.exit(f"{os.path.basename(__file__)} needs {', '.join(missing)}, not installed:"
-                 f"{commands}")
 
 
 PAIRS = [
@@ -86,7 +77,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if not args.smoke and not (args.backbone and args.pairs):
         parser.error("pass --backbone and --pairs, or --smoke")
-    check_extras()
+    check_extras(EXTRAS, __file__)
 
     import finetunekit as fk
 

@@ -144,7 +144,7 @@ def _extras(name):
     raise AssertionError(f"examples/{name} has no EXTRAS table")
 
 
-SCRIPTS = sorted(name for name in os.listdir(EXAMPLES) if name.endswith(".py"))
+SCRIPTS = sorted(name for name in os.listdir(EXAMPLES) if name.endswith(".py") and not name.startswith("_"))
 SMOKE_ARGS = {"segmentation.py": ["--smoke", "--plot", "masks.png"]}  # matplotlib only with --plot
 MISSING = [(name, module) for name in SCRIPTS for module in _extras(name)[0]]
 # Runs an example with `module` made unimportable; says whether TensorFlow had loaded when it stopped.
@@ -153,6 +153,7 @@ import runpy, sys
 path, module, *args = sys.argv[1:]
 sys.modules[module] = None  # import and find_spec now fail as if it were not installed
 sys.argv = [path, *args]
+sys.path.insert(0, __import__("os").path.dirname(path))  # as `python path` does: examples/_extras.py imports
 try:
     runpy.run_path(path, run_name="__main__")
 finally:
