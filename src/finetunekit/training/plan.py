@@ -148,9 +148,10 @@ def _label_kind(labels):
     """`"names"` or `"ids"` for a flat list/array of class labels, else None (other targets)."""
     if labels is None or isinstance(labels, (str, dict)) or not hasattr(labels, "__len__"):
         return None
-    values = np.asarray(labels, dtype=object).reshape(-1)[:1000]
-    if not len(values) or np.asarray(labels, dtype=object).ndim != 1:
+    array = np.asarray(labels, dtype=object)
+    if array.ndim != 1 or not len(array):
         return None
+    values = array[:1000]
     if all(isinstance(v, (str, bytes)) for v in values):
         return "names"
     if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):

@@ -106,6 +106,36 @@ def batch_examples(ds, n, batch_size, batch, shuffle=False, seed=None):
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
+def padded_batches(ds, n, batch_size, shapes, values, bucketed, padding="dynamic",
+                   shuffle=False, seed=None):
+    """`batch_examples` of rows padded to their batch's longest, or length buckets when shuffling.
+
+    The batching of the sequence-to-sequence and causal-LM pipelines.
+
+    Args:
+        ds: an unbatched `tf.data.Dataset` of `n` `(x, y, weight)` rows.
+        n: int. The number of examples.
+        batch_size: int.
+        shapes: `padded_shapes` of `padded_batch`.
+        values: `padding_values` of `padded_batch`.
+        bucketed: callable `(examples, batch_size, n, shapes, values, padding)
+            -> batched dataset`, the pipeline's length buckets.
+        padding: `"dynamic"`, `"bucket"` or a list of bucket lengths.
+        shuffle: bool. Reshuffle every epoch (buckets apply only then).
+        seed: int or None.
+
+    Returns:
+        A prefetched `tf.data.Dataset` of known cardinality.
+    """
+
+    def batch(examples):
+        if shuffle and is_bucketed(padding):
+            return bucketed(examples, batch_size, n, shapes, values, padding)
+        return examples.padded_batch(batch_size, padded_shapes=shapes, padding_values=values)
+
+    return batch_examples(ds, n, batch_size, batch, shuffle, seed)
+
+
 def bucket_width(buckets, longest):
     """The smallest of `buckets` (an int32 tensor, sorted) that holds `longest` (the last if none)."""
     import tensorflow as tf

@@ -32,6 +32,7 @@ from finetunekit.core.data.text_buckets import (
     is_bucketed,
     is_mode,
     pad_to,
+    padded_batches,
     sortish,
 )
 
@@ -264,13 +265,8 @@ class CausalLMPipeline:
         `ceil(n / batch_size)` batches, each padded to a bucket width.
         """
         shapes, values = self.padding_values()
-
-        def batch(examples):
-            if shuffle and is_bucketed(padding):
-                return self._bucketed(examples, batch_size, n, shapes, values, padding)
-            return examples.padded_batch(batch_size, padded_shapes=shapes, padding_values=values)
-
-        return Batches(batch_examples(ds, n, batch_size, batch, shuffle, seed))
+        return Batches(padded_batches(ds, n, batch_size, shapes, values, self._bucketed, padding,
+                                      shuffle, seed))
 
     def _bucketed(self, ds, batch_size, n, shapes, values, padding):
         """Sortish batches by example length, each padded to the smallest bucket that holds it."""

@@ -22,14 +22,13 @@ from finetunekit.core.data.pipeline import (
     take,
 )
 from finetunekit.core.data.text_buckets import (
-    batch_examples,
     bucket_lengths,
     bucket_width,
     check_padding,
     chunk_batches,
-    is_bucketed,
     is_mode,
     pad_to,
+    padded_batches,
     sortish,
 )
 from finetunekit.core.data.text_cleaning import sanitize_utf8, to_utf8_bytes
@@ -277,13 +276,8 @@ class Seq2SeqPipeline:
             tf.constant(0.0, "float32"),
         )
         shapes = ({name: [None] for name in PAIR_INPUTS}, [None], [None])
-
-        def batch(examples):
-            if is_bucketed(padding) and shuffle:
-                return self._bucketed(examples, batch_size, n, shapes, values, padding)
-            return examples.padded_batch(batch_size, padded_shapes=shapes, padding_values=values)
-
-        return Batches(batch_examples(ds, n, batch_size, batch, shuffle, seed))
+        return Batches(padded_batches(ds, n, batch_size, shapes, values, self._bucketed, padding,
+                                      shuffle, seed))
 
     def _bucketed(self, ds, batch_size, n, shapes, values, padding):
         """Sortish batches by source plus target length; each side padded to a bucket width."""
