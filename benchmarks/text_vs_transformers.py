@@ -6,14 +6,20 @@ weights) on the same split of a text set from `../shared/data/text/`, with the
 same epochs, batch size, learning rate, weight decay (0.01) and maximum length,
 on the same CPU, one subprocess per (runner, seed):
 
-- `finetuner_bucket` / `finetuner_dynamic` / `finetuner`: `fk.FineTuner(..., unfreeze="all")`
-  with `padding="bucket"` (sortish batches padded to a few fixed widths), `"dynamic"` (each
-  batch padded to its longest text), or the library's default.
+- `finetuner` / `finetuner_bucket` / `finetuner_dynamic`: `fk.FineTuner(..., unfreeze="all")`
+  with the library's defaults (`padding="dynamic"`), `padding="bucket"` (sortish batches padded
+  to a few fixed widths) or `"dynamic"` (each batch padded to its longest text).
 - `transformers`: `Trainer` with `DataCollatorWithPadding` (dynamic padding).
 - `transformers_grouped`: the same with the length-grouped sampler
   (`train_sampling_strategy="group_by_length"`; `group_by_length=True` before transformers 5).
 - `keras_hub_tight`: keras-hub `BertTextClassifier` padded to a fixed length at the
   training data's 99th-percentile token length (not 128, which flatters).
+- Every TensorFlow runner runs with oneDNN's kernels (`TF_ENABLE_ONEDNN_OPTS=1`, what
+  `import finetunekit` sets; TensorFlow turns them on itself only on CPUs with AVX-512
+  VNNI/BF16 or AMX), so that they differ by recipe only (`TF_ENABLE_ONEDNN_OPTS=0` in the
+  environment measures TensorFlow's own choice). `--isa avx2` pins oneDNN
+  (`ONEDNN_MAX_CPU_ISA=AVX2`) and PyTorch (`ATEN_CPU_CAPABILITY=avx2`) to AVX2, as on most
+  laptops, whichever CPU runs the script.
 - `..._bf16` (`finetuner_bucket_bf16`, `finetuner_dynamic_bf16`, `keras_hub_tight_bf16`):
   the same in mixed bfloat16 (`FineTuner(mixed_precision="bfloat16")`; Keras'
   `"mixed_bfloat16"` policy for keras-hub), which oneDNN runs natively on CPUs with
@@ -26,6 +32,7 @@ dependency of finetunekit: install it for this script only
 
 Usage:
     python benchmarks/text_vs_transformers.py --data mr --train 2000 --test 1000 --epochs 2 --seeds 0,1,2
+    python benchmarks/text_vs_transformers.py --train 1000 --test 500 --isa avx2 --runners finetuner,transformers,keras_hub_tight
     python benchmarks/text_vs_transformers.py --runners finetuner_bucket_bf16,keras_hub_tight_bf16
 """
 
@@ -46,8 +53,13 @@ from text_finetune import (  # noqa: E402
     peak_memory_mb,
 )
 
-RUNNERS = ("finetuner_bucket", "finetuner_dynamic", "transformers", "transformers_grouped",
-           "keras_hub_tight")
+RUNNERS = ("finetuner", "finetuner_bucket", "finetuner_dynamic", "transformers",
+           "transformers_grouped", "keras_hub_tight")
+# `--isa avx2`: what each framework may use, so that figures hold on CPUs without AVX-512.
+ISA_ENV = {"avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}}
+# Every TensorFlow runner uses oneDNN's kernels, as `import finetunekit` sets (TensorFlow itself
+# turns them on only on CPUs with AVX-512 VNNI/BF16 or AMX): the runners differ by recipe only.
+TF_ENV = {"TF_ENABLE_ONEDNN_OPTS": "1"}
 BF16_RUNNERS = ("finetuner_bucket_bf16", "finetuner_dynamic_bf16", "keras_hub_tight_bf16")
 
 
@@ -62,6 +74,8 @@ def tight_length(backbone, texts, quantile=99):
 
 
 def run_keras(args, data):
+    if args.runner.startswith("finetuner"):
+        import finetunekit  # noqa: F401  (first, as a user would: it chooses TensorFlow's kernels)
     import keras
     import numpy as np
 
@@ -81,7 +95,8 @@ def run_keras(args, data):
                                                         dropout=args.head_dropout),
                              sequence_length=args.sequence_length,
                              mixed_precision="bfloat16" if bf16 else "auto")
-        model.compile(learning_rate=args.lr, weight_decay=0.01)
+        jit = {"auto": {}, "on": {"jit_compile": True}, "off": {"jit_compile": False}}
+        model.compile(learning_rate=args.lr, weight_decay=0.01, **jit[args.jit_compile])
         fit = lambda: model.fit(train_x, train_y, batch_size=args.batch_size,  # noqa: E731
                                 epochs=args.epochs, verbose=0, callbacks=[timer],
                                 **padding)
@@ -215,6 +230,10 @@ def main(argv=None):
                         help="dropout before FineTuner's classifier (keras-hub's uses 0.1)")
     parser.add_argument("--runners", default=",".join(RUNNERS),
                         help=f"comma-separated, of {', '.join(RUNNERS + BF16_RUNNERS)}")
+    parser.add_argument("--isa", choices=("native",) + tuple(ISA_ENV), default="native",
+                        help="instruction set oneDNN and ATen may use (avx2: as on most laptops)")
+    parser.add_argument("--jit-compile", choices=("auto", "on", "off"), default="auto",
+                        help="FineTuner's XLA setting (auto: the library default)")
     parser.add_argument("--workdir", default="/tmp/finetunekit_text_vs_transformers")
     parser.add_argument("--runner", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
@@ -235,7 +254,8 @@ def main(argv=None):
                        "--seed", str(seed)] + [
                 f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
                 if k not in ("runner", "seed", "seeds", "runners")]
-            out = subprocess.run(command, capture_output=True, text=True)
+            env = dict(TF_ENV, **os.environ, **ISA_ENV.get(args.isa, {}))  # yours win
+            out = subprocess.run(command, capture_output=True, text=True, env=env)
             lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
             if not lines:
                 print(f"{runner} (seed {seed}) failed:\n{out.stderr[-2000:]}")
@@ -243,7 +263,8 @@ def main(argv=None):
             rows.append(json.loads(lines[-1][len("RESULT "):]))
             print(json.dumps(rows[-1]), flush=True)
     print(f"\n{args.data}: train={args.train} test={args.test} epochs={args.epochs} "
-          f"batch={args.batch_size} max length={args.sequence_length} lr={args.lr}")
+          f"batch={args.batch_size} max length={args.sequence_length} lr={args.lr} "
+          f"isa={args.isa}")
     summarise(rows, runners)
     return 0
 

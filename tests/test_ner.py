@@ -34,7 +34,7 @@ def test_word_to_subword_alignment():
     ids, starts = pipeline.encode_words([["great", "film"], ["a", "plot"]])
     assert ids[0][0] == 2 and ids[0][-1] == 3  # [CLS] ... [SEP]
     assert starts == [[1, 2], [1, 2]]
-    prepared = ft.prepare(SENTENCES[:2], TAGS[:2], batch_size=2)
+    prepared = ft.prepare(SENTENCES[:2], TAGS[:2], batch_size=2, padding="dynamic")
     names = prepared.class_names
     features, labels = next(iter(prepared.train.x))
     labels = labels.numpy()
@@ -42,6 +42,11 @@ def test_word_to_subword_alignment():
     assert labels[0].tolist() == [-100, 1, 2, 0, 2, -100]
     assert labels[1].tolist()[:5] == [-100, 0, 0, 2, -100]  # padding ignored too
     assert features["token_ids"].shape == (2, 6)
+    # Buckets pad tokens and tags alike to a bucket width (8), tags with the ignore value.
+    bucketed = ft.prepare(SENTENCES[:2], TAGS[:2], batch_size=2, padding="bucket").train.x
+    features, bucketed = next(iter(bucketed))
+    assert features["token_ids"].shape == bucketed.shape == (2, 8)
+    assert bucketed.numpy()[0].tolist() == labels[0].tolist() + [-100, -100]
 
 
 def test_truncated_words_are_ignored_and_predicted_as_o():

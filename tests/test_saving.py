@@ -160,7 +160,7 @@ FORKER = textwrap.dedent(
         print(pid, flush=True)
     """
 )
-TRIALS = 12
+TRIALS = 8
 
 
 def _kernel(model):

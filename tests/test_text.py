@@ -103,11 +103,16 @@ def test_dynamic_padding_equals_fixed_padding(pooling):
 
 def test_batches_are_padded_to_their_longest_text():
     ft = text_tuner()
-    ds = ft.prepare(
-        ["great", "a b", "what a ride bad good movie"], None, batch_size=2, require_labels=False
-    ).train.x
+    texts = ["great", "a b", "what a ride bad good movie"]
+    ds = ft.prepare(texts, None, batch_size=2, require_labels=False).train.x
     shapes = [batch["token_ids"].shape[1] for batch in ds]
     assert shapes == [4, 8]  # [CLS] great [SEP] / [CLS] 6 words [SEP], not 16
+    # Bucketing, in order: each batch rounded up to a bucket width (8, 16 here).
+    batches = list(
+        ft.prepare(texts, None, batch_size=2, require_labels=False, padding="bucket").train.x
+    )
+    assert [b["token_ids"].shape[1] for b in batches] == [8, 8]
+    assert batches[0]["padding_mask"].numpy().sum(axis=1).tolist() == [3, 4]
     ds = ft.prepare(
         ["great"], None, batch_size=2, require_labels=False, padding="fixed"
     ).train.x

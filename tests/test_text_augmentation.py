@@ -69,7 +69,8 @@ def test_evaluation_validation_and_prediction_see_the_texts_unchanged():
     pipeline = ft.backbone_kind.data_pipeline(ft.head)
     predicted = pipeline.prepare(TEXTS[:2], None, require_labels=False).train.x
     features = next(iter(predicted))
-    assert [VOCAB[i] for i in features["token_ids"].numpy()[0]] == expected[0]
+    real = features["padding_mask"].numpy()[0].astype(bool)
+    assert [VOCAB[i] for i in features["token_ids"].numpy()[0][real]] == expected[0]
 
 
 def test_each_edit_on_its_own():

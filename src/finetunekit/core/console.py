@@ -83,6 +83,7 @@ def import_tensorflow_quietly():
     Sets `TF_CPP_MIN_LOG_LEVEL` to `2` (C++ errors only) unless the user set
     it, then imports TensorFlow inside `native_notices_hidden`. Does nothing
     more when TensorFlow is already loaded. Python warnings are untouched.
+    (`import finetunekit` also sets `TF_ENABLE_ONEDNN_OPTS`: see the package.)
 
     Returns:
         The `tensorflow` module, or None when it is not installed.
@@ -100,9 +101,26 @@ def import_tensorflow_quietly():
             import tensorflow as tf
 
             tf.config.list_physical_devices()  # the device probe writes cuInit's lines
+            if os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "1":
+                _log_onednn_int64_notice(tf)
     except ImportError:  # pragma: no cover - another Keras backend
         return None
     return tf
+
+
+def _log_onednn_int64_notice(tf):
+    """Has oneDNN write its one-time int64 notice now, while native notices are filtered.
+
+    With oneDNN on (`import finetunekit` turns it on) and a CPU without
+    AVX-512, TensorFlow logs once per process, as an error, "oneDNN supports
+    DT_INT64 only on platforms with AVX-512. Falling back to the default
+    Eigen-based implementation" at the first int64 op of a `tf.data`
+    function it could hand to oneDNN (the text tokenizers' transposes). It
+    is a notice, not an error: an int64 transpose in a tiny pipeline makes
+    TensorFlow write it here instead of in the middle of `fit`.
+    """
+    for _ in tf.data.Dataset.from_tensors(tf.zeros((1, 2), tf.int64)).map(tf.transpose):
+        pass
 
 
 def _live_terminal():

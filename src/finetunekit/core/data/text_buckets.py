@@ -34,6 +34,23 @@ def sortish_batches(pipeline, ds, batch_size, shapes, values, buckets, chunk_bat
     and the number of batches is `ceil(n / batch_size)`, as without
     bucketing. A few fixed widths keep the shapes a compiled step sees few.
     """
+    return sortish(ds, batch_size, shapes, values, lambda e: pipeline.lengths(e[0]),
+                   bucket_padder(pipeline, buckets, values), chunk_batches)
+
+
+def bucket_padder(pipeline, buckets, values, per_token=False):
+    """`fn(*batch) -> batch` padding a batch's tokens to the smallest bucket width that holds it.
+
+    Args:
+        pipeline: the `TextPipeline` (its `lengths` counts tokens).
+        buckets: sorted list of widths, the last one `sequence_length`.
+        values: `padded_batch` padding values (a dict, or a tuple whose first
+            item is the features' dict and whose second is the targets').
+        per_token: bool. The targets have one value per token: pad them too.
+
+    Returns:
+        A function for `Dataset.map`.
+    """
     import tensorflow as tf
 
     buckets = tf.constant(buckets, dtype="int32")
@@ -44,10 +61,11 @@ def sortish_batches(pipeline, ds, batch_size, shapes, values, buckets, chunk_bat
         features = {
             name: pad_to(value, width, pads[name]) for name, value in features.items()
         }
+        if per_token and rest:
+            rest = (pad_to(rest[0], width, values[1]), *rest[1:])
         return (features, *rest) if rest else features
 
-    return sortish(ds, batch_size, shapes, values, lambda e: pipeline.lengths(e[0]), to_bucket,
-                   chunk_batches)
+    return to_bucket
 
 
 def sortish(ds, batch_size, shapes, values, length_of, to_bucket, chunk_batches=50):
@@ -202,8 +220,3 @@ def check_padding(padding):
         f"Unknown padding {padding!r}. Expected one of {', '.join(map(repr, PADDINGS))}, or a "
         f"list of bucket lengths such as [16, 32, 64, 128]. Received: padding={padding!r}"
     )
-
-
-def ordered(padding):
-    """Bucketing reorders examples; keep order where it matters (validation, predict)."""
-    return "dynamic" if is_bucketed(padding) else padding

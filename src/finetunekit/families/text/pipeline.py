@@ -1,11 +1,14 @@
 """The text pipeline: strings, tables, files, folders, datasets and TFDS -> token batches.
 
 Texts are tokenised once (and cached) by the backbone's keras-hub
-preprocessor inside `tf.data`, then batched with *dynamic padding*: each batch
-is padded to its own longest sequence (never longer than `sequence_length`),
-or, with `padding="bucket"` (or a list of bucket lengths), examples of similar
-length are batched together and padded to one of a few fixed widths.
-Because the backbone masks padding, outputs equal those of fixed padding.
+preprocessor inside `tf.data`, then batched with *dynamic padding* (the
+default): each batch is padded to its own longest sequence (never longer than
+`sequence_length`). With `padding="bucket"` (or a list of bucket lengths)
+shuffled training texts of similar length are batched together, and every
+batch (in order, for validation, evaluation and prediction) is padded to the
+smallest of a few fixed widths that holds its longest text; `"fixed"` pads to
+`sequence_length`. Because the backbone masks padding, outputs equal those of
+fixed padding.
 Heads with per-word targets (`target_layout == "token"`: NER, tagging) have
 each word tokenised on its own; its first sub-word carries the word's target
 and every other position (later sub-words, start/end tokens, padding) gets
@@ -37,11 +40,11 @@ from finetunekit.core.data.pipeline import (
 from finetunekit.core.data.text_buckets import (
     batch_examples,
     bucket_lengths,
+    bucket_padder,
     check_padding,
     chunk_batches,
     is_bucketed,
     is_mode,
-    ordered,
     sortish_batches,
 )
 from finetunekit.core.data.text_cleaning import clean_text, sanitize_utf8, to_utf8_bytes
@@ -160,7 +163,8 @@ class TextPipeline:
             .map(self.trim, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         )
 
-    def batch(self, ds, batch_size, padding="dynamic", target_pad=None, examples=None):
+    def batch(self, ds, batch_size, padding="dynamic", target_pad=None, examples=None,
+              keep_order=False):
         """Pads and batches an unbatched dataset of `features` or `(features, targets[, weights])`.
 
         Args:
@@ -168,12 +172,19 @@ class TextPipeline:
             batch_size: int.
             padding: `"dynamic"` (each batch padded to its longest sequence),
                 `"bucket"` or a list of bucket lengths (similar lengths batched
-                together, padded to bucket widths, order not kept; see
-                `finetunekit.core.data.text_buckets`) or `"fixed"` (always `sequence_length`).
+                together and padded to one of a few widths, see
+                `finetunekit.core.data.text_buckets`) or `"fixed"` (always
+                `sequence_length`).
             target_pad: padding value of per-token targets, or None for
                 per-example targets.
             examples: int or None. Number of examples, when known (bucketing
                 then sorts within at least 4 chunks per epoch).
+            keep_order: bool. Batches follow the stream's order (validation,
+                evaluation, prediction); with bucket padding each batch is
+                then padded to the smallest bucket width that holds it.
+
+        Returns:
+            A batched `tf.data.Dataset`.
         """
         import tensorflow as tf
 
@@ -182,18 +193,23 @@ class TextPipeline:
         shapes = {name: [length] for name in self.input_names}
         values = self.padding_values()
         spec = ds.element_spec
+        per_token = None
         if isinstance(spec, tuple):
             shapes, values = [shapes], [values]
             for i, part in enumerate(spec[1:]):
-                per_token = i == 0 and target_pad is not None
-                shapes.append(tf.TensorShape([length]) if per_token else part.shape)
-                values.append(tf.constant(target_pad if per_token else 0, part.dtype))
+                token_targets = i == 0 and target_pad is not None
+                per_token = per_token or token_targets
+                shapes.append(tf.TensorShape([length]) if token_targets else part.shape)
+                values.append(tf.constant(target_pad if token_targets else 0, part.dtype))
             shapes, values = tuple(shapes), tuple(values)
-        if is_bucketed(padding):
-            buckets = bucket_lengths(padding, self.sequence_length)
-            chunk = chunk_batches(examples, batch_size)
-            return sortish_batches(self, ds, batch_size, shapes, values, buckets, chunk)
-        return ds.padded_batch(batch_size, padded_shapes=shapes, padding_values=values)
+        if not is_bucketed(padding):
+            return ds.padded_batch(batch_size, padded_shapes=shapes, padding_values=values)
+        buckets = bucket_lengths(padding, self.sequence_length)
+        if keep_order:
+            ds = ds.padded_batch(batch_size, padded_shapes=shapes, padding_values=values)
+            return ds.map(bucket_padder(self, buckets, values, per_token))
+        chunk = chunk_batches(examples, batch_size)
+        return sortish_batches(self, ds, batch_size, shapes, values, buckets, chunk)
 
     # ----------------------------------------------------------------- public
     def prepare(
@@ -266,15 +282,14 @@ class TextPipeline:
 
         def make(index, train_split):
             extras = (take(targets, index), take(weights, index))
-            order = padding if train_split and shuffle else ordered(padding)
             if augment and train_split:
                 return self.finish_augmented(
-                    take(texts, index), extras, len(index), batch_size, order,
+                    take(texts, index), extras, len(index), batch_size, padding,
                     shuffle=shuffle, seed=seed,
                 )
             ds = self.tokenized_dataset(take(texts, index))
             return self.finish(
-                ds, extras, len(index), batch_size, order, shuffle=train_split and shuffle,
+                ds, extras, len(index), batch_size, padding, shuffle=train_split and shuffle,
                 seed=seed,
             )
 
@@ -282,12 +297,15 @@ class TextPipeline:
 
     def finish(
         self, ds, extras, n, batch_size, padding, shuffle=False, seed=None, target_pad=None,
-        per_epoch=None,
+        per_epoch=None, keep_order=None,
     ):
         """Zips `extras` (targets, weights; None ones left out) with `ds`, caches, shuffles, batches.
 
         `per_epoch`, if given, maps the shuffled (uncached) stream before
         batching, so that it runs anew every epoch (text augmentation).
+        Batches keep the stream's order unless shuffling (`keep_order`
+        overrides: bucketing groups similar lengths only in shuffled
+        training data).
 
         Returns:
             `Batches` of a prefetched dataset of known cardinality.
@@ -299,7 +317,10 @@ class TextPipeline:
             ds = tf.data.Dataset.zip((ds, *extras))
         def batch(examples):
             examples = per_epoch(examples) if per_epoch is not None else examples
-            return self.batch(examples, batch_size, padding, target_pad=target_pad, examples=n)
+            return self.batch(
+                examples, batch_size, padding, target_pad=target_pad, examples=n,
+                keep_order=not shuffle if keep_order is None else keep_order,
+            )
 
         return Batches(batch_examples(ds, n, batch_size, batch, shuffle, seed))
 
@@ -350,9 +371,7 @@ class TextPipeline:
             ds = self.augmented_tokens(ds)  # (text, label, sample_weight) stay together
         else:
             ds = self.tokenized_dataset(ds)
-        ds = self.batch(
-            ds, batch_size, padding if train else ordered(padding), examples=examples
-        )
+        ds = self.batch(ds, batch_size, padding, examples=examples, keep_order=not train)
         if examples >= 0:
             ds = ds.apply(tf.data.experimental.assert_cardinality(-(-examples // batch_size)))
         return ds.prefetch(tf.data.AUTOTUNE)
@@ -430,8 +449,6 @@ class TextPipeline:
         x_col, y_col, require_labels, padding,
     ):
         """`TextPipeline.prepare` for heads with one target per word. Returns a `Prepared`."""
-        from finetunekit.core.data.text_buckets import ordered
-
         x, y = _read(x, y, x_col, y_col)
         sentences = [as_words(s) for s in x]
         if not sentences:
@@ -462,10 +479,10 @@ class TextPipeline:
             ds = tf.data.Dataset.from_tensor_slices(tuple(parts) if len(parts) > 1 else features)
             ds = ds.map(self._trim_tokens())
             # predict concatenates batches: give them one length
-            mode = ordered(padding) if rows is not None else "fixed"
+            mode = padding if rows is not None else "fixed"
             return self.finish(
                 ds, (), len(index), batch_size, mode, shuffle=training and shuffle, seed=seed,
-                target_pad=IGNORE_INDEX,
+                target_pad=IGNORE_INDEX, keep_order=True,
             )
 
         train, validation, index = build_splits(len(sentences), make, validation_split, None, seed)
