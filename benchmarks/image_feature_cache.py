@@ -142,7 +142,11 @@ def main():
         command = [sys.executable, __file__, "--child", mode] + [
             f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items() if k not in ("child",)
         ]
-        out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+        # Every child with oneDNN's kernels, as `import finetunekit` sets (the children import
+        # Keras first); TF_ENABLE_ONEDNN_OPTS=0 in the environment measures TensorFlow's choice.
+        env = dict({"TF_ENABLE_ONEDNN_OPTS": "1"}, **os.environ)
+        out = subprocess.run(command, check=True, capture_output=True, text=True,
+                             env=env).stdout
         results[mode] = json.loads(out.strip().splitlines()[-1])
     state = f"unfreeze={args.unfreeze}" if args.unfreeze else "frozen"
     print(
