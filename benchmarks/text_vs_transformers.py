@@ -248,13 +248,13 @@ def main(argv=None):
         return 0
     runners = args.runners.split(",")
     rows = []
+    env = {**TF_ENV, **os.environ, **ISA_ENV.get(args.isa, {})}  # yours win, but the ISA's
     for seed in [int(s) for s in args.seeds.split(",")]:
         for runner in runners:  # interleaved, so that drifts of the machine hit all alike
             command = [sys.executable, os.path.abspath(__file__), "--runner", runner,
                        "--seed", str(seed)] + [
                 f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
                 if k not in ("runner", "seed", "seeds", "runners")]
-            env = dict(TF_ENV, **os.environ, **ISA_ENV.get(args.isa, {}))  # yours win
             out = subprocess.run(command, capture_output=True, text=True, env=env)
             lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
             if not lines:

@@ -193,21 +193,19 @@ class TextPipeline:
         shapes = {name: [length] for name in self.input_names}
         values = self.padding_values()
         spec = ds.element_spec
-        per_token = None
         if isinstance(spec, tuple):
             shapes, values = [shapes], [values]
             for i, part in enumerate(spec[1:]):
-                token_targets = i == 0 and target_pad is not None
-                per_token = per_token or token_targets
-                shapes.append(tf.TensorShape([length]) if token_targets else part.shape)
-                values.append(tf.constant(target_pad if token_targets else 0, part.dtype))
+                per_token = i == 0 and target_pad is not None
+                shapes.append(tf.TensorShape([length]) if per_token else part.shape)
+                values.append(tf.constant(target_pad if per_token else 0, part.dtype))
             shapes, values = tuple(shapes), tuple(values)
         if not is_bucketed(padding):
             return ds.padded_batch(batch_size, padded_shapes=shapes, padding_values=values)
         buckets = bucket_lengths(padding, self.sequence_length)
         if keep_order:
             ds = ds.padded_batch(batch_size, padded_shapes=shapes, padding_values=values)
-            return ds.map(bucket_padder(self, buckets, values, per_token))
+            return ds.map(bucket_padder(self, buckets, values, per_token=target_pad is not None))
         chunk = chunk_batches(examples, batch_size)
         return sortish_batches(self, ds, batch_size, shapes, values, buckets, chunk)
 
