@@ -14,6 +14,7 @@ import importlib
 import inspect
 
 import keras
+import numpy as np
 
 #: Sub-layers of a keras-hub `TransformerEncoder` that a `TransformerDecoder` has under the same name.
 TRANSFORMER_SHARED_SUBLAYERS = (
@@ -46,6 +47,7 @@ PRIVATE_ATTRIBUTES = {
     "keras.Model instance": ("_initial_epoch", "_inputs_struct"),
     "keras.Model instance (TensorFlow backend)": ("_distribute_strategy",),
     "keras.optimizers.Optimizer instance": ("_var_key", "_trainable_variables_indices"),
+    "keras.optimizers.Adam (built)": ("_momentums", "_velocities"),
     "tf.distribute.StrategyExtended": ("_in_multi_worker_mode",),
     "keras_hub.layers.TransformerEncoder (built)": TRANSFORMER_SHARED_SUBLAYERS,
     "keras_hub.layers.TransformerDecoder (built with cross-attention)": (
@@ -98,6 +100,21 @@ def optimizer_tracks(optimizer, variables):
         return False
     known = getattr(optimizer, "_trainable_variables_indices", {})
     return all(optimizer._var_key(v) in known for v in variables)
+
+
+def adam_slots(optimizer, variable):
+    """`(momentum, velocity)` of `variable` in a built Keras Adam/AdamW, as backend variables.
+
+    Reads `optimizer._momentums` and `_velocities` (Keras keeps them private).
+    """
+    index = optimizer._trainable_variables_indices[optimizer._var_key(variable)]
+    return optimizer._momentums[index].value, optimizer._velocities[index].value
+
+
+def _built_adam():
+    optimizer = keras.optimizers.Adam()
+    optimizer.build([keras.Variable(np.zeros((1,), "float32"))])
+    return optimizer
 
 
 def distribute_strategy(model):
@@ -422,6 +439,7 @@ _OWNERS = {
     "keras.Model instance": _functional_model,
     "keras.Model instance (TensorFlow backend)": _tensorflow_model,
     "keras.optimizers.Optimizer instance": lambda: keras.optimizers.Adam(),
+    "keras.optimizers.Adam (built)": lambda: _built_adam(),
     "tf.distribute.StrategyExtended": lambda: (
         importlib.import_module("tensorflow").distribute.StrategyExtended
     ),
