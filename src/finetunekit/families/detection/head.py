@@ -50,8 +50,8 @@ class DetectionHead(SpatialHead):
         min_level, max_level: int. Pyramid levels with anchors (stride
             `2**level`). Defaults to 3 and 7.
         num_scales: int. Anchor scales per level. Defaults to 3.
-        aspect_ratios: floats. Anchor width/height ratios. Defaults to
-            `(0.5, 1.0, 2.0)`.
+        aspect_ratios: floats. Anchor height/width ratios (2.0 is an anchor
+            twice as tall as wide). Defaults to `(0.5, 1.0, 2.0)`.
         anchor_size: float. Base anchor side in units of the level's stride.
             Defaults to 4.0 (32 pixels on `P3`).
         box_variance: 4 floats. Scale of the box deltas.
@@ -59,10 +59,15 @@ class DetectionHead(SpatialHead):
         confidence_threshold: float. Detections scoring less are dropped.
             Defaults to 0.05.
         max_detections: int. Detections kept per image. Defaults to 100.
-        normalize_pyramid: bool. Group-normalise each backbone feature map
-            before the FPN (32 groups, or fewer for narrow maps), so that the
-            scale of a pretrained backbone's activations does not set the
-            scale of the FPN's inputs. Defaults to False.
+        normalize_pyramid: bool or `"auto"`. Group-normalise each backbone
+            feature map before the FPN (32 groups, or fewer for narrow maps),
+            so that the scale of a pretrained backbone's activations does not
+            set the scale of the FPN's inputs. `"auto"` (the default) decides
+            by the backbone's weights when `FineTuner` builds the model: True
+            for pretrained weights (a file, `"imagenet"`, a preset, your own
+            model), False for random ones (`weights=None`); a head built
+            without a FineTuner normalises. The decision is saved with the
+            model as a plain bool.
         **kwargs: Standard `keras.layers.Layer` arguments.
 
     Returns:
@@ -86,7 +91,7 @@ class DetectionHead(SpatialHead):
         self, num_classes, bounding_box_format="xyxy", fpn_filters=256, num_head_convs=4,
         min_level=3, max_level=7, num_scales=3, aspect_ratios=(0.5, 1.0, 2.0), anchor_size=4.0,
         box_variance=(0.1, 0.1, 0.2, 0.2), iou_threshold=0.5, confidence_threshold=0.05,
-        max_detections=100, normalize_pyramid=False, **kwargs,
+        max_detections=100, normalize_pyramid="auto", **kwargs,
     ):
         super().__init__(**kwargs)
         if isinstance(num_classes, bool) or int(num_classes) != num_classes or num_classes < 1:
@@ -116,12 +121,27 @@ class DetectionHead(SpatialHead):
             "confidence_threshold": float(confidence_threshold),
             "max_detections": int(max_detections),
         }
-        self.normalize_pyramid = bool(normalize_pyramid)
+        flags = (bool, int, np.bool_, np.integer)
+        if isinstance(normalize_pyramid, flags) and normalize_pyramid in (0, 1):
+            normalize_pyramid = bool(normalize_pyramid)
+        elif normalize_pyramid != "auto":
+            raise ValueError(
+                "`normalize_pyramid` must be True, False or \"auto\" (True for pretrained "
+                "weights, False for random ones). Received: "
+                f"normalize_pyramid={normalize_pyramid!r}"
+            )
+        self.normalize_pyramid = normalize_pyramid
         self.image_size = None
         self.anchors = None
         self.tap_norms = {}
 
     # ------------------------------------------------------------------ model
+    def adapt_backbone(self, kind):
+        """Resolves `normalize_pyramid="auto"` from the backbone's weights (True unless random)."""
+        if self.normalize_pyramid == "auto":
+            self.normalize_pyramid = not getattr(kind, "learns_norm_stats", False)
+        return kind
+
     def build(self, input_shape):
         FeaturePyramid = retinanet_feature_pyramid_class()
         PredictionHead = retinanet_prediction_head_class()
@@ -136,6 +156,8 @@ class DetectionHead(SpatialHead):
             dtype=self.dtype_policy, name="fpn",
         )
         self.fpn.build({level: pyramid[level] for level in self.levels})
+        if self.normalize_pyramid == "auto":  # built without a FineTuner: weights unknown
+            self.normalize_pyramid = True
         if self.normalize_pyramid:
             for level in self.levels:
                 channels = int(pyramid[level][-1])
@@ -342,6 +364,11 @@ class DetectionHead(SpatialHead):
             **self.nms_options,
             "normalize_pyramid": self.normalize_pyramid,
         }
+
+    @classmethod
+    def from_config(cls, config):
+        # A config written before the option existed had taps fed to the FPN as they are.
+        return super().from_config({"normalize_pyramid": False, **config})
 
 
 def _input_levels(pyramid, low, high):
