@@ -303,6 +303,29 @@ def test_normalize_pyramid_auto_normalises_without_a_fine_tuner_and_old_configs_
             fk.DetectionHead(2, normalize_pyramid=wrong)
 
 
+def test_anchor_warning_names_elongated_boxes_and_its_aspect_ratios_cover_them():
+    import re
+    import warnings
+
+    from finetunekit.families.detection.anchors import best_anchor_iou
+
+    tall = [{"boxes": np.array([[6, 2, 10, 30], [22, 2, 26, 30]], "float32")}]  # 4 x 28 px
+    head = built_head(anchor_size=1.0)  # anchors from 8 px: the boxes are not too small
+    with pytest.warns(UserWarning, match=r"2 of 2 boxes overlap no anchor") as caught:
+        head.check_learnable(tall, [(32, 32)])
+    message = str(caught[0].message)
+    assert "their median height/width is 7, the anchors' 0.5 to 2" in message
+    assert "anchor_size" not in message  # size is not what misses them
+    suggested = re.search(r"aspect_ratios=\(([^)]*)\)", message).group(1)
+    ratios = [float(r) for r in suggested.split(",")]
+    assert ratios == [3.5, 7.0, 14.0]
+    fixed = built_head(anchor_size=1.0, aspect_ratios=ratios)
+    assert (best_anchor_iou(tall[0]["boxes"], fixed.anchors) >= 0.5).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fixed.check_learnable(tall, [(32, 32)])
+
+
 def spread_detector():
     """A tiny random detector whose head weights spread boxes and scores (some boxes leave the image)."""
     import keras

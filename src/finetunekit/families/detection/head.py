@@ -234,6 +234,8 @@ class DetectionHead(SpatialHead):
         anchors (`anchor_size * 2 ** min_level` pixels) or of another shape
         has none, and trains only through the one anchor it is forced onto,
         whose box deltas must then stretch far: such boxes are learned poorly.
+        The warning says whether the missed boxes are too small for the
+        anchors or more elongated than their `aspect_ratios` (height/width).
         """
         if getattr(self, "anchors", None) is None:
             return
@@ -245,16 +247,34 @@ class DetectionHead(SpatialHead):
         missed = best_anchor_iou(boxes, self.anchors) < POSITIVE_IOU
         if not missed.any():
             return
-        sides = np.sqrt(np.prod(boxes[missed][:, 2:] - boxes[missed][:, :2], axis=1))
+        extent = np.maximum(boxes[:, 2:] - boxes[:, :2], 1e-6)  # (width, height)
+        sides = np.sqrt(np.prod(extent[missed], axis=1))
+        shapes = extent[:, 1] / extent[:, 0]  # height / width, as aspect_ratios count
         smallest = self.anchor_options["anchor_size"] * 2 ** self.anchor_options["min_level"]
+        ratios = self.anchor_options["aspect_ratios"]
+        shape = float(np.median(shapes[missed]))
+        facts = (f"their median side is {np.median(sides):.0f} px; the smallest anchors are "
+                 f"{smallest:g} px")
+        advice = []
+        if not min(ratios) / 1.5 <= shape <= max(ratios) * 1.5:
+            usual = float(np.median(shapes))
+            suggested = ", ".join(f"{r:.2g}" for r in (usual / 2, usual, usual * 2))
+            facts += (f"; their median height/width is {shape:.2g}, the anchors' "
+                      f"{min(ratios):g} to {max(ratios):g}")
+            advice.append(
+                "Pass anchor shapes around your boxes' own, e.g. DetectionHead(aspect_ratios="
+                f"({suggested})) for boxes whose median height/width is {usual:.2g}"
+            )
+        if not advice or np.median(sides) < smallest:
+            advice.append(
+                "Pass a larger input_shape, or a smaller DetectionHead(anchor_size=...) (e.g. "
+                f"anchor_size=2 for {2 * 2 ** self.anchor_options['min_level']:g} px anchors)"
+            )
         warn_user(
             f"{int(missed.sum())} of {len(boxes)} boxes overlap no anchor with IoU >= "
             f"{POSITIVE_IOU} at the model's {self.image_size[0]}x{self.image_size[1]} input "
-            f"(their median side is {np.median(sides):.0f} px; the smallest anchors are "
-            f"{smallest:g} px): each trains only through the one anchor it is forced onto, and "
-            "is learned poorly. Pass a larger "
-            "input_shape, or a smaller DetectionHead(anchor_size=...) (e.g. anchor_size=2 for "
-            f"{2 * 2 ** self.anchor_options['min_level']:g} px anchors)."
+            f"({facts}): each trains only through the one anchor it is forced onto, and is "
+            f"learned poorly. {'. '.join(advice)}."
         )
 
     def read_data(self, x, y):
