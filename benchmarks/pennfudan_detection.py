@@ -34,7 +34,8 @@ Setup (assets only, never runtime dependencies of finetunekit):
     # the data: ../shared/data/pennfudan/ (PennFudanPed: PNGImages/, Annotation/)
 
 Usage:
-    python benchmarks/pennfudan_detection.py --size 128 --epochs 12 --seeds 0,1,2
+    python benchmarks/pennfudan_detection.py --size 128 --epochs 8 --fpn-filters 128 --head-convs 2 --seeds 0,1,2
+    (about 27 minutes on 2 shared CPU cores: 15 runs; figures in benchmarks/README.md)
 """
 
 import argparse
