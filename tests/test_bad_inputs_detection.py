@@ -74,6 +74,15 @@ def small_boxes(tmp):
     return SpatialPipeline(head, (32, 32, 3)).prepare(X2, {"boxes": [box, fits], "labels": [[0], [1]]})
 
 
+def tall_boxes(tmp):
+    """4 x 28 px boxes (height/width 7) against 8 px anchors of height/width 0.5 to 2."""
+    from tests.test_detection import built_head
+
+    head = built_head(anchor_size=1.0)
+    tall = [[6, 2, 10, 30], [22, 2, 26, 30]]
+    return SpatialPipeline(head, (32, 32, 3)).prepare(X2, {"boxes": [tall, tall], "labels": [[0, 0], [1, 1]]})
+
+
 def coco_missing_files(tmp):
     data = {"images": [{"id": 1, "file_name": "gone.jpg"}], "annotations": [],
             "categories": [{"id": 1, "name": "cat"}]}
@@ -146,6 +155,7 @@ CASES = [
     ("detection_yolo_labels_folder_beside_images", labels_folder_beside_images, None, None),
     ("detection_zero_size_box", lambda t: prepare([BOX, [[4, 4, 4, 10]]], [[0], [1]]), ValueError, r"1 box\(es\) have zero width or height, e\.g\. image 1: \[4\.0, 4\.0, 4\.0, 10\.0\]"),
     ("detection_no_boxes_at_all", lambda t: prepare([[], []], [[], []]), ValueError, r"None of the 2 images has a box: a detector learns from boxes"),
+    ("detection_boxes_more_elongated_than_every_anchor", tall_boxes, UserWarning, r"4 of 4 boxes overlap no anchor with IoU >= 0\.5 at the model's 32x32 input \(their median side is 11 px; the smallest anchors are 8 px; their median height/width is 7, the anchors' 0\.5 to 2\): each trains only through the one anchor it is forced onto, and is learned poorly\. Pass anchor shapes around your boxes' own, e\.g\. DetectionHead\(aspect_ratios=\(3\.5, 7, 14\)\)"),
     ("detection_boxes_smaller_than_every_anchor", small_boxes, UserWarning, r"1 of 2 boxes overlap no anchor with IoU >= 0\.5 at the model's 32x32 input \(their median side is 4 px; the smallest anchors are 32 px\): each trains only through the one anchor it is forced onto, and is learned poorly\. Pass a larger input_shape, or a smaller DetectionHead\(anchor_size=\.\.\.\)"),
     ("detection_coco_json_missing_files", coco_missing_files, FileNotFoundError, r"lists 1 image file\(s\) that do not exist in .* Pass the images folder"),
     ("detection_yolo_malformed_line", yolo_malformed_line, ValueError, r"a\.txt, line 1: '0 0\.5 0\.5 0\.2' is not a YOLO box\. Each line is 'class cx cy w h'"),

@@ -257,8 +257,73 @@ def test_normalize_pyramid_makes_the_head_blind_to_the_scale_of_its_taps():
     np.testing.assert_allclose(large, small, rtol=1e-2, atol=1e-2)
     config = json.loads(json.dumps(head.get_config()))
     assert fk.DetectionHead.from_config(config).normalize_pyramid is True
-    plain = built_head()
+    plain = built_head(normalize_pyramid=False)
     assert not plain.tap_norms and plain.get_config()["normalize_pyramid"] is False
+
+
+def test_normalize_pyramid_auto_follows_the_backbone_weights_and_is_saved_as_a_bool(tmp_path):
+    import keras
+
+    weights = str(tmp_path / "mobilenet.weights.h5")
+    encoder = keras.applications.MobileNet(include_top=False, weights=None, input_shape=(32, 32, 3))
+    encoder.save_weights(weights)
+
+    def tuner(source):
+        head = fk.DetectionHead(2, fpn_filters=8, num_head_convs=1, max_level=5)
+        assert head.normalize_pyramid == "auto"
+        return fk.FineTuner(backbone="MobileNet", weights=source, input_shape=(32, 32, 3), head=head)
+
+    random, pretrained = tuner(None), tuner(weights)
+    assert random.head.normalize_pyramid is False and not random.head.tap_norms
+    assert pretrained.head.normalize_pyramid is True
+    assert set(pretrained.head.tap_norms) == {"P3", "P4", "P5"}
+    assert pretrained.head.get_config()["normalize_pyramid"] is True
+    # A saved detector reloads with weights=None: its config keeps the decision, not "auto".
+    pretrained.save(str(tmp_path / "det.keras"))
+    loaded = fk.load(str(tmp_path / "det.keras"))
+    assert loaded.head.normalize_pyramid is True and set(loaded.head.tap_norms) == {"P3", "P4", "P5"}
+    images = np.random.default_rng(0).integers(0, 255, (2, 32, 32, 3)).astype("uint8")
+    np.testing.assert_allclose(loaded.predict(images, verbose=0),
+                               pretrained.predict(images, verbose=0), rtol=1e-5, atol=1e-5)
+
+
+def test_normalize_pyramid_auto_normalises_without_a_fine_tuner_and_old_configs_load_plain():
+    head = built_head()  # built on its own: the backbone's weights are unknown
+    assert head.normalize_pyramid is True and set(head.tap_norms) == {"P3", "P4", "P5"}
+    config = json.loads(json.dumps(head.get_config()))
+    assert config["normalize_pyramid"] is True
+    assert fk.DetectionHead.from_config(config).normalize_pyramid is True
+    del config["normalize_pyramid"]  # a config written before the option existed
+    old = fk.DetectionHead.from_config(config)
+    old.build(PYRAMID)
+    assert old.normalize_pyramid is False and not old.tap_norms
+    assert fk.DetectionHead(2, normalize_pyramid=1).normalize_pyramid is True
+    for wrong in ("yes", 2, None):
+        with pytest.raises(ValueError, match="must be True, False or \"auto\""):
+            fk.DetectionHead(2, normalize_pyramid=wrong)
+
+
+def test_anchor_warning_names_elongated_boxes_and_its_aspect_ratios_cover_them():
+    import re
+    import warnings
+
+    from finetunekit.families.detection.anchors import best_anchor_iou
+
+    tall = [{"boxes": np.array([[6, 2, 10, 30], [22, 2, 26, 30]], "float32")}]  # 4 x 28 px
+    head = built_head(anchor_size=1.0)  # anchors from 8 px: the boxes are not too small
+    with pytest.warns(UserWarning, match=r"2 of 2 boxes overlap no anchor") as caught:
+        head.check_learnable(tall, [(32, 32)])
+    message = str(caught[0].message)
+    assert "their median height/width is 7, the anchors' 0.5 to 2" in message
+    assert "anchor_size" not in message  # size is not what misses them
+    suggested = re.search(r"aspect_ratios=\(([^)]*)\)", message).group(1)
+    ratios = [float(r) for r in suggested.split(",")]
+    assert ratios == [3.5, 7.0, 14.0]
+    fixed = built_head(anchor_size=1.0, aspect_ratios=ratios)
+    assert (best_anchor_iou(tall[0]["boxes"], fixed.anchors) >= 0.5).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fixed.check_learnable(tall, [(32, 32)])
 
 
 def spread_detector():

@@ -50,8 +50,8 @@ class DetectionHead(SpatialHead):
         min_level, max_level: int. Pyramid levels with anchors (stride
             `2**level`). Defaults to 3 and 7.
         num_scales: int. Anchor scales per level. Defaults to 3.
-        aspect_ratios: floats. Anchor width/height ratios. Defaults to
-            `(0.5, 1.0, 2.0)`.
+        aspect_ratios: floats. Anchor height/width ratios (2.0 is an anchor
+            twice as tall as wide). Defaults to `(0.5, 1.0, 2.0)`.
         anchor_size: float. Base anchor side in units of the level's stride.
             Defaults to 4.0 (32 pixels on `P3`).
         box_variance: 4 floats. Scale of the box deltas.
@@ -59,10 +59,15 @@ class DetectionHead(SpatialHead):
         confidence_threshold: float. Detections scoring less are dropped.
             Defaults to 0.05.
         max_detections: int. Detections kept per image. Defaults to 100.
-        normalize_pyramid: bool. Group-normalise each backbone feature map
-            before the FPN (32 groups, or fewer for narrow maps), so that the
-            scale of a pretrained backbone's activations does not set the
-            scale of the FPN's inputs. Defaults to False.
+        normalize_pyramid: bool or `"auto"`. Group-normalise each backbone
+            feature map before the FPN (32 groups, or fewer for narrow maps),
+            so that the scale of a pretrained backbone's activations does not
+            set the scale of the FPN's inputs. `"auto"` (the default) decides
+            by the backbone's weights when `FineTuner` builds the model: True
+            for pretrained weights (a file, `"imagenet"`, a preset, your own
+            model), False for random ones (`weights=None`); a head built
+            without a FineTuner normalises. The decision is saved with the
+            model as a plain bool.
         **kwargs: Standard `keras.layers.Layer` arguments.
 
     Returns:
@@ -86,7 +91,7 @@ class DetectionHead(SpatialHead):
         self, num_classes, bounding_box_format="xyxy", fpn_filters=256, num_head_convs=4,
         min_level=3, max_level=7, num_scales=3, aspect_ratios=(0.5, 1.0, 2.0), anchor_size=4.0,
         box_variance=(0.1, 0.1, 0.2, 0.2), iou_threshold=0.5, confidence_threshold=0.05,
-        max_detections=100, normalize_pyramid=False, **kwargs,
+        max_detections=100, normalize_pyramid="auto", **kwargs,
     ):
         super().__init__(**kwargs)
         if isinstance(num_classes, bool) or int(num_classes) != num_classes or num_classes < 1:
@@ -116,12 +121,27 @@ class DetectionHead(SpatialHead):
             "confidence_threshold": float(confidence_threshold),
             "max_detections": int(max_detections),
         }
-        self.normalize_pyramid = bool(normalize_pyramid)
+        flags = (bool, int, np.bool_, np.integer)
+        if isinstance(normalize_pyramid, flags) and normalize_pyramid in (0, 1):
+            normalize_pyramid = bool(normalize_pyramid)
+        elif normalize_pyramid != "auto":
+            raise ValueError(
+                "`normalize_pyramid` must be True, False or \"auto\" (True for pretrained "
+                "weights, False for random ones). Received: "
+                f"normalize_pyramid={normalize_pyramid!r}"
+            )
+        self.normalize_pyramid = normalize_pyramid
         self.image_size = None
         self.anchors = None
         self.tap_norms = {}
 
     # ------------------------------------------------------------------ model
+    def adapt_backbone(self, kind):
+        """Resolves `normalize_pyramid="auto"` from the backbone's weights (True unless random)."""
+        if self.normalize_pyramid == "auto":
+            self.normalize_pyramid = not getattr(kind, "learns_norm_stats", False)
+        return kind
+
     def build(self, input_shape):
         FeaturePyramid = retinanet_feature_pyramid_class()
         PredictionHead = retinanet_prediction_head_class()
@@ -136,6 +156,8 @@ class DetectionHead(SpatialHead):
             dtype=self.dtype_policy, name="fpn",
         )
         self.fpn.build({level: pyramid[level] for level in self.levels})
+        if self.normalize_pyramid == "auto":  # built without a FineTuner: weights unknown
+            self.normalize_pyramid = True
         if self.normalize_pyramid:
             for level in self.levels:
                 channels = int(pyramid[level][-1])
@@ -212,6 +234,8 @@ class DetectionHead(SpatialHead):
         anchors (`anchor_size * 2 ** min_level` pixels) or of another shape
         has none, and trains only through the one anchor it is forced onto,
         whose box deltas must then stretch far: such boxes are learned poorly.
+        The warning says whether the missed boxes are too small for the
+        anchors or more elongated than their `aspect_ratios` (height/width).
         """
         if getattr(self, "anchors", None) is None:
             return
@@ -223,16 +247,34 @@ class DetectionHead(SpatialHead):
         missed = best_anchor_iou(boxes, self.anchors) < POSITIVE_IOU
         if not missed.any():
             return
-        sides = np.sqrt(np.prod(boxes[missed][:, 2:] - boxes[missed][:, :2], axis=1))
+        extent = np.maximum(boxes[:, 2:] - boxes[:, :2], 1e-6)  # (width, height)
+        sides = np.sqrt(np.prod(extent[missed], axis=1))
+        shapes = extent[:, 1] / extent[:, 0]  # height / width, as aspect_ratios count
         smallest = self.anchor_options["anchor_size"] * 2 ** self.anchor_options["min_level"]
+        ratios = self.anchor_options["aspect_ratios"]
+        shape = float(np.median(shapes[missed]))
+        facts = (f"their median side is {np.median(sides):.0f} px; the smallest anchors are "
+                 f"{smallest:g} px")
+        advice = []
+        if not min(ratios) / 1.5 <= shape <= max(ratios) * 1.5:
+            usual = float(np.median(shapes))
+            suggested = ", ".join(f"{r:.2g}" for r in (usual / 2, usual, usual * 2))
+            facts += (f"; their median height/width is {shape:.2g}, the anchors' "
+                      f"{min(ratios):g} to {max(ratios):g}")
+            advice.append(
+                "Pass anchor shapes around your boxes' own, e.g. DetectionHead(aspect_ratios="
+                f"({suggested})) for boxes whose median height/width is {usual:.2g}"
+            )
+        if not advice or np.median(sides) < smallest:
+            advice.append(
+                "Pass a larger input_shape, or a smaller DetectionHead(anchor_size=...) (e.g. "
+                f"anchor_size=2 for {2 * 2 ** self.anchor_options['min_level']:g} px anchors)"
+            )
         warn_user(
             f"{int(missed.sum())} of {len(boxes)} boxes overlap no anchor with IoU >= "
             f"{POSITIVE_IOU} at the model's {self.image_size[0]}x{self.image_size[1]} input "
-            f"(their median side is {np.median(sides):.0f} px; the smallest anchors are "
-            f"{smallest:g} px): each trains only through the one anchor it is forced onto, and "
-            "is learned poorly. Pass a larger "
-            "input_shape, or a smaller DetectionHead(anchor_size=...) (e.g. anchor_size=2 for "
-            f"{2 * 2 ** self.anchor_options['min_level']:g} px anchors)."
+            f"({facts}): each trains only through the one anchor it is forced onto, and is "
+            f"learned poorly. {'. '.join(advice)}."
         )
 
     def read_data(self, x, y):
@@ -342,6 +384,11 @@ class DetectionHead(SpatialHead):
             **self.nms_options,
             "normalize_pyramid": self.normalize_pyramid,
         }
+
+    @classmethod
+    def from_config(cls, config):
+        # A config written before the option existed had taps fed to the FPN as they are.
+        return super().from_config({"normalize_pyramid": False, **config})
 
 
 def _input_levels(pyramid, low, high):
