@@ -7,6 +7,20 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 
+def _lighter_tensorflow():
+    """Test-run speed on 2 cores: each of the two pytest workers runs TensorFlow ops on one
+    thread, and Grappler's graph rewrites (which do not change results) are skipped; the
+    tiny test graphs are traced far more often than they run. Measured on 69 tests of
+    test_text, test_heads and test_caching: 52 s instead of 65 s."""
+    import tensorflow as tf
+
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+
+
+_lighter_tensorflow()
+
+
 @pytest.fixture(autouse=True)
 def _seed_and_clear():
     import keras

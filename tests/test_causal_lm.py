@@ -166,6 +166,7 @@ def test_keras_hub_export_merges_lora_and_gives_the_same_logits(tmp_path):
     np.testing.assert_allclose(logits_of(again.backbone_kind.task, ids), expected, atol=1e-4)
 
 
+@pytest.mark.slow  # CI time budget; the harness serves causal_lm-InstructionHead exports by default
 def test_saved_model_serves_prompt_strings_with_the_answers_of_generate(tmp_path):
     import tensorflow as tf
 

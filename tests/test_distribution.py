@@ -106,8 +106,13 @@ def _assert_same(a, b):
     np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-4)
 
 
-def test_mirrored_strategy_on_two_cpu_devices_equals_one_device(tmp_path):
-    single = _result(*_run(tmp_path, "single"))
+@pytest.fixture(scope="module")
+def single(tmp_path_factory):
+    """The one-device run both strategy runs are compared with (run once)."""
+    return _result(*_run(tmp_path_factory.mktemp("single"), "single"))
+
+
+def test_mirrored_strategy_on_two_cpu_devices_equals_one_device(tmp_path, single):
     mirrored = _result(*_run(tmp_path, "mirrored"))
     assert mirrored["replicas"] == 2 and single["replicas"] == 1
     _assert_same(single, mirrored)
@@ -125,8 +130,8 @@ def _free_ports(n):
             s.close()
 
 
-def test_multi_worker_mirrored_on_localhost_equals_one_device(tmp_path):
-    single = _result(*_run(tmp_path, "single"))
+@pytest.mark.slow  # CI time budget; MirroredStrategy equality runs by default
+def test_multi_worker_mirrored_on_localhost_equals_one_device(tmp_path, single):
     workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
     runs = []
     for index in range(2):

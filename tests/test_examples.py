@@ -23,6 +23,7 @@ def _run_example(name, *args, timeout=300, **env_vars):
     )
 
 
+@pytest.mark.slow  # CI time budget; the library paths it uses are tested by default elsewhere
 def test_animals_resnet50_smoke():
     done = _run_example("animals_resnet50.py", "--smoke")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -54,6 +55,7 @@ def test_bert_sentiment_smoke_with_offline_minilm():
     assert predicted.strip("[]'\" ") in ("positive", "negative", "neutral")
 
 
+@pytest.mark.slow  # CI time budget; the library paths it uses are tested by default elsewhere
 def test_bert_sentiment_smoke_offline_without_minilm(tmp_path):
     """With only `pip install -e .` (no MiniLM package): a tiny random BERT, no download."""
     hidden = tmp_path / "hide_minilm"
@@ -84,6 +86,7 @@ def test_segmentation_smoke(tmp_path):
         assert word in out
 
 
+@pytest.mark.slow  # CI time budget; the library paths it uses are tested by default elsewhere
 def test_detection_smoke():
     """The detection example on a generated YOLO folder: fine_tune, COCO report, plot, save/load."""
     done = _run_example("detection.py", "--smoke")
@@ -128,6 +131,7 @@ def test_speech_examples_smoke(name):
     assert lines[-3].split(":", 1)[1].strip() == lines[-2].split(":", 1)[1].strip()
 
 
+@pytest.mark.slow  # CI time budget; the library paths it uses are tested by default elsewhere
 def test_translation_smoke():
     done = _run_example("translation.py", "--smoke", timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -12,9 +12,12 @@ from tests.harness import (
     build,
     check_task,
     data,
+    export_pairs,
     matrix,
     matrix_params,
 )
+
+EXPORTED = export_pairs()
 
 
 def _head_classes(cls=fk.heads.Head):
@@ -73,6 +76,23 @@ def test_slow_pairs_are_in_the_matrix():
 
 @pytest.mark.parametrize("kind,head", matrix_params())
 def test_task(kind, head, tmp_path):
+    case = HEAD_CASES[head]
+    x, y = data(kind, case)
+    check_task(build(kind, case), x, y, tmp_path, case, export=(kind, head) in EXPORTED)
+
+
+def test_export_pairs_serve_every_kind_and_head():
+    assert {kind for kind, _ in EXPORTED} == set(BACKBONE_CASES)
+    assert {head for _, head in EXPORTED} == {head for pair in matrix() if pair not in SLOW
+                                              for head in pair[1:]}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "kind,head", [pair for pair in matrix() if pair not in EXPORTED and pair not in SLOW]
+)
+def test_export(kind, head, tmp_path):
+    """The pairs the default run does not export (`export_pairs`), served."""
     case = HEAD_CASES[head]
     x, y = data(kind, case)
     check_task(build(kind, case), x, y, tmp_path, case)

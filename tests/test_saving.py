@@ -215,6 +215,7 @@ def _check_after_kill(folder, reference, images):
     return mid_write, version, last
 
 
+@pytest.mark.slow  # CI time budget; atomic replace is tested deterministically above
 def test_sigkill_at_random_moments_never_breaks_the_saved_file(tmp_path):
     """Writers saving in a loop are SIGKILLed at seeded random moments; the file always loads."""
     reference = tiny_tuner()
