@@ -41,7 +41,7 @@ def test_random_weights_learn_their_statistics_and_pretrained_ones_keep_theirs()
                           input_shape=(32, 32, 3))  # unfreeze=0: nothing of the backbone trains
     assert not trainable_norm_layers(frozen.backbone)
     ft.compile(learning_rate=1e-3)
-    history = ft.fit(x, y, epochs=4, batch_size=8, verbose=0)
+    history = ft.fit(x, y, epochs=6, batch_size=8, verbose=0)
     assert history.history["loss"][-1] < 0.6  # it learns (it stayed at 0.693 with frozen BN)
     accuracy = np.mean(np.argmax(ft.predict(x, verbose=0), axis=-1) == y)
     assert accuracy >= 0.9, accuracy  # inference mode agrees with what training learned
