@@ -11,7 +11,9 @@ def _lighter_tensorflow():
     """Test-run speed on 2 cores: each of the two pytest workers runs TensorFlow ops on one
     thread, and Grappler's graph rewrites (which do not change results) are skipped; the
     tiny test graphs are traced far more often than they run. Measured on 69 tests of
-    test_text, test_heads and test_caching: 52 s instead of 65 s."""
+    test_text, test_heads and test_caching: 52 s instead of 65 s. finetunekit is imported
+    first so that TensorFlow starts with the library's own settings (oneDNN)."""
+    import finetunekit  # noqa: F401, I001 (before TensorFlow: it sets oneDNN)
     import tensorflow as tf
 
     tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})

@@ -439,7 +439,7 @@ _OWNERS = {
     "keras.Model instance": _functional_model,
     "keras.Model instance (TensorFlow backend)": _tensorflow_model,
     "keras.optimizers.Optimizer instance": lambda: keras.optimizers.Adam(),
-    "keras.optimizers.Adam (built)": lambda: _built_adam(),
+    "keras.optimizers.Adam (built)": _built_adam,
     "tf.distribute.StrategyExtended": lambda: (
         importlib.import_module("tensorflow").distribute.StrategyExtended
     ),
